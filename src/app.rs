@@ -1,0 +1,182 @@
+//! Application context and server lifecycle.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_sessions::ExpiredDeletion;
+
+use crate::auth::session::DbSessionStore;
+use crate::auth::throttle::LoginThrottle;
+use crate::config::Settings;
+use crate::providers::ProviderRegistry;
+use crate::storage::{self, DynStore};
+use crate::vault::{self, KeyRing, KeySource};
+
+/// Everything a request handler may need, shared behind one `Arc`.
+pub struct AppContext {
+    pub settings: Settings,
+    pub store: DynStore,
+    pub keys: KeyRing,
+    pub providers: ProviderRegistry,
+    pub login_throttle: LoginThrottle,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<AppContext>);
+
+impl Deref for AppState {
+    type Target = AppContext;
+    fn deref(&self) -> &AppContext {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(ctx: AppContext) -> Self {
+        AppState(Arc::new(ctx))
+    }
+}
+
+/// Opens the database, applies migrations, loads keys and providers. Any
+/// failure here stops the start with a message that names the cause.
+pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    let (keys, source) = vault::load_key_ring(&settings)?;
+    if let KeySource::DevFile { path, created } = &source {
+        tracing::warn!(
+            path = %path.display(),
+            created,
+            "no PLUGBOARD_ENCRYPTION_KEYS set: using a generated development key file. \
+             Fine for trying Plugboard on SQLite; for real use run `plugboard keys generate` \
+             and set PLUGBOARD_ENCRYPTION_KEYS"
+        );
+    }
+    let providers = ProviderRegistry::load(&settings.providers.dir)
+        .map_err(|report| anyhow::anyhow!("{report}"))?;
+    let store = storage::connect(&settings).await?;
+    store.migrate().await?;
+    let login_throttle = LoginThrottle::new(
+        settings.auth.login_attempts_per_ip_per_minute,
+        settings.auth.login_attempts_per_account_per_minute,
+    );
+    Ok(AppState::new(AppContext {
+        settings,
+        store,
+        keys,
+        providers,
+        login_throttle,
+    }))
+}
+
+/// A running server, for `main` and for the test harness.
+pub struct Server {
+    pub local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Asks the server to stop and waits for in-flight requests to finish.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.handle.await.context("server task panicked")?
+    }
+
+    /// Resolves when the server task ends (after a signal, for `main`).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.handle.await.context("server task panicked")?
+    }
+}
+
+pub async fn spawn(state: AppState, listener: TcpListener) -> anyhow::Result<Server> {
+    let local_addr = listener.local_addr()?;
+    let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let router = crate::web::router(state.clone());
+
+    let maintenance = tokio::spawn(maintenance_loop(state.clone(), shutdown.subscribe()));
+    let handle = tokio::spawn(async move {
+        let stop_signal = async move {
+            let _ = shutdown_rx.wait_for(|stop| *stop).await;
+        };
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop_signal);
+        let result = serve.await.context("serving HTTP");
+        maintenance.abort();
+        state.store.close().await;
+        result
+    });
+    Ok(Server {
+        local_addr,
+        shutdown,
+        handle,
+    })
+}
+
+/// Housekeeping: expired sessions, idle throttle entries.
+async fn maintenance_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let sessions = DbSessionStore::new(state.store.clone());
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(err) = sessions.delete_expired().await {
+                    tracing::warn!(error = %err, "deleting expired sessions failed");
+                }
+                state.login_throttle.prune();
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+/// Runs the server until a signal, then drains in-flight requests for at
+/// most `shutdown_grace_secs`.
+pub async fn serve_until_signal(state: AppState) -> anyhow::Result<()> {
+    let addr = format!("{}:{}", state.settings.server.host, state.settings.server.port);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr} (server.host / server.port)"))?;
+    let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
+    let public_url = state.settings.public_url().to_owned();
+    let server = spawn(state, listener).await?;
+    tracing::info!(addr = %server.local_addr, %public_url, "plugboard listening");
+    shutdown_signal().await;
+    tracing::info!("shutdown requested; finishing in-flight requests");
+    let _ = server.shutdown.send(true);
+    match tokio::time::timeout(grace, server.handle).await {
+        Ok(joined) => joined.context("server task panicked")?,
+        Err(_) => {
+            tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; exiting");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Layered settings: compiled-in `config/default.toml`, an optional TOML file
+//! named by `PLUGBOARD_CONFIG`, then environment variables (and `.env`).
+//!
+//! Environment names are an explicit table rather than a prefix convention:
+//! setting names contain underscores, so `PLUGBOARD_A_B_C` could not say
+//! which underscore is a section break. The table is also what `.env.example`
+//! is checked against.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use config::{Config, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variable → setting key. Earlier names win over later ones
+/// for the same key (`DATABASE_URL` over `PLUGBOARD_DATABASE_URL`).
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("PLUGBOARD_ENV", "env"),
+    ("PLUGBOARD_DATA_DIR", "data_dir"),
+    ("PLUGBOARD_HOST", "server.host"),
+    ("PORT", "server.port"),
+    ("PLUGBOARD_PORT", "server.port"),
+    ("PLUGBOARD_PUBLIC_URL", "server.public_url"),
+    ("PLUGBOARD_BODY_LIMIT_BYTES", "server.body_limit_bytes"),
+    ("PLUGBOARD_REQUEST_TIMEOUT_SECS", "server.request_timeout_secs"),
+    ("PLUGBOARD_SHUTDOWN_GRACE_SECS", "server.shutdown_grace_secs"),
+    ("PLUGBOARD_TRUST_PROXY_HEADERS", "server.trust_proxy_headers"),
+    ("DATABASE_URL", "database.url"),
+    ("PLUGBOARD_DATABASE_URL", "database.url"),
+    ("PLUGBOARD_DATABASE_MAX_CONNECTIONS", "database.max_connections"),
+    ("PLUGBOARD_DATABASE_ACQUIRE_TIMEOUT_SECS", "database.acquire_timeout_secs"),
+    ("PLUGBOARD_ALLOW_SIGNUP", "auth.allow_signup"),
+    ("PLUGBOARD_SESSION_TTL_HOURS", "auth.session_ttl_hours"),
+    ("PLUGBOARD_MIN_PASSWORD_LENGTH", "auth.min_password_length"),
+    ("PLUGBOARD_LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "auth.login_attempts_per_ip_per_minute"),
+    (
+        "PLUGBOARD_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE",
+        "auth.login_attempts_per_account_per_minute",
+    ),
+    ("PLUGBOARD_INVITE_TTL_HOURS", "auth.invite_ttl_hours"),
+    ("PLUGBOARD_LOG_FORMAT", "log.format"),
+    ("PLUGBOARD_LOG_LEVEL", "log.level"),
+    ("PLUGBOARD_ENCRYPTION_KEYS", "vault.encryption_keys"),
+    ("PLUGBOARD_ROTATE_BATCH_SIZE", "vault.rotate_batch_size"),
+    ("PLUGBOARD_PROVIDERS_DIR", "providers.dir"),
+];
+
+/// Names the optional extra TOML file; not a setting itself.
+pub const CONFIG_FILE_VAR: &str = "PLUGBOARD_CONFIG";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub env: Environment,
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+    pub vault: VaultSettings,
+    pub providers: ProviderSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub public_url: String,
+    pub body_limit_bytes: usize,
+    pub request_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+    pub trust_proxy_headers: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// May carry a password, hence secret.
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub allow_signup: bool,
+    pub session_ttl_hours: u32,
+    pub min_password_length: usize,
+    pub login_attempts_per_ip_per_minute: u32,
+    pub login_attempts_per_account_per_minute: u32,
+    pub invite_ttl_hours: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct VaultSettings {
+    pub encryption_keys: SecretString,
+    pub rotate_batch_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProviderSettings {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("invalid setting `{setting}`: {message}")]
+    Setting { setting: String, message: String },
+}
+
+fn setting_error(setting: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Setting {
+        setting: setting.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl Settings {
+    /// Reads `.env` (if present) and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is not silently ignored.
+        if let Err(err) = dotenvy::dotenv() {
+            if !err.not_found() {
+                return Err(ConfigError::Invalid(format!(".env: {err}")));
+            }
+        }
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::from_env_map(&env)
+    }
+
+    /// The pure core of [`Settings::load`], so tests never touch process env.
+    pub fn from_env_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(path) = env.get(CONFIG_FILE_VAR).filter(|p| !p.is_empty()) {
+            builder = builder.add_source(File::new(path, FileFormat::Toml).required(true));
+        }
+        // Reverse so that the first name listed for a key is applied last and wins.
+        for (var, key) in ENV_VARS.iter().rev() {
+            if let Some(value) = env.get(*var) {
+                builder = builder
+                    .set_override(*key, value.as_str())
+                    .map_err(|e| setting_error(key, e.to_string()))?;
+            }
+        }
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let settings: Settings = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.port == 0 {
+            return Err(setting_error("server.port", "expected a port from 1 to 65535"));
+        }
+        let public = &self.server.public_url;
+        if !(public.starts_with("http://") || public.starts_with("https://"))
+            || public.trim_end_matches('/').len() <= "https://".len()
+        {
+            return Err(setting_error(
+                "server.public_url",
+                format!("expected an http:// or https:// URL, got {public:?}"),
+            ));
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return Err(setting_error(
+                "server.body_limit_bytes",
+                "expected at least 1024 bytes",
+            ));
+        }
+        if self.server.request_timeout_secs == 0 {
+            return Err(setting_error(
+                "server.request_timeout_secs",
+                "expected at least 1 second",
+            ));
+        }
+        let url = self.database.url.expose_secret();
+        if !url.is_empty()
+            && !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+        {
+            // Never echo the value: it may hold a password.
+            return Err(setting_error(
+                "database.url",
+                "expected postgres://…, postgresql://…, sqlite:… or empty for the embedded SQLite",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(setting_error(
+                "database.max_connections",
+                "expected at least 1",
+            ));
+        }
+        if self.auth.session_ttl_hours == 0 {
+            return Err(setting_error("auth.session_ttl_hours", "expected at least 1"));
+        }
+        if !(8..=128).contains(&self.auth.min_password_length) {
+            return Err(setting_error(
+                "auth.min_password_length",
+                "expected a number from 8 to 128",
+            ));
+        }
+        if self.auth.login_attempts_per_ip_per_minute == 0
+            || self.auth.login_attempts_per_account_per_minute == 0
+        {
+            return Err(setting_error(
+                "auth.login_attempts_per_*_per_minute",
+                "expected at least 1",
+            ));
+        }
+        if self.auth.invite_ttl_hours == 0 {
+            return Err(setting_error("auth.invite_ttl_hours", "expected at least 1"));
+        }
+        if self.vault.rotate_batch_size == 0 {
+            return Err(setting_error("vault.rotate_batch_size", "expected at least 1"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(setting_error(
+                "log.level",
+                format!("expected a tracing filter such as \"info\", got {:?}", self.log.level),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn uses_embedded_sqlite(&self) -> bool {
+        let url = self.database.url.expose_secret();
+        url.is_empty() || url.starts_with("sqlite:")
+    }
+
+    pub fn cookies_secure(&self) -> bool {
+        self.server.public_url.starts_with("https://")
+    }
+
+    pub fn public_url(&self) -> &str {
+        self.server.public_url.trim_end_matches('/')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_without_any_environment() {
+        let s = Settings::from_env_map(&env(&[])).expect("defaults are valid");
+        assert_eq!(s.server.port, 8080);
+        assert!(s.uses_embedded_sqlite());
+        assert_eq!(s.env, Environment::Development);
+    }
+
+    #[test]
+    fn conventional_names_override_and_win() {
+        let s = Settings::from_env_map(&env(&[
+            ("PORT", "9000"),
+            ("PLUGBOARD_PORT", "9001"),
+            ("DATABASE_URL", "postgres://a@b/c"),
+        ]))
+        .unwrap();
+        assert_eq!(s.server.port, 9000);
+        assert!(!s.uses_embedded_sqlite());
+    }
+
+    #[test]
+    fn bad_value_names_the_setting() {
+        let err = Settings::from_env_map(&env(&[("PORT", "eighty")])).unwrap_err();
+        assert!(err.to_string().contains("server.port"), "{err}");
+        let err = Settings::from_env_map(&env(&[("PLUGBOARD_LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(err.to_string().contains("log.format"), "{err}");
+        let err = Settings::from_env_map(&env(&[("PLUGBOARD_PUBLIC_URL", "ftp://x")])).unwrap_err();
+        assert!(err.to_string().contains("server.public_url"), "{err}");
+    }
+
+    #[test]
+    fn database_url_error_does_not_echo_the_password() {
+        let err = Settings::from_env_map(&env(&[("DATABASE_URL", "mysql://u:hunter2@h/db")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("database.url"));
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn every_setting_is_documented_in_default_toml_and_env_example() {
+        let example = include_str!("../.env.example");
+        for (var, key) in ENV_VARS {
+            assert!(example.contains(var), ".env.example misses {var}");
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(
+                DEFAULT_TOML.contains(&format!("{leaf} =")),
+                "default.toml misses {key}"
+            );
+            assert!(DEFAULT_TOML.contains(var), "default.toml does not name {var}");
+        }
+        assert!(example.contains(CONFIG_FILE_VAR));
+    }
+}

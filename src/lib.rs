@@ -1,0 +1,14 @@
+//! Plugboard: a self-hosted, multi-tenant integrations hub in one binary.
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod providers;
+pub mod storage;
+pub mod telemetry;
+pub mod tenancy;
+pub mod vault;
+pub mod web;

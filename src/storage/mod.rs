@@ -1,0 +1,234 @@
+//! Storage: one [`Store`] trait, a PostgreSQL and an SQLite implementation.
+//!
+//! Each capability module declares its own store trait (`AccountStore`,
+//! `TenancyStore`, …) and owns the SQL behind it. The trait is implemented
+//! for both [`PgStore`] and [`SqliteStore`] with [`impl_for_backends!`]: the
+//! method bodies are written once, and where the dialects differ the SQL is
+//! chosen explicitly with `Self::sql(pg, sqlite)`. Queries are runtime
+//! `query_as` over static SQL; no `sqlx::Any`.
+//!
+//! Timestamps are written by the application (never `DEFAULT now()`) and
+//! truncated to whole seconds: SQLite keeps them as RFC 3339 text, and only a
+//! fixed-width text compares correctly as a string.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use time::OffsetDateTime;
+
+use crate::auth::store::{AccountStore, SessionRecordStore};
+use crate::audit::AuditStore;
+use crate::config::Settings;
+use crate::tenancy::store::TenancyStore;
+use crate::vault::store::VaultStore;
+
+pub static PG_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Everything the application asks of a database.
+#[async_trait]
+pub trait Store:
+    AccountStore + SessionRecordStore + TenancyStore + AuditStore + VaultStore + Send + Sync + 'static
+{
+    fn backend(&self) -> Backend;
+    async fn ping(&self) -> sqlx::Result<()>;
+    /// Migrations compiled into this binary that the database has not applied.
+    async fn pending_migrations(&self) -> anyhow::Result<usize>;
+    async fn migrate(&self) -> anyhow::Result<()>;
+    async fn close(&self);
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pub(crate) pool: SqlitePool,
+}
+
+impl PgStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+    /// Picks the PostgreSQL text of a query whose dialects differ.
+    pub(crate) const fn sql(pg: &'static str, _sqlite: &'static str) -> &'static str {
+        pg
+    }
+}
+
+impl SqliteStore {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+    pub(crate) const fn sql(_pg: &'static str, sqlite: &'static str) -> &'static str {
+        sqlite
+    }
+}
+
+/// Implements a store trait for both backends from one body.
+#[macro_export]
+macro_rules! impl_for_backends {
+    (impl $trait:path { $($body:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $trait for $crate::storage::PgStore { $($body)* }
+        #[async_trait::async_trait]
+        impl $trait for $crate::storage::SqliteStore { $($body)* }
+    };
+}
+
+/// The current time as stored: UTC, whole seconds (see the module docs).
+pub fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+/// True when a write failed on a UNIQUE or PRIMARY KEY constraint.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}
+
+async fn pending(migrator: &Migrator, applied: Vec<i64>) -> usize {
+    migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
+        .count()
+}
+
+const APPLIED_MIGRATIONS_SQL: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+    async fn ping(&self) -> sqlx::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+    async fn pending_migrations(&self) -> anyhow::Result<usize> {
+        let applied: Vec<i64> = sqlx::query_scalar(APPLIED_MIGRATIONS_SQL)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_default();
+        Ok(pending(&PG_MIGRATOR, applied).await)
+    }
+    async fn migrate(&self) -> anyhow::Result<()> {
+        PG_MIGRATOR
+            .run(&self.pool)
+            .await
+            .context("running PostgreSQL migrations")
+    }
+    async fn close(&self) {
+        self.pool.close().await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+    async fn ping(&self) -> sqlx::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+    async fn pending_migrations(&self) -> anyhow::Result<usize> {
+        let applied: Vec<i64> = sqlx::query_scalar(APPLIED_MIGRATIONS_SQL)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_default();
+        Ok(pending(&SQLITE_MIGRATOR, applied).await)
+    }
+    async fn migrate(&self) -> anyhow::Result<()> {
+        SQLITE_MIGRATOR
+            .run(&self.pool)
+            .await
+            .context("running SQLite migrations")
+    }
+    async fn close(&self) {
+        self.pool.close().await
+    }
+}
+
+/// Opens the configured database (creating the embedded SQLite file and its
+/// folder when needed). Does not migrate.
+pub async fn connect(settings: &Settings) -> anyhow::Result<DynStore> {
+    let url = settings.database.url.expose_secret();
+    let acquire = Duration::from_secs(settings.database.acquire_timeout_secs);
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let options = PgConnectOptions::from_str(url).context("parsing database.url")?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.database.max_connections)
+            .acquire_timeout(acquire)
+            .connect_with(options)
+            .await
+            .context("connecting to PostgreSQL (database.url)")?;
+        return Ok(Arc::new(PgStore::new(pool)));
+    }
+    let options = if url.is_empty() {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!("creating data folder {}", settings.data_dir.display())
+        })?;
+        SqliteConnectOptions::new().filename(settings.data_dir.join("plugboard.db"))
+    } else {
+        SqliteConnectOptions::from_str(url).context("parsing database.url")?
+    };
+    let pool = sqlite_pool(options, settings.database.max_connections, acquire).await?;
+    Ok(Arc::new(SqliteStore::new(pool)))
+}
+
+pub async fn sqlite_pool(
+    options: SqliteConnectOptions,
+    max_connections: u32,
+    acquire: Duration,
+) -> anyhow::Result<SqlitePool> {
+    let options = options
+        .create_if_missing(true)
+        .foreign_keys(true)
+        // WAL lets readers run beside the single writer; busy_timeout makes
+        // writers queue instead of failing with SQLITE_BUSY.
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(10));
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire)
+        .connect_with(options)
+        .await
+        .context("opening the SQLite database")
+}
+
+pub fn sqlite_file_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new().filename(path)
+}

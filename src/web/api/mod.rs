@@ -1,0 +1,47 @@
+//! JSON API under `/api`.
+
+mod auth;
+mod integrations;
+mod workspaces;
+
+use axum::Router;
+use axum::routing::{delete, get, patch, post};
+
+use crate::app::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/signup", post(auth::signup))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/me", get(auth::me))
+        .route("/workspaces", get(workspaces::list).post(workspaces::create))
+        .route("/workspaces/{workspace_id}", get(workspaces::show))
+        .route("/workspaces/{workspace_id}/switch", post(workspaces::switch))
+        .route(
+            "/workspaces/{workspace_id}/members",
+            get(workspaces::members).post(workspaces::add_member),
+        )
+        .route(
+            "/workspaces/{workspace_id}/members/{user_id}",
+            patch(workspaces::change_role).delete(workspaces::remove_member),
+        )
+        .route(
+            "/workspaces/{workspace_id}/invites",
+            get(workspaces::invites).post(workspaces::create_invite),
+        )
+        .route(
+            "/workspaces/{workspace_id}/invites/{invite_id}",
+            delete(workspaces::revoke_invite),
+        )
+        .route("/workspaces/{workspace_id}/audit", get(workspaces::audit))
+        .route("/invites/{token}/accept", post(workspaces::accept_invite))
+        .route("/capabilities", get(integrations::capabilities))
+        .route("/integrations/providers", get(integrations::providers))
+        .route("/integrations/{provider}", get(integrations::provider))
+        .route("/integrations/{provider}/catalog", get(integrations::catalog))
+        .route(
+            "/integrations/{provider}/{object}/mapping/defaults",
+            get(integrations::mapping_defaults),
+        )
+}

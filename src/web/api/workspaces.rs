@@ -1,0 +1,191 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::audit::AuditRecord;
+use crate::auth::extract::{CurrentTenant, CurrentUser, PathTenant};
+use crate::auth::session::WORKSPACE_KEY;
+use crate::error::{AppError, AppResult};
+use crate::storage::now;
+use crate::tenancy::service::{self, CreatedInvite, parse_role};
+use crate::tenancy::{Invite, Member, Tenant, WorkspaceId};
+use crate::web::extract::ApiJson;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceDetail {
+    id: WorkspaceId,
+    name: String,
+    organization_id: Uuid,
+    organization_name: String,
+    role: &'static str,
+}
+
+impl From<&Tenant> for WorkspaceDetail {
+    fn from(t: &Tenant) -> Self {
+        WorkspaceDetail {
+            id: t.workspace_id,
+            name: t.workspace_name.clone(),
+            organization_id: t.organization_id,
+            organization_name: t.organization_name.clone(),
+            role: t.role.as_str(),
+        }
+    }
+}
+
+/// Path ids that don't parse are as absent as ids that don't exist.
+fn parse_id(raw: &str, what: &str) -> AppResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| AppError::not_found(format!("{what} not found")))
+}
+
+pub async fn list(State(state): State<AppState>, current: CurrentUser) -> AppResult<Json<Vec<WorkspaceDetail>>> {
+    let memberships = state.store.workspaces_for_user(current.user.id).await?;
+    Ok(Json(
+        memberships
+            .iter()
+            .map(|m| WorkspaceDetail::from(&Tenant::from_membership(current.user.id, m)))
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct CreateWorkspace {
+    name: String,
+}
+
+/// Creates a workspace in the organization of the current workspace.
+pub async fn create(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    ApiJson(input): ApiJson<CreateWorkspace>,
+) -> AppResult<(StatusCode, Json<WorkspaceDetail>)> {
+    let id = service::create_workspace(&state.store, &current.tenant, &input.name).await?;
+    let membership = state
+        .store
+        .membership(id, current.user.id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("workspace vanished after creation"))?;
+    let tenant = Tenant::from_membership(current.user.id, &membership);
+    Ok((StatusCode::CREATED, Json(WorkspaceDetail::from(&tenant))))
+}
+
+pub async fn show(path: PathTenant) -> AppResult<Json<WorkspaceDetail>> {
+    Ok(Json(WorkspaceDetail::from(&path.tenant)))
+}
+
+pub async fn switch(path: PathTenant) -> AppResult<Json<WorkspaceDetail>> {
+    path.session.insert(WORKSPACE_KEY, path.tenant.workspace_id).await?;
+    Ok(Json(WorkspaceDetail::from(&path.tenant)))
+}
+
+pub async fn members(State(state): State<AppState>, path: PathTenant) -> AppResult<Json<Vec<Member>>> {
+    Ok(Json(state.store.list_members(path.tenant.workspace_id).await?))
+}
+
+#[derive(Deserialize)]
+pub struct MemberInput {
+    email: String,
+    role: String,
+}
+
+pub async fn add_member(
+    State(state): State<AppState>,
+    path: PathTenant,
+    ApiJson(input): ApiJson<MemberInput>,
+) -> AppResult<(StatusCode, Json<Member>)> {
+    let role = parse_role("role", &input.role)?;
+    let member = service::add_existing_user(&state.store, &path.tenant, &input.email, role).await?;
+    Ok((StatusCode::CREATED, Json(member)))
+}
+
+#[derive(Deserialize)]
+pub struct RoleInput {
+    role: String,
+}
+
+pub async fn change_role(
+    State(state): State<AppState>,
+    path: PathTenant,
+    Path((_, user_id)): Path<(String, String)>,
+    ApiJson(input): ApiJson<RoleInput>,
+) -> AppResult<Json<Member>> {
+    let user_id = parse_id(&user_id, "member")?;
+    let role = parse_role("role", &input.role)?;
+    service::change_role(&state.store, &path.tenant, user_id, role).await?;
+    let member = state
+        .store
+        .get_member(path.tenant.workspace_id, user_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("member not found"))?;
+    Ok(Json(member))
+}
+
+pub async fn remove_member(
+    State(state): State<AppState>,
+    path: PathTenant,
+    Path((_, user_id)): Path<(String, String)>,
+) -> AppResult<StatusCode> {
+    let user_id = parse_id(&user_id, "member")?;
+    service::remove_member(&state.store, &path.tenant, user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn invites(State(state): State<AppState>, path: PathTenant) -> AppResult<Json<Vec<Invite>>> {
+    if !path.tenant.role.can_manage_members() {
+        return Err(AppError::Forbidden("only workspace owners and admins can see invites".into()));
+    }
+    Ok(Json(state.store.list_open_invites(path.tenant.workspace_id, now()).await?))
+}
+
+pub async fn create_invite(
+    State(state): State<AppState>,
+    path: PathTenant,
+    ApiJson(input): ApiJson<MemberInput>,
+) -> AppResult<(StatusCode, Json<CreatedInvite>)> {
+    let role = parse_role("role", &input.role)?;
+    let created = service::invite(
+        &state.store,
+        &path.tenant,
+        &input.email,
+        role,
+        state.settings.public_url(),
+        state.settings.auth.invite_ttl_hours,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+pub async fn revoke_invite(
+    State(state): State<AppState>,
+    path: PathTenant,
+    Path((_, invite_id)): Path<(String, String)>,
+) -> AppResult<StatusCode> {
+    let invite_id = parse_id(&invite_id, "invite")?;
+    service::revoke_invite(&state.store, &path.tenant, invite_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn audit(State(state): State<AppState>, path: PathTenant) -> AppResult<Json<Vec<AuditRecord>>> {
+    if !path.tenant.role.can_manage_members() {
+        return Err(AppError::Forbidden("only workspace owners and admins can read the audit log".into()));
+    }
+    Ok(Json(state.store.list_audit(path.tenant.workspace_id, 200).await?))
+}
+
+pub async fn accept_invite(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(token): Path<String>,
+) -> AppResult<Json<WorkspaceDetail>> {
+    let ws = service::accept_invite(&state.store, current.user.id, &current.user.email, &token).await?;
+    current.session.insert(WORKSPACE_KEY, ws).await?;
+    let membership = state
+        .store
+        .membership(ws, current.user.id)
+        .await?
+        .ok_or_else(|| AppError::not_found("workspace not found"))?;
+    Ok(Json(WorkspaceDetail::from(&Tenant::from_membership(current.user.id, &membership))))
+}

@@ -1,0 +1,209 @@
+//! Body extractors whose failures are ordinary [`AppError`]s: JSON bodies
+//! (content type enforced, syntax errors with their position, type errors
+//! with the field path) and HTML forms (CSRF token checked first).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, header};
+use serde::de::DeserializeOwned;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::auth::session::{CSRF_FIELD, verify_csrf};
+use crate::error::AppError;
+
+pub fn is_json_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+}
+
+async fn read_body(req: Request, state: &AppState) -> Result<Bytes, AppError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| match rejection {
+        BytesRejection::FailedToBufferBody(inner)
+            if inner.to_string().to_ascii_lowercase().contains("length limit") =>
+        {
+            AppError::PayloadTooLarge {
+                limit: state.settings.server.body_limit_bytes,
+            }
+        }
+        other => AppError::bad_request(None, format!("could not read the request body: {other}")),
+    })
+}
+
+/// Parses JSON, reporting where it went wrong: syntax errors as 400 with
+/// line and column, shape errors as 422 with the JSON path of the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(AppError::bad_request(None, "request body is empty; expected a JSON object"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let field = (path != ".").then_some(path);
+        match inner.classify() {
+            serde_json::error::Category::Data => AppError::Validation {
+                field,
+                message: strip_position(&inner.to_string()),
+            },
+            _ => AppError::bad_request(
+                None,
+                format!(
+                    "malformed JSON at line {} column {}: {}",
+                    inner.line(),
+                    inner.column(),
+                    strip_position(&inner.to_string())
+                ),
+            ),
+        }
+    })?;
+    de.end().map_err(|inner| {
+        AppError::bad_request(
+            None,
+            format!(
+                "malformed JSON at line {} column {}: trailing characters after the JSON value",
+                inner.line(),
+                inner.column()
+            ),
+        )
+    })?;
+    Ok(value)
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// `application/json` body → `T`.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !is_json_content_type(req.headers()) {
+            return Err(AppError::UnsupportedMediaType(
+                "expected Content-Type: application/json".into(),
+            ));
+        }
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// An urlencoded form whose `_csrf` field matches the session's token.
+pub struct CsrfForm<T> {
+    pub form: T,
+    pub session: Session,
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let session = Session::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|(_, msg)| AppError::internal(anyhow::anyhow!("session layer missing: {msg}")))?;
+        let is_form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(AppError::UnsupportedMediaType(
+                "expected a form (application/x-www-form-urlencoded)".into(),
+            ));
+        }
+        let bytes = read_body(Request::from_parts(parts, body), state).await?;
+        // Percent-decoding is lossy on invalid UTF-8, never a panic.
+        let pairs: Vec<(String, String)> = form_pairs(&bytes);
+        let token = pairs
+            .iter()
+            .find(|(k, _)| k == CSRF_FIELD)
+            .map(|(_, v)| v.as_str());
+        verify_csrf(&session, token).await?;
+        let form = serde_urlencoded::from_bytes::<T>(&bytes).map_err(|err| AppError::Validation {
+            field: missing_field(&err.to_string()),
+            message: err.to_string(),
+        })?;
+        Ok(CsrfForm { form, session })
+    }
+}
+
+fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes).unwrap_or_default()
+}
+
+fn missing_field(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let end = start + message[start..].find('`')?;
+    Some(message[start..end].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        nested: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        count: u32,
+    }
+
+    #[test]
+    fn syntax_errors_give_the_position() {
+        let err = parse_json::<Body>(b"{\n  \"email\": \"a\",,\n}").unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.to_string().contains("line 2 column"), "{err}");
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let err = parse_json::<Body>(br#"{"email":"a","nested":{"count":"x"}}"#).unwrap_err();
+        assert_eq!(err.status(), 422);
+        assert!(matches!(&err, AppError::Validation { field: Some(f), .. } if f == "nested.count"), "{err:?}");
+        let err = parse_json::<Body>(br#"{"nested":null}"#).unwrap_err();
+        assert!(err.to_string().contains("email"), "{err}");
+    }
+
+    #[test]
+    fn empty_and_trailing() {
+        assert_eq!(parse_json::<Body>(b"  ").unwrap_err().status(), 400);
+        assert_eq!(parse_json::<Body>(br#"{"email":"a"} x"#).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn json_content_types() {
+        let mut h = HeaderMap::new();
+        assert!(!is_json_content_type(&h));
+        h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
+        assert!(is_json_content_type(&h));
+        h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(!is_json_content_type(&h));
+    }
+
+    #[test]
+    fn invalid_utf8_form_does_not_panic() {
+        let pairs = form_pairs(b"a=%FF%FE&b=\xff");
+        assert_eq!(pairs.len(), 2);
+    }
+}

@@ -1,0 +1,204 @@
+//! HTTP: the router, middleware, and thin handlers (extract, call the
+//! capability, render). JSON lives under `/api`, HTML pages elsewhere.
+
+pub mod api;
+pub mod extract;
+pub mod pages;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::app::AppState;
+use crate::auth::session::{DbSessionStore, SESSION_COOKIE};
+use crate::error::{AppError, ErrorInfo};
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const APP_CSS: &str = include_str!("../../templates/app.css");
+
+pub fn router(state: AppState) -> Router {
+    let settings = &state.settings;
+    let sessions = SessionManagerLayer::new(DbSessionStore::new(state.store.clone()))
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(settings.cookies_secure())
+        // Saved on every request so the inactivity window really slides.
+        .with_always_save(true)
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(i64::from(
+            settings.auth.session_ttl_hours,
+        ))));
+
+    let api = api::routes()
+        .fallback(api_not_found)
+        .layer(middleware::from_fn(require_json_bodies));
+    let pages = pages::routes()
+        .fallback(page_not_found)
+        .layer(middleware::from_fn(html_errors));
+
+    let body_limit = settings.server.body_limit_bytes;
+    let timeout = Duration::from_secs(settings.server.request_timeout_secs);
+
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/static/app.css", get(stylesheet))
+        .nest("/api", api)
+        .merge(pages)
+        .layer(sessions)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn(sanitize_request_id))
+                .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_request(())
+                        .on_response(
+                            tower_http::trace::DefaultOnResponse::new()
+                                .level(tracing::Level::INFO)
+                                .latency_unit(tower_http::LatencyUnit::Millis),
+                        ),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout)),
+        )
+        .with_state(state)
+}
+
+/// One span per request. The path only: query strings can carry OAuth codes
+/// and tokens, so they are never logged.
+fn request_span(req: &Request<Body>) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %request_id,
+    )
+}
+
+/// A client-sent X-Request-ID is kept only if it is short and plain, so it
+/// can't inject text into log lines; otherwise a fresh one is generated.
+async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
+    let acceptable = req.headers().get(REQUEST_ID_HEADER).map(|v| {
+        let bytes = v.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    });
+    if acceptable == Some(false) {
+        req.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    next.run(req).await
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    AppError::internal(anyhow::anyhow!("handler panicked")).into_response()
+}
+
+/// JSON endpoints take JSON only. With SameSite cookies and no CORS, a
+/// cross-site page can't send that content type, which is the API's CSRF
+/// defence; bodiless POSTs included.
+async fn require_json_bodies(req: Request, next: Next) -> Response {
+    let mutating = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+    if mutating && !extract::is_json_content_type(req.headers()) {
+        return AppError::UnsupportedMediaType("expected Content-Type: application/json".into())
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Turns error responses of page routes into HTML: 401 redirects to the
+/// log-in page, everything else renders the error page.
+async fn html_errors(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let Some(info) = response.extensions().get::<ErrorInfo>().cloned() else {
+        return response;
+    };
+    if info.status == StatusCode::UNAUTHORIZED && info.code == "unauthenticated" {
+        let next = if path.starts_with('/') && !path.starts_with("//") { path } else { "/".into() };
+        return Redirect::to(&format!("/login?next={}", urlencode(&next))).into_response();
+    }
+    let mut page = pages::render_error(&info).into_response();
+    *page.status_mut() = info.status;
+    if let Some(retry) = response.headers().get(header::RETRY_AFTER) {
+        page.headers_mut().insert(header::RETRY_AFTER, retry.clone());
+    }
+    page
+}
+
+pub fn urlencode(value: &str) -> String {
+    serde_urlencoded::to_string([("v", value)])
+        .map(|s| s.trim_start_matches("v=").to_owned())
+        .unwrap_or_default()
+}
+
+async fn api_not_found() -> AppError {
+    AppError::not_found("no such API route")
+}
+
+async fn page_not_found() -> AppError {
+    AppError::not_found("page not found")
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready when the database answers and every migration in this binary has
+/// been applied.
+async fn ready(State(state): State<AppState>) -> Response {
+    let backend = state.store.backend().name();
+    if let Err(err) = state.store.ping().await {
+        tracing::warn!(error = %err, "readiness: database unreachable");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "unavailable", "database": backend, "reason": "database unreachable" })),
+        )
+            .into_response();
+    }
+    match state.store.pending_migrations().await {
+        Ok(0) => Json(serde_json::json!({ "status": "ready", "database": backend })).into_response(),
+        Ok(pending) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "unavailable", "database": backend, "reason": format!("{pending} migrations not applied") })),
+        )
+            .into_response(),
+        Err(err) => AppError::internal(err).into_response(),
+    }
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        APP_CSS,
+    )
+        .into_response()
+}

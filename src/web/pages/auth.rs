@@ -1,0 +1,197 @@
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{Layout, safe_next, with_status};
+use crate::app::AppState;
+use crate::auth::extract::{ClientIp, MaybeUser};
+use crate::auth::{self, LoginInput, SignupInput, SignupPolicy, normalize_email, session};
+use crate::error::{AppError, AppResult};
+use crate::storage::now;
+use crate::tenancy::service::hash_token;
+use crate::web::extract::CsrfForm;
+
+pub struct InviteInfo {
+    token: String,
+    workspace_name: String,
+    organization_name: String,
+    role: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "signup.html")]
+pub struct SignupPage {
+    layout: Layout,
+    error: Option<String>,
+    invite: Option<InviteInfo>,
+    name: String,
+    email: String,
+    organization: String,
+    min_password_length: usize,
+}
+
+#[derive(Deserialize)]
+pub struct SignupQuery {
+    invite: Option<String>,
+}
+
+async fn invite_info(state: &AppState, token: Option<&str>) -> AppResult<Option<(InviteInfo, String)>> {
+    let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(None) };
+    let found = state.store.find_open_invite(&hash_token(token), now()).await?;
+    Ok(found.map(|i| {
+        (
+            InviteInfo {
+                token: token.to_owned(),
+                workspace_name: i.workspace_name,
+                organization_name: i.organization_name,
+                role: i.role_text,
+            },
+            i.email,
+        )
+    }))
+}
+
+pub async fn signup_page(
+    State(state): State<AppState>,
+    maybe: MaybeUser,
+    Query(query): Query<SignupQuery>,
+) -> AppResult<Response> {
+    if maybe.user.is_some() && query.invite.is_none() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let invite = invite_info(&state, query.invite.as_deref()).await?;
+    if query.invite.is_some() && invite.is_none() {
+        return Err(AppError::not_found("this invite link is invalid, expired or already used"));
+    }
+    let email = invite.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
+    Ok(SignupPage {
+        layout: Layout::anonymous(&maybe.session).await?,
+        error: None,
+        invite: invite.map(|(i, _)| i),
+        name: String::new(),
+        email,
+        organization: String::new(),
+        min_password_length: state.settings.auth.min_password_length,
+    }
+    .into_response())
+}
+
+pub async fn signup_submit(State(state): State<AppState>, form: CsrfForm<SignupInput>) -> AppResult<Response> {
+    let CsrfForm { form: input, session } = form;
+    match auth::signup(&state.store, &SignupPolicy::from_settings(&state.settings), &input).await {
+        Ok(created) => {
+            session::begin(&session, created.user_id, Some(created.workspace_id)).await?;
+            session::flash(&session, session::FlashKind::Success, "Welcome to Plugboard.", None).await?;
+            Ok(Redirect::to("/").into_response())
+        }
+        Err(err @ AppError::Internal(_)) => Err(err),
+        Err(err) => {
+            let status = err.status();
+            let invite = invite_info(&state, input.invite_token.as_deref()).await?.map(|(i, _)| i);
+            let page = SignupPage {
+                layout: Layout::anonymous(&session).await?,
+                error: Some(err.to_string()),
+                invite,
+                name: input.name,
+                email: input.email,
+                organization: input.organization.unwrap_or_default(),
+                min_password_length: state.settings.auth.min_password_length,
+            };
+            Ok(with_status(status, page))
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    layout: Layout,
+    error: Option<String>,
+    email: String,
+    next: String,
+    signup_open: bool,
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+pub async fn login_page(
+    State(state): State<AppState>,
+    maybe: MaybeUser,
+    Query(query): Query<LoginQuery>,
+) -> AppResult<Response> {
+    let next = safe_next(query.next.as_deref());
+    if maybe.user.is_some() {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    Ok(LoginPage {
+        layout: Layout::anonymous(&maybe.session).await?,
+        error: None,
+        email: String::new(),
+        next,
+        signup_open: state.settings.auth.allow_signup,
+    }
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub async fn login_submit(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    form: CsrfForm<LoginForm>,
+) -> AppResult<Response> {
+    let CsrfForm { form, session } = form;
+    let next = safe_next(form.next.as_deref());
+    let input = LoginInput {
+        email: form.email,
+        password: form.password,
+    };
+    let outcome = match state.login_throttle.check(ip, &normalize_email(&input.email)) {
+        Ok(()) => auth::authenticate(&state.store, &input).await,
+        Err(limited) => Err(limited),
+    };
+    match outcome {
+        Ok(user) => {
+            session::begin(&session, user.id, None).await?;
+            Ok(Redirect::to(&next).into_response())
+        }
+        Err(err @ AppError::Internal(_)) => Err(err),
+        Err(err) => {
+            let status = err.status();
+            let retry_after = match &err {
+                AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+                _ => None,
+            };
+            let page = LoginPage {
+                layout: Layout::anonymous(&session).await?,
+                error: Some(err.to_string()),
+                email: input.email,
+                next,
+                signup_open: state.settings.auth.allow_signup,
+            };
+            let mut response = with_status(status, page);
+            if let Some(secs) = retry_after {
+                if let Ok(v) = secs.to_string().parse() {
+                    response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+                }
+            }
+            Ok(response)
+        }
+    }
+}
+
+pub async fn logout(form: CsrfForm<serde::de::IgnoredAny>) -> AppResult<Response> {
+    session::end(&form.session).await?;
+    Ok(Redirect::to("/login").into_response())
+}
+

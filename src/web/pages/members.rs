@@ -1,0 +1,170 @@
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{Layout, parse_path_id, redirect_with_outcome};
+use crate::app::AppState;
+use crate::auth::extract::CurrentTenant;
+use crate::auth::normalize_email;
+use crate::auth::session::{self, FlashKind};
+use crate::error::{AppError, AppResult};
+use crate::storage::now;
+use crate::tenancy::service::{self, parse_role};
+use crate::tenancy::{Invite, Member, Role};
+use crate::web::extract::CsrfForm;
+
+const BACK: &str = "/settings/members";
+
+#[derive(Template, WebTemplate)]
+#[template(path = "members.html")]
+pub struct MembersPage {
+    layout: Layout,
+    workspace_name: String,
+    members: Vec<Member>,
+    invites: Vec<Invite>,
+    grantable: Vec<&'static str>,
+    all_roles: Vec<&'static str>,
+}
+
+impl MembersPage {
+    fn same(&self, a: &str, b: &str) -> bool {
+        a == b
+    }
+}
+
+fn require_manager(current: &CurrentTenant) -> AppResult<()> {
+    if current.tenant.role.can_manage_members() {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("only workspace owners and admins can manage members".into()))
+    }
+}
+
+pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
+    require_manager(&current)?;
+    let CurrentTenant { user, session, tenant } = current;
+    let members = state.store.list_members(tenant.workspace_id).await?;
+    let invites = state.store.list_open_invites(tenant.workspace_id, now()).await?;
+    let grantable = Role::ALL
+        .iter()
+        .filter(|r| **r != Role::Owner || tenant.role == Role::Owner)
+        .map(|r| r.as_str())
+        .collect();
+    Ok(MembersPage {
+        layout: Layout::signed_in(&state, &session, &user, &tenant).await?,
+        workspace_name: tenant.workspace_name.clone(),
+        members,
+        invites,
+        grantable,
+        all_roles: Role::ALL.iter().map(|r| r.as_str()).collect(),
+    }
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct AddForm {
+    email: String,
+    role: String,
+}
+
+/// An existing account joins at once; any other address gets an invite
+/// whose link is shown once, in the flash.
+pub async fn add(State(state): State<AppState>, current: CurrentTenant, form: CsrfForm<AddForm>) -> AppResult<Response> {
+    let CsrfForm { form, session } = form;
+    let role = match parse_role("role", &form.role) {
+        Ok(role) => role,
+        Err(err) => return redirect_with_outcome(&session, BACK, Err(err)).await,
+    };
+    let existing = state.store.find_user_by_email(&normalize_email(&form.email)).await?;
+    if existing.is_some() {
+        let outcome = service::add_existing_user(&state.store, &current.tenant, &form.email, role)
+            .await
+            .map(|m| format!("{} is now a {} of this workspace.", m.name, m.role_text));
+        return redirect_with_outcome(&session, BACK, outcome).await;
+    }
+    let created = service::invite(
+        &state.store,
+        &current.tenant,
+        &form.email,
+        role,
+        state.settings.public_url(),
+        state.settings.auth.invite_ttl_hours,
+    )
+    .await;
+    match created {
+        Ok(invite) => {
+            session::flash(
+                &session,
+                FlashKind::Success,
+                format!(
+                    "No account uses {} yet. Send them this invite link (shown once, valid until {}):",
+                    invite.email,
+                    invite.expires_at.date()
+                ),
+                Some(invite.invite_url),
+            )
+            .await?;
+            Ok(axum::response::Redirect::to(BACK).into_response())
+        }
+        Err(err) => redirect_with_outcome(&session, BACK, Err(err)).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RoleForm {
+    role: String,
+}
+
+pub async fn change_role(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(user_id): Path<String>,
+    form: CsrfForm<RoleForm>,
+) -> AppResult<Response> {
+    let user_id = parse_path_id(&user_id, "member")?;
+    let outcome = match parse_role("role", &form.form.role) {
+        Ok(role) => service::change_role(&state.store, &current.tenant, user_id, role)
+            .await
+            .map(|()| format!("Role changed to {role}.")),
+        Err(err) => Err(err),
+    };
+    let message = not_found_stays_not_found(outcome)?;
+    redirect_with_outcome(&form.session, BACK, message).await
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(user_id): Path<String>,
+    form: CsrfForm<serde::de::IgnoredAny>,
+) -> AppResult<Response> {
+    let user_id = parse_path_id(&user_id, "member")?;
+    let leaving = user_id == current.user.id;
+    let outcome = service::remove_member(&state.store, &current.tenant, user_id).await;
+    let message = not_found_stays_not_found(outcome.map(|()| "Member removed.".to_owned()))?;
+    let back = if leaving { "/" } else { BACK };
+    redirect_with_outcome(&form.session, back, message).await
+}
+
+pub async fn revoke_invite(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(invite_id): Path<String>,
+    form: CsrfForm<serde::de::IgnoredAny>,
+) -> AppResult<Response> {
+    let invite_id = parse_path_id(&invite_id, "invite")?;
+    let outcome = service::revoke_invite(&state.store, &current.tenant, invite_id).await;
+    let message = not_found_stays_not_found(outcome.map(|()| "Invite revoked.".to_owned()))?;
+    redirect_with_outcome(&form.session, BACK, message).await
+}
+
+/// An id from another workspace must answer 404, not a friendly redirect
+/// that would tell it apart from a real one.
+fn not_found_stays_not_found(outcome: AppResult<String>) -> AppResult<AppResult<String>> {
+    match outcome {
+        Err(err @ AppError::NotFound(_)) => Err(err),
+        other => Ok(other),
+    }
+}

@@ -1,0 +1,190 @@
+//! Server-rendered pages (askama). Handlers stay thin: extract, call the
+//! capability, render or redirect with a flash message.
+
+mod auth;
+mod invites;
+mod members;
+mod workspace;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use tower_sessions::Session;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::User;
+use crate::auth::session::{self, Flash, FlashKind};
+use crate::error::{AppError, AppResult, ErrorInfo};
+use crate::tenancy::{Tenant, WorkspaceId};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(workspace::home))
+        .route("/signup", get(auth::signup_page).post(auth::signup_submit))
+        .route("/login", get(auth::login_page).post(auth::login_submit))
+        .route("/logout", post(auth::logout))
+        .route("/workspaces", post(workspace::create))
+        .route("/workspaces/{workspace_id}/switch", post(workspace::switch))
+        .route("/settings/members", get(members::page).post(members::add))
+        .route("/settings/members/{user_id}/role", post(members::change_role))
+        .route("/settings/members/{user_id}/remove", post(members::remove))
+        .route("/settings/invites/{invite_id}/revoke", post(members::revoke_invite))
+        .route("/invites/{token}", get(invites::show))
+        .route("/invites/{token}/accept", post(invites::accept))
+}
+
+/// What every page's frame needs.
+pub struct Layout {
+    pub csrf: String,
+    pub nav: Option<Nav>,
+    pub flash: Option<Flash>,
+}
+
+pub struct Nav {
+    pub user_name: String,
+    pub user_email: String,
+    pub workspace_name: String,
+    pub organization_name: String,
+    pub role: &'static str,
+    pub workspaces: Vec<WorkspaceLink>,
+}
+
+#[derive(Serialize)]
+pub struct WorkspaceLink {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub organization_name: String,
+    pub role: &'static str,
+    pub current: bool,
+}
+
+impl Layout {
+    pub async fn anonymous(session: &Session) -> AppResult<Layout> {
+        Ok(Layout {
+            csrf: session::csrf_token(session).await?,
+            nav: None,
+            flash: session::take_flash(session).await?,
+        })
+    }
+
+    pub async fn signed_in(state: &AppState, session: &Session, user: &User, tenant: &Tenant) -> AppResult<Layout> {
+        let workspaces = state
+            .store
+            .workspaces_for_user(user.id)
+            .await?
+            .into_iter()
+            .map(|m| WorkspaceLink {
+                current: m.workspace_id == tenant.workspace_id,
+                role: m.role().as_str(),
+                id: m.workspace_id,
+                name: m.workspace_name,
+                organization_name: m.organization_name,
+            })
+            .collect();
+        Ok(Layout {
+            csrf: session::csrf_token(session).await?,
+            nav: Some(Nav {
+                user_name: user.name.clone(),
+                user_email: user.email.clone(),
+                workspace_name: tenant.workspace_name.clone(),
+                organization_name: tenant.organization_name.clone(),
+                role: tenant.role.as_str(),
+                workspaces,
+            }),
+            flash: session::take_flash(session).await?,
+        })
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    layout: Layout,
+    status: u16,
+    title: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+pub fn render_error(info: &ErrorInfo) -> Response {
+    let title = match info.status.as_u16() {
+        400 | 422 => "That didn't work",
+        403 => "Not allowed",
+        404 => "Not found",
+        409 => "Conflict",
+        413 => "Too large",
+        415 => "Unsupported request",
+        429 => "Slow down",
+        503 => "Unavailable",
+        _ => "Something went wrong",
+    };
+    ErrorPage {
+        layout: Layout {
+            csrf: String::new(),
+            nav: None,
+            flash: None,
+        },
+        status: info.status.as_u16(),
+        title,
+        message: info.message.clone(),
+        field: info.field.clone(),
+    }
+    .into_response()
+}
+
+/// Renders `page` with a status other than 200 (forms re-shown with errors).
+pub fn with_status(status: StatusCode, page: impl IntoResponse) -> Response {
+    let mut response = page.into_response();
+    *response.status_mut() = status;
+    response
+}
+
+/// After a form: redirect (303) and show the outcome once on the next page.
+/// Expected failures become an error flash; unexpected ones stay errors.
+pub async fn redirect_with_outcome(session: &Session, to: &str, outcome: AppResult<String>) -> AppResult<Response> {
+    let redirect = Redirect::to(to).into_response();
+    match outcome {
+        Ok(message) => {
+            session::flash(session, FlashKind::Success, message, None).await?;
+            Ok(redirect)
+        }
+        Err(err @ AppError::Internal(_)) => Err(err),
+        Err(err) => {
+            session::flash(session, FlashKind::Error, err.to_string(), None).await?;
+            Ok(redirect)
+        }
+    }
+}
+
+/// Path ids that don't parse are as absent as ids that don't exist.
+pub fn parse_path_id(raw: &str, what: &str) -> AppResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| AppError::not_found(format!("{what} not found")))
+}
+
+/// Only local paths: an absolute or protocol-relative URL would make the
+/// log-in form an open redirect.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_local() {
+        assert_eq!(safe_next(Some("/settings/members")), "/settings/members");
+        for bad in ["https://evil.example", "//evil.example", "/\\evil.example", "javascript:alert(1)"] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+}
