@@ -161,12 +161,15 @@ pub async fn shutdown_signal() {
 /// Runs the server until a signal, then drains in-flight requests for at
 /// most `shutdown_grace_secs`.
 pub async fn serve_until_signal(state: AppState) -> anyhow::Result<()> {
-    let addr = format!("{}:{}", state.settings.server.host, state.settings.server.port);
+    let addr = format!(
+        "{}:{}",
+        state.settings.server.host, state.settings.server.port
+    );
     let listener = TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding {addr} (server.host / server.port)"))?;
     let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
-    let public_url = state.settings.public_url().to_owned();
+    let public_url = state.settings.public_url();
     let server = spawn(state, listener).await?;
     tracing::info!(addr = %server.local_addr, %public_url, "plugboard listening");
     shutdown_signal().await;
@@ -175,7 +178,10 @@ pub async fn serve_until_signal(state: AppState) -> anyhow::Result<()> {
     match tokio::time::timeout(grace, server.handle).await {
         Ok(joined) => joined.context("server task panicked")?,
         Err(_) => {
-            tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; exiting");
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "requests still running after the grace period; exiting"
+            );
             Ok(())
         }
     }

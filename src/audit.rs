@@ -25,7 +25,11 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    pub fn new(workspace_id: Option<WorkspaceId>, actor: Option<Uuid>, action: &'static str) -> Self {
+    pub fn new(
+        workspace_id: Option<WorkspaceId>,
+        actor: Option<Uuid>,
+        action: &'static str,
+    ) -> Self {
         Self {
             id: Uuid::now_v7(),
             workspace_id,
@@ -89,7 +93,11 @@ macro_rules! insert_audit {
 #[async_trait::async_trait]
 pub trait AuditStore {
     async fn record_audit(&self, entry: &AuditEntry) -> sqlx::Result<()>;
-    async fn list_audit(&self, workspace: WorkspaceId, limit: i64) -> sqlx::Result<Vec<AuditRecord>>;
+    async fn list_audit(
+        &self,
+        workspace: WorkspaceId,
+        limit: i64,
+    ) -> sqlx::Result<Vec<AuditRecord>>;
 }
 
 impl_for_backends! {

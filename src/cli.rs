@@ -19,7 +19,11 @@ use crate::tenancy::service::parse_role;
 use crate::vault::{self, store::rotate_all};
 
 #[derive(Debug, Parser)]
-#[command(name = "plugboard", version, about = "Self-hosted, multi-tenant integrations hub")]
+#[command(
+    name = "plugboard",
+    version,
+    about = "Self-hosted, multi-tenant integrations hub"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -112,7 +116,13 @@ fn read_password_stdin() -> anyhow::Result<String> {
 }
 
 pub async fn user_create(settings: &Settings, args: &UserCreate) -> anyhow::Result<()> {
-    let user_error = |e: crate::error::AppError| anyhow::anyhow!("{e}");
+    let user_error = |e: crate::error::AppError| match e {
+        crate::error::AppError::Validation {
+            field: Some(field),
+            message,
+        } => anyhow::anyhow!("--{field}: {message}"),
+        other => anyhow::anyhow!("{other}"),
+    };
     validate_email("email", &args.email).map_err(user_error)?;
     let name = args
         .name
@@ -129,7 +139,10 @@ pub async fn user_create(settings: &Settings, args: &UserCreate) -> anyhow::Resu
     let result = create_user(&store, args, &name, &org, role.as_str(), password).await;
     store.close().await;
     let (user_id, workspace_id) = result?;
-    println!("created user {user_id} ({}) in workspace {workspace_id} as {role}", args.email.trim());
+    println!(
+        "created user {user_id} ({}) in workspace {workspace_id} as {role}",
+        args.email.trim()
+    );
     Ok(())
 }
 
@@ -141,7 +154,9 @@ async fn create_user(
     role: &str,
     password: String,
 ) -> anyhow::Result<(Uuid, WorkspaceId)> {
-    let password_hash = password::hash(password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let password_hash = password::hash(password)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let existing_org = store.find_organization_by_name(org).await?;
     let organization_id = Uuid::now_v7();
     let new_workspace = WorkspaceId(Uuid::now_v7());
@@ -163,11 +178,16 @@ async fn create_user(
                 .find_workspace_in_org(org_id, args.workspace.as_deref())
                 .await?
                 .with_context(|| format!("organization {org:?} has no such workspace"))?;
-            Landing::Workspace { workspace_id: ws, role }
+            Landing::Workspace {
+                workspace_id: ws,
+                role,
+            }
         }
     };
     let workspace_id = match &landing {
-        Landing::NewOrganization { workspace_id, .. } | Landing::Workspace { workspace_id, .. } => *workspace_id,
+        Landing::NewOrganization { workspace_id, .. } | Landing::Workspace { workspace_id, .. } => {
+            *workspace_id
+        }
         Landing::Invite { workspace_id, .. } => *workspace_id,
     };
     let user_id = Uuid::now_v7();
@@ -181,7 +201,8 @@ async fn create_user(
         password_hash: &password_hash,
         created_at: now(),
     };
-    let audit = AuditEntry::new(Some(workspace_id), None, "user.create_cli").target("user", user_id);
+    let audit =
+        AuditEntry::new(Some(workspace_id), None, "user.create_cli").target("user", user_id);
     match store.create_account(&user, &landing, &audit).await? {
         CreateAccountOutcome::Created => Ok((user_id, workspace_id)),
         CreateAccountOutcome::EmailTaken => bail!("a user with email {email} already exists"),
@@ -211,7 +232,13 @@ pub async fn keys_status(settings: &Settings) -> anyhow::Result<()> {
     println!("{:<34} {:>10}  state", "key id", "secrets");
     for id in &configured {
         let n = counts.iter().find(|(k, _)| k == id).map_or(0, |(_, n)| *n);
-        let state = if *id == ring.primary_key_id() { "primary" } else if n == 0 { "unused: can be retired" } else { "needs rotate" };
+        let state = if *id == ring.primary_key_id() {
+            "primary"
+        } else if n == 0 {
+            "unused: can be retired"
+        } else {
+            "needs rotate"
+        };
         println!("{id:<34} {n:>10}  {state}");
     }
     let mut missing = 0;
@@ -231,7 +258,9 @@ pub async fn keys_rotate(settings: &Settings, batch_size: Option<u32>) -> anyhow
     let (ring, _) = vault::load_key_ring(settings)?;
     let store = storage::connect(settings).await?;
     store.migrate().await?;
-    let batch_size = batch_size.unwrap_or(settings.vault.rotate_batch_size).max(1);
+    let batch_size = batch_size
+        .unwrap_or(settings.vault.rotate_batch_size)
+        .max(1);
     let report = rotate_all(store.as_ref(), &ring, batch_size, None, |batch| {
         eprintln!("batch: {} rotated, {} skipped", batch.rotated, batch.failed);
     })

@@ -25,17 +25,35 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PLUGBOARD_PORT", "server.port"),
     ("PLUGBOARD_PUBLIC_URL", "server.public_url"),
     ("PLUGBOARD_BODY_LIMIT_BYTES", "server.body_limit_bytes"),
-    ("PLUGBOARD_REQUEST_TIMEOUT_SECS", "server.request_timeout_secs"),
-    ("PLUGBOARD_SHUTDOWN_GRACE_SECS", "server.shutdown_grace_secs"),
-    ("PLUGBOARD_TRUST_PROXY_HEADERS", "server.trust_proxy_headers"),
+    (
+        "PLUGBOARD_REQUEST_TIMEOUT_SECS",
+        "server.request_timeout_secs",
+    ),
+    (
+        "PLUGBOARD_SHUTDOWN_GRACE_SECS",
+        "server.shutdown_grace_secs",
+    ),
+    (
+        "PLUGBOARD_TRUST_PROXY_HEADERS",
+        "server.trust_proxy_headers",
+    ),
     ("DATABASE_URL", "database.url"),
     ("PLUGBOARD_DATABASE_URL", "database.url"),
-    ("PLUGBOARD_DATABASE_MAX_CONNECTIONS", "database.max_connections"),
-    ("PLUGBOARD_DATABASE_ACQUIRE_TIMEOUT_SECS", "database.acquire_timeout_secs"),
+    (
+        "PLUGBOARD_DATABASE_MAX_CONNECTIONS",
+        "database.max_connections",
+    ),
+    (
+        "PLUGBOARD_DATABASE_ACQUIRE_TIMEOUT_SECS",
+        "database.acquire_timeout_secs",
+    ),
     ("PLUGBOARD_ALLOW_SIGNUP", "auth.allow_signup"),
     ("PLUGBOARD_SESSION_TTL_HOURS", "auth.session_ttl_hours"),
     ("PLUGBOARD_MIN_PASSWORD_LENGTH", "auth.min_password_length"),
-    ("PLUGBOARD_LOGIN_ATTEMPTS_PER_IP_PER_MINUTE", "auth.login_attempts_per_ip_per_minute"),
+    (
+        "PLUGBOARD_LOGIN_ATTEMPTS_PER_IP_PER_MINUTE",
+        "auth.login_attempts_per_ip_per_minute",
+    ),
     (
         "PLUGBOARD_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE",
         "auth.login_attempts_per_account_per_minute",
@@ -142,10 +160,10 @@ impl Settings {
     /// Reads `.env` (if present) and the process environment.
     pub fn load() -> Result<Self, ConfigError> {
         // A missing .env is normal; a malformed one is not silently ignored.
-        if let Err(err) = dotenvy::dotenv() {
-            if !err.not_found() {
-                return Err(ConfigError::Invalid(format!(".env: {err}")));
-            }
+        if let Err(err) = dotenvy::dotenv()
+            && !err.not_found()
+        {
+            return Err(ConfigError::Invalid(format!(".env: {err}")));
         }
         let env: HashMap<String, String> = std::env::vars().collect();
         Self::from_env_map(&env)
@@ -178,11 +196,15 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.server.port == 0 {
-            return Err(setting_error("server.port", "expected a port from 1 to 65535"));
+            return Err(setting_error(
+                "server.port",
+                "expected a port from 1 to 65535",
+            ));
         }
         let public = &self.server.public_url;
-        if !(public.starts_with("http://") || public.starts_with("https://"))
-            || public.trim_end_matches('/').len() <= "https://".len()
+        if !public.is_empty()
+            && (!(public.starts_with("http://") || public.starts_with("https://"))
+                || public.trim_end_matches('/').len() <= "https://".len())
         {
             return Err(setting_error(
                 "server.public_url",
@@ -202,11 +224,10 @@ impl Settings {
             ));
         }
         let url = self.database.url.expose_secret();
-        if !url.is_empty()
-            && !(url.starts_with("postgres://")
-                || url.starts_with("postgresql://")
-                || url.starts_with("sqlite:"))
-        {
+        let known_scheme = ["postgres://", "postgresql://", "sqlite:"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme));
+        if !url.is_empty() && !known_scheme {
             // Never echo the value: it may hold a password.
             return Err(setting_error(
                 "database.url",
@@ -220,7 +241,10 @@ impl Settings {
             ));
         }
         if self.auth.session_ttl_hours == 0 {
-            return Err(setting_error("auth.session_ttl_hours", "expected at least 1"));
+            return Err(setting_error(
+                "auth.session_ttl_hours",
+                "expected at least 1",
+            ));
         }
         if !(8..=128).contains(&self.auth.min_password_length) {
             return Err(setting_error(
@@ -237,15 +261,24 @@ impl Settings {
             ));
         }
         if self.auth.invite_ttl_hours == 0 {
-            return Err(setting_error("auth.invite_ttl_hours", "expected at least 1"));
+            return Err(setting_error(
+                "auth.invite_ttl_hours",
+                "expected at least 1",
+            ));
         }
         if self.vault.rotate_batch_size == 0 {
-            return Err(setting_error("vault.rotate_batch_size", "expected at least 1"));
+            return Err(setting_error(
+                "vault.rotate_batch_size",
+                "expected at least 1",
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(setting_error(
                 "log.level",
-                format!("expected a tracing filter such as \"info\", got {:?}", self.log.level),
+                format!(
+                    "expected a tracing filter such as \"info\", got {:?}",
+                    self.log.level
+                ),
             ));
         }
         Ok(())
@@ -260,8 +293,17 @@ impl Settings {
         self.server.public_url.starts_with("https://")
     }
 
-    pub fn public_url(&self) -> &str {
-        self.server.public_url.trim_end_matches('/')
+    /// The configured public URL, or `http://host:port` (a wildcard host
+    /// becomes 127.0.0.1, which a browser can open).
+    pub fn public_url(&self) -> String {
+        if !self.server.public_url.is_empty() {
+            return self.server.public_url.trim_end_matches('/').to_owned();
+        }
+        let host = match self.server.host.as_str() {
+            "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+            other => other,
+        };
+        format!("http://{host}:{}", self.server.port)
     }
 }
 
@@ -282,6 +324,10 @@ mod tests {
         assert_eq!(s.server.port, 8080);
         assert!(s.uses_embedded_sqlite());
         assert_eq!(s.env, Environment::Development);
+        assert_eq!(s.public_url(), "http://127.0.0.1:8080");
+        let s = Settings::from_env_map(&env(&[("PORT", "9000"), ("PLUGBOARD_HOST", "0.0.0.0")]))
+            .unwrap();
+        assert_eq!(s.public_url(), "http://127.0.0.1:9000");
     }
 
     #[test]
@@ -324,7 +370,10 @@ mod tests {
                 DEFAULT_TOML.contains(&format!("{leaf} =")),
                 "default.toml misses {key}"
             );
-            assert!(DEFAULT_TOML.contains(var), "default.toml does not name {var}");
+            assert!(
+                DEFAULT_TOML.contains(var),
+                "default.toml does not name {var}"
+            );
         }
         assert!(example.contains(CONFIG_FILE_VAR));
     }

@@ -163,11 +163,12 @@ impl IntoResponse for AppError {
             },
         };
         let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
-        let mut response = (status, [(header::CONTENT_TYPE, "application/json")], json).into_response();
-        if let AppError::RateLimited { retry_after_secs } = &self {
-            if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+        let mut response =
+            (status, [(header::CONTENT_TYPE, "application/json")], json).into_response();
+        if let AppError::RateLimited { retry_after_secs } = &self
+            && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response.extensions_mut().insert(ErrorInfo {
             status,

@@ -7,7 +7,10 @@ use plugboard::{app, cli, telemetry};
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -26,7 +29,9 @@ fn main() -> ExitCode {
 async fn run(args: Cli) -> anyhow::Result<()> {
     // Commands that need no configuration run even when it is broken.
     match &args.command {
-        Some(Command::Keys(KeysCommand::Generate { id })) => return cli::keys_generate(id.as_deref()),
+        Some(Command::Keys(KeysCommand::Generate { id })) => {
+            return cli::keys_generate(id.as_deref());
+        }
         Some(Command::Providers(ProvidersCommand::Validate { dir: Some(dir) })) => {
             return cli::providers_validate(dir);
         }
@@ -42,7 +47,9 @@ async fn run(args: Cli) -> anyhow::Result<()> {
         Command::Migrate => cli::migrate(&settings).await,
         Command::User(UserCommand::Create(create)) => cli::user_create(&settings, &create).await,
         Command::Keys(KeysCommand::Status) => cli::keys_status(&settings).await,
-        Command::Keys(KeysCommand::Rotate { batch_size }) => cli::keys_rotate(&settings, batch_size).await,
+        Command::Keys(KeysCommand::Rotate { batch_size }) => {
+            cli::keys_rotate(&settings, batch_size).await
+        }
         Command::Keys(KeysCommand::Generate { .. }) => Ok(()),
         Command::Providers(ProvidersCommand::Validate { dir }) => {
             cli::providers_validate(&dir.unwrap_or_else(|| settings.providers.dir.clone()))

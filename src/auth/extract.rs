@@ -29,7 +29,10 @@ pub struct CurrentUser {
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let session = session_of(parts, state).await?;
         let user_id: Option<Uuid> = session.get(USER_KEY).await.ok().flatten();
         let Some(user_id) = user_id else {
@@ -55,9 +58,15 @@ pub struct MaybeUser {
 impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match CurrentUser::from_request_parts(parts, state).await {
-            Ok(CurrentUser { user, session }) => Ok(MaybeUser { user: Some(user), session }),
+            Ok(CurrentUser { user, session }) => Ok(MaybeUser {
+                user: Some(user),
+                session,
+            }),
             Err(AppError::Unauthenticated) => Ok(MaybeUser {
                 user: None,
                 session: session_of(parts, state).await?,
@@ -79,21 +88,37 @@ pub struct CurrentTenant {
 impl FromRequestParts<AppState> for CurrentTenant {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let CurrentUser { user, session } = CurrentUser::from_request_parts(parts, state).await?;
         let chosen: Option<WorkspaceId> = session.get(WORKSPACE_KEY).await.ok().flatten();
-        if let Some(ws) = chosen {
-            if let Some(m) = state.store.membership(ws, user.id).await? {
-                let tenant = Tenant::from_membership(user.id, &m);
-                return Ok(CurrentTenant { user, session, tenant });
-            }
+        if let Some(ws) = chosen
+            && let Some(m) = state.store.membership(ws, user.id).await?
+        {
+            let tenant = Tenant::from_membership(user.id, &m);
+            return Ok(CurrentTenant {
+                user,
+                session,
+                tenant,
+            });
         }
-        let first = state.store.workspaces_for_user(user.id).await?.into_iter().next();
+        let first = state
+            .store
+            .workspaces_for_user(user.id)
+            .await?
+            .into_iter()
+            .next();
         match first {
             Some(m) => {
                 session.insert(WORKSPACE_KEY, m.workspace_id).await?;
                 let tenant = Tenant::from_membership(user.id, &m);
-                Ok(CurrentTenant { user, session, tenant })
+                Ok(CurrentTenant {
+                    user,
+                    session,
+                    tenant,
+                })
             }
             None => Err(AppError::Forbidden(
                 "you are not a member of any workspace; ask an admin for an invite".into(),
@@ -114,7 +139,10 @@ pub struct PathTenant {
 impl FromRequestParts<AppState> for PathTenant {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let CurrentUser { user, session } = CurrentUser::from_request_parts(parts, state).await?;
         let not_found = || AppError::not_found("workspace not found");
         let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
@@ -125,9 +153,17 @@ impl FromRequestParts<AppState> for PathTenant {
             .and_then(|raw| Uuid::parse_str(raw).ok())
             .map(WorkspaceId)
             .ok_or_else(not_found)?;
-        let membership = state.store.membership(id, user.id).await?.ok_or_else(not_found)?;
+        let membership = state
+            .store
+            .membership(id, user.id)
+            .await?
+            .ok_or_else(not_found)?;
         let tenant = Tenant::from_membership(user.id, &membership);
-        Ok(PathTenant { user, session, tenant })
+        Ok(PathTenant {
+            user,
+            session,
+            tenant,
+        })
     }
 }
 
@@ -139,7 +175,10 @@ pub struct ClientIp(pub IpAddr);
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if state.settings.server.trust_proxy_headers {
             let forwarded = parts
                 .headers

@@ -59,14 +59,20 @@ pub fn validate_email(field: &str, email: &str) -> AppResult<()> {
     if valid {
         Ok(())
     } else {
-        Err(AppError::validation(field, "expected an email address such as ana@example.com"))
+        Err(AppError::validation(
+            field,
+            "expected an email address such as ana@example.com",
+        ))
     }
 }
 
 pub fn validate_name(field: &str, value: &str) -> AppResult<String> {
     let value = value.trim();
     if value.is_empty() {
-        return Err(AppError::validation(field, format!("{field} must not be empty")));
+        return Err(AppError::validation(
+            field,
+            format!("{field} must not be empty"),
+        ));
     }
     if value.chars().count() > MAX_NAME_LENGTH {
         return Err(AppError::validation(
@@ -75,7 +81,10 @@ pub fn validate_name(field: &str, value: &str) -> AppResult<String> {
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(AppError::validation(field, format!("{field} must not contain control characters")));
+        return Err(AppError::validation(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(value.to_owned())
 }
@@ -131,7 +140,11 @@ impl SignupPolicy {
 
 /// Validates everything before touching the database, then writes the user
 /// and their organization (or invite acceptance) in one transaction.
-pub async fn signup(store: &DynStore, policy: &SignupPolicy, input: &SignupInput) -> AppResult<SignedUp> {
+pub async fn signup(
+    store: &DynStore,
+    policy: &SignupPolicy,
+    input: &SignupInput,
+) -> AppResult<SignedUp> {
     validate_email("email", &input.email)?;
     let name = validate_name("name", &input.name)?;
     validate_password(&input.password, policy.min_password_length)?;
@@ -142,7 +155,10 @@ pub async fn signup(store: &DynStore, policy: &SignupPolicy, input: &SignupInput
         Some(token) => {
             let found = store.find_open_invite(&hash_token(token), now()).await?;
             let invite = found.ok_or_else(|| {
-                AppError::validation("inviteToken", "this invite link is invalid, expired or already used")
+                AppError::validation(
+                    "inviteToken",
+                    "this invite link is invalid, expired or already used",
+                )
             })?;
             if invite.email_normalized != email_normalized {
                 return Err(AppError::validation(
@@ -157,7 +173,12 @@ pub async fn signup(store: &DynStore, policy: &SignupPolicy, input: &SignupInput
     let organization = match (&invite, input.organization.as_deref()) {
         (Some(_), _) => String::new(),
         (None, Some(org)) => validate_name("organization", org)?,
-        (None, None) => return Err(AppError::validation("organization", "organization must not be empty")),
+        (None, None) => {
+            return Err(AppError::validation(
+                "organization",
+                "organization must not be empty",
+            ));
+        }
     };
     if invite.is_none() && !policy.allow_signup && store.count_users().await? > 0 {
         return Err(AppError::Forbidden(
@@ -199,9 +220,13 @@ pub async fn signup(store: &DynStore, policy: &SignupPolicy, input: &SignupInput
             )
         }
     };
-    let audit = AuditEntry::new(Some(workspace_id), Some(user_id), "user.signup").target("user", user_id);
+    let audit =
+        AuditEntry::new(Some(workspace_id), Some(user_id), "user.signup").target("user", user_id);
     match store.create_account(&new_user, &landing, &audit).await? {
-        CreateAccountOutcome::Created => Ok(SignedUp { user_id, workspace_id }),
+        CreateAccountOutcome::Created => Ok(SignedUp {
+            user_id,
+            workspace_id,
+        }),
         CreateAccountOutcome::EmailTaken => Err(AppError::conflict(
             "email",
             "an account with this email already exists; log in instead",
@@ -226,7 +251,9 @@ pub async fn authenticate(store: &DynStore, input: &LoginInput) -> AppResult<Use
     if input.password.len() > MAX_PASSWORD_LENGTH {
         return Err(invalid());
     }
-    let credentials = store.find_credentials(&normalize_email(&input.email)).await?;
+    let credentials = store
+        .find_credentials(&normalize_email(&input.email))
+        .await?;
     let Some(credentials) = credentials else {
         password::burn_equal_time(input.password.clone()).await;
         return Err(invalid());
@@ -246,7 +273,16 @@ mod tests {
     fn emails() {
         assert!(validate_email("email", "ana@example.com").is_ok());
         assert!(validate_email("email", " Ana@Example.com ").is_ok());
-        for bad in ["", "ana", "ana@", "@x.com", "ana@x", "a b@x.com", "a@b@c.com", "a@.com"] {
+        for bad in [
+            "",
+            "ana",
+            "ana@",
+            "@x.com",
+            "ana@x",
+            "a b@x.com",
+            "a@b@c.com",
+            "a@.com",
+        ] {
             assert!(validate_email("email", bad).is_err(), "{bad}");
         }
         assert_eq!(normalize_email(" Ana@Example.COM "), "ana@example.com");

@@ -4,9 +4,9 @@
 
 use std::sync::OnceLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::password_hash::rand_core::OsRng;
 use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use zeroize::Zeroizing;
 
 use crate::error::{AppError, AppResult};
@@ -30,8 +30,9 @@ pub fn hash_blocking(password: &str) -> AppResult<String> {
 pub async fn verify(password: String, stored_hash: String) -> AppResult<bool> {
     let password = Zeroizing::new(password);
     tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&stored_hash)
-            .map_err(|e| AppError::internal(anyhow::anyhow!("stored password hash unreadable: {e}")))?;
+        let parsed = PasswordHash::new(&stored_hash).map_err(|e| {
+            AppError::internal(anyhow::anyhow!("stored password hash unreadable: {e}"))
+        })?;
         Ok(Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok())
@@ -58,7 +59,11 @@ mod tests {
     async fn hash_then_verify() {
         let h = hash("correct horse battery".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify("correct horse battery".into(), h.clone()).await.unwrap());
+        assert!(
+            verify("correct horse battery".into(), h.clone())
+                .await
+                .unwrap()
+        );
         assert!(!verify("wrong horse battery".into(), h).await.unwrap());
     }
 

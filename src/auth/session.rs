@@ -10,9 +10,9 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tower_sessions::Session;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
-use tower_sessions::Session;
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
@@ -65,7 +65,12 @@ impl SessionStore for DbSessionStore {
         loop {
             let inserted = self
                 .store
-                .session_insert(&id_hash(&record.id), user_of(record), &record.data, record.expiry_date)
+                .session_insert(
+                    &id_hash(&record.id),
+                    user_of(record),
+                    &record.data,
+                    record.expiry_date,
+                )
                 .await
                 .map_err(backend)?;
             if inserted {
@@ -77,7 +82,12 @@ impl SessionStore for DbSessionStore {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         self.store
-            .session_upsert(&id_hash(&record.id), user_of(record), &record.data, record.expiry_date)
+            .session_upsert(
+                &id_hash(&record.id),
+                user_of(record),
+                &record.data,
+                record.expiry_date,
+            )
             .await
             .map_err(backend)
     }
@@ -96,7 +106,10 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.store.session_delete(&id_hash(id)).await.map_err(backend)
+        self.store
+            .session_delete(&id_hash(id))
+            .await
+            .map_err(backend)
     }
 }
 
@@ -140,14 +153,19 @@ pub async fn verify_csrf(session: &Session, submitted: Option<&str>) -> AppResul
         Ok(())
     } else {
         Err(AppError::Forbidden(
-            "the form's security token is missing or out of date; reload the page and try again".into(),
+            "the form's security token is missing or out of date; reload the page and try again"
+                .into(),
         ))
     }
 }
 
 /// Starts an authenticated session: a new id (no fixation), the user, the
 /// workspace they work in, and a fresh CSRF token.
-pub async fn begin(session: &Session, user_id: Uuid, workspace: Option<WorkspaceId>) -> AppResult<()> {
+pub async fn begin(
+    session: &Session,
+    user_id: Uuid,
+    workspace: Option<WorkspaceId>,
+) -> AppResult<()> {
     session.cycle_id().await?;
     session.insert(USER_KEY, user_id).await?;
     if let Some(ws) = workspace {
@@ -187,7 +205,12 @@ impl FlashKind {
     }
 }
 
-pub async fn flash(session: &Session, kind: FlashKind, message: impl Into<String>, link: Option<String>) -> AppResult<()> {
+pub async fn flash(
+    session: &Session,
+    kind: FlashKind,
+    message: impl Into<String>,
+    link: Option<String>,
+) -> AppResult<()> {
     session
         .insert(
             FLASH_KEY,

@@ -68,8 +68,16 @@ pub enum CreateAccountOutcome {
 #[async_trait::async_trait]
 pub trait AccountStore {
     /// Creates the user and where they land in one transaction.
-    async fn create_account(&self, user: &NewUser<'_>, landing: &Landing<'_>, audit: &AuditEntry) -> sqlx::Result<CreateAccountOutcome>;
-    async fn find_credentials(&self, email_normalized: &str) -> sqlx::Result<Option<UserCredentials>>;
+    async fn create_account(
+        &self,
+        user: &NewUser<'_>,
+        landing: &Landing<'_>,
+        audit: &AuditEntry,
+    ) -> sqlx::Result<CreateAccountOutcome>;
+    async fn find_credentials(
+        &self,
+        email_normalized: &str,
+    ) -> sqlx::Result<Option<UserCredentials>>;
     async fn get_user(&self, id: Uuid) -> sqlx::Result<Option<User>>;
     async fn find_user_by_email(&self, email_normalized: &str) -> sqlx::Result<Option<User>>;
     async fn record_login(&self, id: Uuid, at: OffsetDateTime) -> sqlx::Result<()>;
@@ -81,9 +89,25 @@ pub type SessionData = HashMap<String, serde_json::Value>;
 #[async_trait::async_trait]
 pub trait SessionRecordStore {
     /// False when the id is taken (the caller draws a new one).
-    async fn session_insert(&self, id_hash: &[u8], user_id: Option<Uuid>, data: &SessionData, expires_at: OffsetDateTime) -> sqlx::Result<bool>;
-    async fn session_upsert(&self, id_hash: &[u8], user_id: Option<Uuid>, data: &SessionData, expires_at: OffsetDateTime) -> sqlx::Result<()>;
-    async fn session_load(&self, id_hash: &[u8], now: OffsetDateTime) -> sqlx::Result<Option<(SessionData, OffsetDateTime)>>;
+    async fn session_insert(
+        &self,
+        id_hash: &[u8],
+        user_id: Option<Uuid>,
+        data: &SessionData,
+        expires_at: OffsetDateTime,
+    ) -> sqlx::Result<bool>;
+    async fn session_upsert(
+        &self,
+        id_hash: &[u8],
+        user_id: Option<Uuid>,
+        data: &SessionData,
+        expires_at: OffsetDateTime,
+    ) -> sqlx::Result<()>;
+    async fn session_load(
+        &self,
+        id_hash: &[u8],
+        now: OffsetDateTime,
+    ) -> sqlx::Result<Option<(SessionData, OffsetDateTime)>>;
     async fn session_delete(&self, id_hash: &[u8]) -> sqlx::Result<()>;
     async fn session_delete_expired(&self, now: OffsetDateTime) -> sqlx::Result<u64>;
 }

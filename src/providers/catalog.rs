@@ -156,7 +156,9 @@ impl<'a> ObjectView<'a> {
                 .filters
                 .as_ref()
                 .and_then(|f| f.parent_only.as_ref())
-                .map(|p| ParentOnlyView { description: &p.description }),
+                .map(|p| ParentOnlyView {
+                    description: &p.description,
+                }),
             metrics: &o.metrics,
             dimensions: &o.dimensions,
             field_signature_hash: field_signature_hash(o),
@@ -218,7 +220,10 @@ impl<'a> MappingDefaultsView<'a> {
                 .map(|d| {
                     d.fields
                         .iter()
-                        .map(|f| MappingPairView { source: &f.source, target: &f.target })
+                        .map(|f| MappingPairView {
+                            source: &f.source,
+                            target: &f.target,
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -234,7 +239,12 @@ pub fn field_signature_hash(o: &ObjectMeta) -> String {
     let mut fields: Vec<String> = o
         .fields
         .iter()
-        .map(|f| format!("{}\u{1f}{}\u{1f}{}\u{1f}{}", f.name, f.field_type, f.nullable, f.identifier))
+        .map(|f| {
+            format!(
+                "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+                f.name, f.field_type, f.nullable, f.identifier
+            )
+        })
         .collect();
     fields.sort();
     let mut hasher = Sha256::new();

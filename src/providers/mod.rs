@@ -323,7 +323,11 @@ impl ProviderRegistry {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(err) => {
-                report.push(dir.to_owned(), "", format!("cannot read the providers folder: {err}"));
+                report.push(
+                    dir.to_owned(),
+                    "",
+                    format!("cannot read the providers folder: {err}"),
+                );
                 return Err(report);
             }
         };
@@ -331,7 +335,11 @@ impl ProviderRegistry {
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.is_dir())
-            .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
+            .filter(|p| {
+                !p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'))
+            })
             .collect();
         folders.sort();
         let mut providers = BTreeMap::new();
@@ -381,14 +389,22 @@ fn load_one(
             report.push(
                 file.to_owned(),
                 "",
-                format!("not valid JSON at line {} column {}: {err}", err.line(), err.column()),
+                format!(
+                    "not valid JSON at line {} column {}: {err}",
+                    err.line(),
+                    err.column()
+                ),
             );
             return None;
         }
     };
     let before = report.errors.len();
     for error in validator.iter_errors(&raw) {
-        report.push(file.to_owned(), error.instance_path().as_str(), error.to_string());
+        report.push(
+            file.to_owned(),
+            error.instance_path().as_str(),
+            error.to_string(),
+        );
     }
     if report.errors.len() > before {
         return None;
@@ -420,7 +436,10 @@ fn semantic_errors(meta: &ProviderMeta, folder_name: &str) -> Vec<(String, Strin
     if meta.key != folder_name {
         errors.push((
             "/key".to_owned(),
-            format!("key {:?} must equal its folder name {folder_name:?}", meta.key),
+            format!(
+                "key {:?} must equal its folder name {folder_name:?}",
+                meta.key
+            ),
         ));
     }
     let defaults = meta.base_url_variants.iter().filter(|v| v.default).count();
@@ -433,7 +452,10 @@ fn semantic_errors(meta: &ProviderMeta, folder_name: &str) -> Vec<(String, Strin
     let mut variant_keys = BTreeSet::new();
     for (i, v) in meta.base_url_variants.iter().enumerate() {
         if !variant_keys.insert(&v.key) {
-            errors.push((format!("/baseUrlVariants/{i}/key"), format!("duplicate variant key {:?}", v.key)));
+            errors.push((
+                format!("/baseUrlVariants/{i}/key"),
+                format!("duplicate variant key {:?}", v.key),
+            ));
         }
     }
     let mut object_keys = BTreeSet::new();
@@ -455,7 +477,10 @@ fn semantic_errors(meta: &ProviderMeta, folder_name: &str) -> Vec<(String, Strin
         }
         let mut must_exist = |pointer: String, name: &str, role: &str| {
             if !names.contains(name) {
-                errors.push((pointer, format!("{role} {name:?} is not one of the object's fields")));
+                errors.push((
+                    pointer,
+                    format!("{role} {name:?} is not one of the object's fields"),
+                ));
             }
         };
         for (j, m) in object.metrics.iter().enumerate() {
@@ -471,11 +496,19 @@ fn semantic_errors(meta: &ProviderMeta, folder_name: &str) -> Vec<(String, Strin
             must_exist(at("/hierarchy/parentKey"), &h.parent_key, "parent key");
         }
         if let Some(marker) = &object.deletion_marker {
-            must_exist(at("/deletionMarker/field"), &marker.field, "deletion marker field");
+            must_exist(
+                at("/deletionMarker/field"),
+                &marker.field,
+                "deletion marker field",
+            );
         }
         if let Some(mapping) = &object.mapping_defaults {
             for (j, pair) in mapping.fields.iter().enumerate() {
-                must_exist(at(&format!("/mappingDefaults/fields/{j}/source")), &pair.source, "mapped field");
+                must_exist(
+                    at(&format!("/mappingDefaults/fields/{j}/source")),
+                    &pair.source,
+                    "mapped field",
+                );
             }
         }
     }
@@ -498,7 +531,11 @@ impl LoadReport {
     fn push(&mut self, file: PathBuf, pointer: &str, message: String) {
         self.errors.push(LoadError {
             file,
-            pointer: if pointer.is_empty() { "/".to_owned() } else { pointer.to_owned() },
+            pointer: if pointer.is_empty() {
+                "/".to_owned()
+            } else {
+                pointer.to_owned()
+            },
             message,
         });
     }
@@ -529,8 +566,20 @@ mod tests {
     fn shipped_providers_load() {
         let registry = shipped();
         for key in [
-            "google-analytics-4", "google-ads", "google-drive", "onedrive", "dropbox", "slack",
-            "linear", "bqe-core", "notion", "asana", "github", "jira", "hubspot", "sandbox",
+            "google-analytics-4",
+            "google-ads",
+            "google-drive",
+            "onedrive",
+            "dropbox",
+            "slack",
+            "linear",
+            "bqe-core",
+            "notion",
+            "asana",
+            "github",
+            "jira",
+            "hubspot",
+            "sandbox",
         ] {
             assert!(registry.get(key).is_some(), "{key} missing");
         }
@@ -557,30 +606,55 @@ mod tests {
             ("unknown-flow", "/auth/flows/0", ""),
             ("bad-url", "/auth/tokenUrl", ""),
             ("wrong-types", "/rateLimits/requestsPerMinute", ""),
-            ("duplicate-object-keys", "/objects/1/key", "duplicate object key"),
+            (
+                "duplicate-object-keys",
+                "/objects/1/key",
+                "duplicate object key",
+            ),
             ("key-mismatch", "/key", "folder name"),
             ("not-json", "/", "line"),
         ];
         for (case, pointer, words) in cases {
             let report = invalid_case(case);
             assert!(
-                report.errors.iter().any(|e| e.pointer.starts_with(pointer) && e.message.contains(words)),
+                report
+                    .errors
+                    .iter()
+                    .any(|e| e.pointer.starts_with(pointer) && e.message.contains(words)),
                 "{case}: expected {pointer} / {words:?} in\n{report}"
             );
-            assert!(report.to_string().contains(PROVIDER_FILE), "{case}: file path missing");
+            assert!(
+                report.to_string().contains(PROVIDER_FILE),
+                "{case}: file path missing"
+            );
         }
     }
 
     #[test]
     fn wrong_types_reports_every_error() {
         let report = invalid_case("wrong-types");
-        assert!(report.errors.iter().any(|e| e.pointer == "/auth/defaultScopes"), "{report}");
-        assert!(report.errors.iter().any(|e| e.pointer == "/rateLimits/requestsPerMinute"), "{report}");
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.pointer == "/auth/defaultScopes"),
+            "{report}"
+        );
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.pointer == "/rateLimits/requestsPerMinute"),
+            "{report}"
+        );
     }
 
     #[test]
     fn missing_header_env_key_is_reported() {
         let report = invalid_case("missing-header-fields");
-        assert!(report.errors.iter().any(|e| e.message.contains("envKey")), "{report}");
+        assert!(
+            report.errors.iter().any(|e| e.message.contains("envKey")),
+            "{report}"
+        );
     }
 }

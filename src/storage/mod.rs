@@ -24,8 +24,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use time::OffsetDateTime;
 
-use crate::auth::store::{AccountStore, SessionRecordStore};
 use crate::audit::AuditStore;
+use crate::auth::store::{AccountStore, SessionRecordStore};
 use crate::config::Settings;
 use crate::tenancy::store::TenancyStore;
 use crate::vault::store::VaultStore;
@@ -136,7 +136,10 @@ impl Store for PgStore {
         Backend::Postgres
     }
     async fn ping(&self) -> sqlx::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
     }
     async fn pending_migrations(&self) -> anyhow::Result<usize> {
         let applied: Vec<i64> = sqlx::query_scalar(APPLIED_MIGRATIONS_SQL)
@@ -162,7 +165,10 @@ impl Store for SqliteStore {
         Backend::Sqlite
     }
     async fn ping(&self) -> sqlx::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
     }
     async fn pending_migrations(&self) -> anyhow::Result<usize> {
         let applied: Vec<i64> = sqlx::query_scalar(APPLIED_MIGRATIONS_SQL)
@@ -198,9 +204,8 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DynStore> {
         return Ok(Arc::new(PgStore::new(pool)));
     }
     let options = if url.is_empty() {
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-            format!("creating data folder {}", settings.data_dir.display())
-        })?;
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data folder {}", settings.data_dir.display()))?;
         SqliteConnectOptions::new().filename(settings.data_dir.join("plugboard.db"))
     } else {
         SqliteConnectOptions::from_str(url).context("parsing database.url")?

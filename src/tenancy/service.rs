@@ -18,9 +18,8 @@ pub fn hash_token(token: &str) -> Vec<u8> {
 }
 
 pub fn parse_role(field: &str, value: &str) -> AppResult<Role> {
-    Role::parse(value.trim()).ok_or_else(|| {
-        AppError::validation(field, "expected one of owner, admin, member")
-    })
+    Role::parse(value.trim())
+        .ok_or_else(|| AppError::validation(field, "expected one of owner, admin, member"))
 }
 
 fn require_admin(tenant: &Tenant) -> AppResult<()> {
@@ -37,12 +36,18 @@ fn require_admin(tenant: &Tenant) -> AppResult<()> {
 fn require_may_grant(tenant: &Tenant, role: Role) -> AppResult<()> {
     require_admin(tenant)?;
     if role == Role::Owner && tenant.role != Role::Owner {
-        return Err(AppError::Forbidden("only owners can grant the owner role".into()));
+        return Err(AppError::Forbidden(
+            "only owners can grant the owner role".into(),
+        ));
     }
     Ok(())
 }
 
-pub async fn create_workspace(store: &DynStore, tenant: &Tenant, name: &str) -> AppResult<WorkspaceId> {
+pub async fn create_workspace(
+    store: &DynStore,
+    tenant: &Tenant,
+    name: &str,
+) -> AppResult<WorkspaceId> {
     require_admin(tenant)?;
     let name = validate_name("name", name)?;
     let id = WorkspaceId(Uuid::now_v7());
@@ -72,18 +77,38 @@ pub async fn create_workspace(store: &DynStore, tenant: &Tenant, name: &str) -> 
     }
 }
 
-pub async fn add_existing_user(store: &DynStore, tenant: &Tenant, email: &str, role: Role) -> AppResult<Member> {
+pub async fn add_existing_user(
+    store: &DynStore,
+    tenant: &Tenant,
+    email: &str,
+    role: Role,
+) -> AppResult<Member> {
     require_may_grant(tenant, role)?;
     validate_email("email", email)?;
     let user = store
         .find_user_by_email(&normalize_email(email))
         .await?
-        .ok_or_else(|| AppError::validation("email", "no account uses this email; send an invite instead"))?;
-    let audit = AuditEntry::new(Some(tenant.workspace_id), Some(tenant.user_id), "member.add")
-        .target("user", user.id)
-        .details(serde_json::json!({ "role": role }));
-    if !store.add_member(tenant.workspace_id, user.id, role, &audit).await? {
-        return Err(AppError::conflict("email", "this user is already a member of the workspace"));
+        .ok_or_else(|| {
+            AppError::validation(
+                "email",
+                "no account uses this email; send an invite instead",
+            )
+        })?;
+    let audit = AuditEntry::new(
+        Some(tenant.workspace_id),
+        Some(tenant.user_id),
+        "member.add",
+    )
+    .target("user", user.id)
+    .details(serde_json::json!({ "role": role }));
+    if !store
+        .add_member(tenant.workspace_id, user.id, role, &audit)
+        .await?
+    {
+        return Err(AppError::conflict(
+            "email",
+            "this user is already a member of the workspace",
+        ));
     }
     store
         .get_member(tenant.workspace_id, user.id)
@@ -115,17 +140,27 @@ pub async fn invite(
     validate_email("email", email)?;
     let email = email.trim();
     let email_normalized = normalize_email(email);
-    if let Some(user) = store.find_user_by_email(&email_normalized).await? {
-        if store.get_member(tenant.workspace_id, user.id).await?.is_some() {
-            return Err(AppError::conflict("email", "this user is already a member of the workspace"));
-        }
+    if let Some(user) = store.find_user_by_email(&email_normalized).await?
+        && store
+            .get_member(tenant.workspace_id, user.id)
+            .await?
+            .is_some()
+    {
+        return Err(AppError::conflict(
+            "email",
+            "this user is already a member of the workspace",
+        ));
     }
     let token = random_token();
     let token_hash = hash_token(&token);
     let id = Uuid::now_v7();
-    let audit = AuditEntry::new(Some(tenant.workspace_id), Some(tenant.user_id), "invite.create")
-        .target("invite", id)
-        .details(serde_json::json!({ "email": email, "role": role }));
+    let audit = AuditEntry::new(
+        Some(tenant.workspace_id),
+        Some(tenant.user_id),
+        "invite.create",
+    )
+    .target("invite", id)
+    .details(serde_json::json!({ "email": email, "role": role }));
     let created_at = audit.created_at;
     let expires_at = created_at + Duration::hours(i64::from(ttl_hours));
     store
@@ -155,8 +190,12 @@ pub async fn invite(
 
 pub async fn revoke_invite(store: &DynStore, tenant: &Tenant, invite_id: Uuid) -> AppResult<()> {
     require_admin(tenant)?;
-    let audit = AuditEntry::new(Some(tenant.workspace_id), Some(tenant.user_id), "invite.revoke")
-        .target("invite", invite_id);
+    let audit = AuditEntry::new(
+        Some(tenant.workspace_id),
+        Some(tenant.user_id),
+        "invite.revoke",
+    )
+    .target("invite", invite_id);
     if store
         .revoke_invite(tenant.workspace_id, invite_id, now(), &audit)
         .await?
@@ -178,18 +217,29 @@ fn member_change(outcome: MemberChange) -> AppResult<()> {
     }
 }
 
-pub async fn change_role(store: &DynStore, tenant: &Tenant, user_id: Uuid, role: Role) -> AppResult<()> {
+pub async fn change_role(
+    store: &DynStore,
+    tenant: &Tenant,
+    user_id: Uuid,
+    role: Role,
+) -> AppResult<()> {
     require_may_grant(tenant, role)?;
     let target = store
         .get_member(tenant.workspace_id, user_id)
         .await?
         .ok_or_else(|| AppError::not_found("member not found"))?;
     if target.role_text == "owner" && tenant.role != Role::Owner {
-        return Err(AppError::Forbidden("only owners can change an owner's role".into()));
+        return Err(AppError::Forbidden(
+            "only owners can change an owner's role".into(),
+        ));
     }
-    let audit = AuditEntry::new(Some(tenant.workspace_id), Some(tenant.user_id), "member.role")
-        .target("user", user_id)
-        .details(serde_json::json!({ "from": target.role_text, "to": role }));
+    let audit = AuditEntry::new(
+        Some(tenant.workspace_id),
+        Some(tenant.user_id),
+        "member.role",
+    )
+    .target("user", user_id)
+    .details(serde_json::json!({ "from": target.role_text, "to": role }));
     member_change(
         store
             .set_member_role(tenant.workspace_id, user_id, role, &audit)
@@ -208,18 +258,35 @@ pub async fn remove_member(store: &DynStore, tenant: &Tenant, user_id: Uuid) -> 
         .await?
         .ok_or_else(|| AppError::not_found("member not found"))?;
     if target.role_text == "owner" && tenant.role != Role::Owner {
-        return Err(AppError::Forbidden("only owners can remove an owner".into()));
+        return Err(AppError::Forbidden(
+            "only owners can remove an owner".into(),
+        ));
     }
-    let audit = AuditEntry::new(Some(tenant.workspace_id), Some(tenant.user_id), "member.remove")
-        .target("user", user_id);
-    member_change(store.remove_member(tenant.workspace_id, user_id, &audit).await?)
+    let audit = AuditEntry::new(
+        Some(tenant.workspace_id),
+        Some(tenant.user_id),
+        "member.remove",
+    )
+    .target("user", user_id);
+    member_change(
+        store
+            .remove_member(tenant.workspace_id, user_id, &audit)
+            .await?,
+    )
 }
 
-pub async fn accept_invite(store: &DynStore, user_id: Uuid, user_email: &str, token: &str) -> AppResult<WorkspaceId> {
+pub async fn accept_invite(
+    store: &DynStore,
+    user_id: Uuid,
+    user_email: &str,
+    token: &str,
+) -> AppResult<WorkspaceId> {
     let invite = store
         .find_open_invite(&hash_token(token), now())
         .await?
-        .ok_or_else(|| AppError::not_found("this invite link is invalid, expired or already used"))?;
+        .ok_or_else(|| {
+            AppError::not_found("this invite link is invalid, expired or already used")
+        })?;
     if invite.email_normalized != normalize_email(user_email) {
         return Err(AppError::Forbidden(format!(
             "this invite was sent to {}; log in with that account to accept it",

@@ -40,24 +40,74 @@ pub enum AcceptOutcome {
 
 #[async_trait::async_trait]
 pub trait TenancyStore {
-    async fn create_workspace(&self, ws: &NewWorkspace<'_>, audit: &AuditEntry) -> sqlx::Result<()>;
+    async fn create_workspace(&self, ws: &NewWorkspace<'_>, audit: &AuditEntry)
+    -> sqlx::Result<()>;
     async fn workspaces_for_user(&self, user_id: Uuid) -> sqlx::Result<Vec<WorkspaceMembership>>;
     /// The tenancy gate: `None` unless `user_id` is a member of `workspace`.
-    async fn membership(&self, workspace: WorkspaceId, user_id: Uuid) -> sqlx::Result<Option<WorkspaceMembership>>;
+    async fn membership(
+        &self,
+        workspace: WorkspaceId,
+        user_id: Uuid,
+    ) -> sqlx::Result<Option<WorkspaceMembership>>;
     async fn list_members(&self, workspace: WorkspaceId) -> sqlx::Result<Vec<Member>>;
-    async fn get_member(&self, workspace: WorkspaceId, user_id: Uuid) -> sqlx::Result<Option<Member>>;
+    async fn get_member(
+        &self,
+        workspace: WorkspaceId,
+        user_id: Uuid,
+    ) -> sqlx::Result<Option<Member>>;
     /// False when the user is already a member.
-    async fn add_member(&self, workspace: WorkspaceId, user_id: Uuid, role: Role, audit: &AuditEntry) -> sqlx::Result<bool>;
-    async fn set_member_role(&self, workspace: WorkspaceId, user_id: Uuid, role: Role, audit: &AuditEntry) -> sqlx::Result<MemberChange>;
-    async fn remove_member(&self, workspace: WorkspaceId, user_id: Uuid, audit: &AuditEntry) -> sqlx::Result<MemberChange>;
+    async fn add_member(
+        &self,
+        workspace: WorkspaceId,
+        user_id: Uuid,
+        role: Role,
+        audit: &AuditEntry,
+    ) -> sqlx::Result<bool>;
+    async fn set_member_role(
+        &self,
+        workspace: WorkspaceId,
+        user_id: Uuid,
+        role: Role,
+        audit: &AuditEntry,
+    ) -> sqlx::Result<MemberChange>;
+    async fn remove_member(
+        &self,
+        workspace: WorkspaceId,
+        user_id: Uuid,
+        audit: &AuditEntry,
+    ) -> sqlx::Result<MemberChange>;
     /// Replaces any open invite for the same address in the workspace.
     async fn create_invite(&self, invite: &NewInvite<'_>, audit: &AuditEntry) -> sqlx::Result<()>;
-    async fn list_open_invites(&self, workspace: WorkspaceId, now: OffsetDateTime) -> sqlx::Result<Vec<Invite>>;
-    async fn revoke_invite(&self, workspace: WorkspaceId, invite_id: Uuid, now: OffsetDateTime, audit: &AuditEntry) -> sqlx::Result<bool>;
-    async fn find_open_invite(&self, token_hash: &[u8], now: OffsetDateTime) -> sqlx::Result<Option<InviteLookup>>;
-    async fn accept_invite(&self, invite: &InviteLookup, user_id: Uuid, now: OffsetDateTime, audit: &AuditEntry) -> sqlx::Result<AcceptOutcome>;
+    async fn list_open_invites(
+        &self,
+        workspace: WorkspaceId,
+        now: OffsetDateTime,
+    ) -> sqlx::Result<Vec<Invite>>;
+    async fn revoke_invite(
+        &self,
+        workspace: WorkspaceId,
+        invite_id: Uuid,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> sqlx::Result<bool>;
+    async fn find_open_invite(
+        &self,
+        token_hash: &[u8],
+        now: OffsetDateTime,
+    ) -> sqlx::Result<Option<InviteLookup>>;
+    async fn accept_invite(
+        &self,
+        invite: &InviteLookup,
+        user_id: Uuid,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> sqlx::Result<AcceptOutcome>;
     async fn find_organization_by_name(&self, name: &str) -> sqlx::Result<Option<Uuid>>;
-    async fn find_workspace_in_org(&self, organization_id: Uuid, name: Option<&str>) -> sqlx::Result<Option<WorkspaceId>>;
+    async fn find_workspace_in_org(
+        &self,
+        organization_id: Uuid,
+        name: Option<&str>,
+    ) -> sqlx::Result<Option<WorkspaceId>>;
 }
 
 // SQL fragments are macros so queries stay `&'static str` via `concat!`.
@@ -90,7 +140,6 @@ const LOCK_WORKSPACE_SQL: &str = "UPDATE workspaces SET name = name WHERE id = $
 
 const OWNER_COUNT_SQL: &str =
     "SELECT COUNT(*) FROM memberships WHERE workspace_id = $1 AND role = 'owner'";
-
 
 impl_for_backends! {
     impl TenancyStore {

@@ -86,14 +86,18 @@ pub struct KeyRing {
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyRing").field("key_ids", &self.key_ids()).finish()
+        f.debug_struct("KeyRing")
+            .field("key_ids", &self.key_ids())
+            .finish()
     }
 }
 
 fn valid_key_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 32
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl KeyRing {
@@ -115,11 +119,14 @@ impl KeyRing {
                 )));
             }
             if keys.iter().any(|k| k.id == id) {
-                return Err(VaultError::BadKeyList(format!("key id {id:?} appears twice")));
+                return Err(VaultError::BadKeyList(format!(
+                    "key id {id:?} appears twice"
+                )));
             }
-            let bytes = Zeroizing::new(STANDARD.decode(material.trim()).map_err(|_| {
-                VaultError::BadKeyList(format!("key {id:?} is not valid base64"))
-            })?);
+            let bytes =
+                Zeroizing::new(STANDARD.decode(material.trim()).map_err(|_| {
+                    VaultError::BadKeyList(format!("key {id:?} is not valid base64"))
+                })?);
             if bytes.len() != 32 {
                 return Err(VaultError::BadKeyList(format!(
                     "key {id:?} must decode to 32 bytes, got {}",
@@ -127,7 +134,10 @@ impl KeyRing {
                 )));
             }
             let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes));
-            keys.push(RingKey { id: id.to_owned(), cipher });
+            keys.push(RingKey {
+                id: id.to_owned(),
+                cipher,
+            });
         }
         if keys.is_empty() {
             return Err(VaultError::BadKeyList("no keys given".into()));
@@ -202,10 +212,16 @@ pub fn sealed_key_id(sealed: &str) -> Result<&str, VaultError> {
 
 fn split_sealed(sealed: &str) -> Result<(&str, Vec<u8>, Vec<u8>), VaultError> {
     let mut parts = sealed.split(':');
-    let (Some(version), Some(key_id), Some(nonce), Some(ciphertext), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(VaultError::Malformed("expected version:key:nonce:ciphertext"));
+    let (Some(version), Some(key_id), Some(nonce), Some(ciphertext), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(VaultError::Malformed(
+            "expected version:key:nonce:ciphertext",
+        ));
     };
     if version != FORMAT_VERSION {
         return Err(VaultError::Malformed("unknown format version"));
@@ -318,12 +334,12 @@ fn read_or_create_dev_key(path: &Path) -> Result<(Zeroizing<String>, bool), KeyS
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err)?;
     }
-    let entry = Zeroizing::new(
-        generate_key_entry("dev").map_err(|error| KeySetupError::KeyFileContent {
+    let entry = Zeroizing::new(generate_key_entry("dev").map_err(|error| {
+        KeySetupError::KeyFileContent {
             path: path.to_owned(),
             error,
-        })?,
-    );
+        }
+    })?);
     write_private_file(path, entry.as_bytes()).map_err(io_err)?;
     Ok((entry, true))
 }
@@ -353,7 +369,10 @@ mod tests {
     }
 
     fn two_keys() -> (String, String) {
-        (generate_key_entry("new").unwrap(), generate_key_entry("old").unwrap())
+        (
+            generate_key_entry("new").unwrap(),
+            generate_key_entry("old").unwrap(),
+        )
     }
 
     fn place(field: &str) -> Place<'_> {
@@ -369,7 +388,9 @@ mod tests {
     fn round_trip_and_self_description() {
         let (k, _) = two_keys();
         let r = ring(&k);
-        let sealed = r.seal(b"refresh-token-value", &place("refresh_token")).unwrap();
+        let sealed = r
+            .seal(b"refresh-token-value", &place("refresh_token"))
+            .unwrap();
         assert!(sealed.starts_with("pbv1:new:"));
         assert!(sealed.is_ascii() && !sealed.contains(char::is_whitespace));
         assert!(!sealed.contains("refresh-token-value"));
@@ -400,8 +421,16 @@ mod tests {
             } else {
                 c[i - n.len()] ^= 0x01;
             }
-            let forged = format!("pbv1:new:{}:{}", URL_SAFE_NO_PAD.encode(&n), URL_SAFE_NO_PAD.encode(&c));
-            assert_eq!(r.open(&forged, &place("f")).unwrap_err(), VaultError::Tampered, "byte {i}");
+            let forged = format!(
+                "pbv1:new:{}:{}",
+                URL_SAFE_NO_PAD.encode(&n),
+                URL_SAFE_NO_PAD.encode(&c)
+            );
+            assert_eq!(
+                r.open(&forged, &place("f")).unwrap_err(),
+                VaultError::Tampered,
+                "byte {i}"
+            );
         }
     }
 
@@ -412,9 +441,18 @@ mod tests {
         let p = place("access_token");
         let sealed = r.seal(b"t", &p).unwrap();
         let other_field = place("refresh_token");
-        let other_row = Place { owner_id: Uuid::from_u128(3), ..p };
-        let other_ws = Place { workspace_id: WorkspaceId(Uuid::from_u128(9)), ..p };
-        let other_kind = Place { owner_kind: "webhook", ..p };
+        let other_row = Place {
+            owner_id: Uuid::from_u128(3),
+            ..p
+        };
+        let other_ws = Place {
+            workspace_id: WorkspaceId(Uuid::from_u128(9)),
+            ..p
+        };
+        let other_kind = Place {
+            owner_kind: "webhook",
+            ..p
+        };
         for wrong in [other_field, other_row, other_ws, other_kind] {
             assert_eq!(r.open(&sealed, &wrong).unwrap_err(), VaultError::Tampered);
         }
@@ -435,15 +473,31 @@ mod tests {
         let sealed_old = ring(&old).seal(b"t", &place("f")).unwrap();
         let both = ring(&format!("{new},{old}"));
         assert_eq!(both.primary_key_id(), "new");
-        assert_eq!(both.open(&sealed_old, &place("f")).unwrap().as_slice(), b"t");
-        assert!(both.seal(b"t", &place("f")).unwrap().starts_with("pbv1:new:"));
+        assert_eq!(
+            both.open(&sealed_old, &place("f")).unwrap().as_slice(),
+            b"t"
+        );
+        assert!(
+            both.seal(b"t", &place("f"))
+                .unwrap()
+                .starts_with("pbv1:new:")
+        );
     }
 
     #[test]
     fn malformed_input_is_an_error_not_a_panic() {
         let (k, _) = two_keys();
         let r = ring(&k);
-        for bad in ["", "pbv1", "pbv1:new:x", "pbv2:new:AAAA:AAAA", "pbv1:new:%%:AAAA", "pbv1:n w:AAAAAAAAAAAAAAAA:AAAA", "pbv1:new:AAAAAAAAAAAAAAAA:AAAA", "pbv1:new:a:b:c"] {
+        for bad in [
+            "",
+            "pbv1",
+            "pbv1:new:x",
+            "pbv2:new:AAAA:AAAA",
+            "pbv1:new:%%:AAAA",
+            "pbv1:n w:AAAAAAAAAAAAAAAA:AAAA",
+            "pbv1:new:AAAAAAAAAAAAAAAA:AAAA",
+            "pbv1:new:a:b:c",
+        ] {
             assert!(r.open(bad, &place("f")).is_err(), "{bad:?}");
         }
     }
@@ -463,7 +517,12 @@ mod tests {
         }
         let (k, _) = two_keys();
         let dup = format!("{k},{k}");
-        assert!(KeyRing::parse(&dup).unwrap_err().to_string().contains("twice"));
+        assert!(
+            KeyRing::parse(&dup)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
     }
 
     #[test]

@@ -59,8 +59,14 @@ mod tests {
         let s = Secret::new("ya29.live-token");
         assert_eq!(format!("{s}"), REDACTED);
         assert_eq!(format!("{s:?}"), REDACTED);
-        assert_eq!(format!("{:#?}", vec![s.clone()]), format!("[\n    {REDACTED},\n]"));
-        assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{REDACTED}\""));
+        assert_eq!(
+            format!("{:#?}", vec![s.clone()]),
+            format!("[\n    {REDACTED},\n]")
+        );
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            format!("\"{REDACTED}\"")
+        );
         assert_eq!(s.expose(), "ya29.live-token");
     }
 }

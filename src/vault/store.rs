@@ -46,13 +46,30 @@ pub type Resealer<'a> = &'a (dyn Fn(&SealedRow) -> Option<(String, String)> + Se
 
 #[async_trait::async_trait]
 pub trait VaultStore {
-    async fn put_sealed(&self, place: &Place<'_>, key_id: &str, ciphertext: &str, at: OffsetDateTime) -> sqlx::Result<()>;
+    async fn put_sealed(
+        &self,
+        place: &Place<'_>,
+        key_id: &str,
+        ciphertext: &str,
+        at: OffsetDateTime,
+    ) -> sqlx::Result<()>;
     async fn get_sealed(&self, place: &Place<'_>) -> sqlx::Result<Option<String>>;
-    async fn delete_sealed(&self, workspace: WorkspaceId, owner_kind: &str, owner_id: Uuid) -> sqlx::Result<u64>;
+    async fn delete_sealed(
+        &self,
+        workspace: WorkspaceId,
+        owner_kind: &str,
+        owner_id: Uuid,
+    ) -> sqlx::Result<u64>;
     async fn count_sealed_by_key(&self) -> sqlx::Result<Vec<(String, i64)>>;
     /// Re-seals up to `limit` rows not under `primary`, after `after`, in one
     /// transaction; each row is replaced only if unchanged since it was read.
-    async fn rotate_batch(&self, primary: &str, after: Uuid, limit: i64, reseal: Resealer<'_>) -> sqlx::Result<RotateBatch>;
+    async fn rotate_batch(
+        &self,
+        primary: &str,
+        after: Uuid,
+        limit: i64,
+        reseal: Resealer<'_>,
+    ) -> sqlx::Result<RotateBatch>;
 }
 
 impl_for_backends! {
@@ -165,7 +182,12 @@ impl From<VaultOpError> for crate::error::AppError {
 }
 
 /// Seals and stores a secret at its place (replacing what was there).
-pub async fn put_secret<S: VaultStore + ?Sized>(store: &S, ring: &KeyRing, place: &Place<'_>, secret: &Secret) -> Result<(), VaultOpError> {
+pub async fn put_secret<S: VaultStore + ?Sized>(
+    store: &S,
+    ring: &KeyRing,
+    place: &Place<'_>,
+    secret: &Secret,
+) -> Result<(), VaultOpError> {
     let sealed = ring.seal_secret(secret, place)?;
     store
         .put_sealed(place, ring.primary_key_id(), &sealed, now())
@@ -173,7 +195,11 @@ pub async fn put_secret<S: VaultStore + ?Sized>(store: &S, ring: &KeyRing, place
     Ok(())
 }
 
-pub async fn get_secret<S: VaultStore + ?Sized>(store: &S, ring: &KeyRing, place: &Place<'_>) -> Result<Option<Secret>, VaultOpError> {
+pub async fn get_secret<S: VaultStore + ?Sized>(
+    store: &S,
+    ring: &KeyRing,
+    place: &Place<'_>,
+) -> Result<Option<Secret>, VaultOpError> {
     match store.get_sealed(place).await? {
         Some(sealed) => Ok(Some(ring.open_secret(&sealed, place)?)),
         None => Ok(None),

@@ -20,28 +20,39 @@ pub fn is_json_content_type(headers: &HeaderMap) -> bool {
         .and_then(|v| v.split(';').next())
         .is_some_and(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
 }
 
 async fn read_body(req: Request, state: &AppState) -> Result<Bytes, AppError> {
-    Bytes::from_request(req, state).await.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(inner)
-            if inner.to_string().to_ascii_lowercase().contains("length limit") =>
-        {
-            AppError::PayloadTooLarge {
-                limit: state.settings.server.body_limit_bytes,
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|rejection| match rejection {
+            BytesRejection::FailedToBufferBody(inner)
+                if inner
+                    .to_string()
+                    .to_ascii_lowercase()
+                    .contains("length limit") =>
+            {
+                AppError::PayloadTooLarge {
+                    limit: state.settings.server.body_limit_bytes,
+                }
             }
-        }
-        other => AppError::bad_request(None, format!("could not read the request body: {other}")),
-    })
+            other => {
+                AppError::bad_request(None, format!("could not read the request body: {other}"))
+            }
+        })
 }
 
 /// Parses JSON, reporting where it went wrong: syntax errors as 400 with
 /// line and column, shape errors as 422 with the JSON path of the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(AppError::bad_request(None, "request body is empty; expected a JSON object"));
+        return Err(AppError::bad_request(
+            None,
+            "request body is empty; expected a JSON object",
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
@@ -114,7 +125,9 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
         let (mut parts, body) = req.into_parts();
         let session = Session::from_request_parts(&mut parts, state)
             .await
-            .map_err(|(_, msg)| AppError::internal(anyhow::anyhow!("session layer missing: {msg}")))?;
+            .map_err(|(_, msg)| {
+                AppError::internal(anyhow::anyhow!("session layer missing: {msg}"))
+            })?;
         let is_form = parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -133,10 +146,11 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
             .find(|(k, _)| k == CSRF_FIELD)
             .map(|(_, v)| v.as_str());
         verify_csrf(&session, token).await?;
-        let form = serde_urlencoded::from_bytes::<T>(&bytes).map_err(|err| AppError::Validation {
-            field: missing_field(&err.to_string()),
-            message: err.to_string(),
-        })?;
+        let form =
+            serde_urlencoded::from_bytes::<T>(&bytes).map_err(|err| AppError::Validation {
+                field: missing_field(&err.to_string()),
+                message: err.to_string(),
+            })?;
         Ok(CsrfForm { form, session })
     }
 }
@@ -180,7 +194,10 @@ mod tests {
     fn type_errors_name_the_field() {
         let err = parse_json::<Body>(br#"{"email":"a","nested":{"count":"x"}}"#).unwrap_err();
         assert_eq!(err.status(), 422);
-        assert!(matches!(&err, AppError::Validation { field: Some(f), .. } if f == "nested.count"), "{err:?}");
+        assert!(
+            matches!(&err, AppError::Validation { field: Some(f), .. } if f == "nested.count"),
+            "{err:?}"
+        );
         let err = parse_json::<Body>(br#"{"nested":null}"#).unwrap_err();
         assert!(err.to_string().contains("email"), "{err}");
     }
@@ -188,14 +205,22 @@ mod tests {
     #[test]
     fn empty_and_trailing() {
         assert_eq!(parse_json::<Body>(b"  ").unwrap_err().status(), 400);
-        assert_eq!(parse_json::<Body>(br#"{"email":"a"} x"#).unwrap_err().status(), 400);
+        assert_eq!(
+            parse_json::<Body>(br#"{"email":"a"} x"#)
+                .unwrap_err()
+                .status(),
+            400
+        );
     }
 
     #[test]
     fn json_content_types() {
         let mut h = HeaderMap::new();
         assert!(!is_json_content_type(&h));
-        h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
         assert!(is_json_content_type(&h));
         h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
         assert!(!is_json_content_type(&h));

@@ -76,7 +76,10 @@ pub fn router(state: AppState) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
                 .layer(CatchPanicLayer::custom(panic_response))
-                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout)),
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    timeout,
+                )),
         )
         .with_state(state)
 }
@@ -123,7 +126,10 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// cross-site page can't send that content type, which is the API's CSRF
 /// defence; bodiless POSTs included.
 async fn require_json_bodies(req: Request, next: Next) -> Response {
-    let mutating = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+    let mutating = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
     if mutating && !extract::is_json_content_type(req.headers()) {
         return AppError::UnsupportedMediaType("expected Content-Type: application/json".into())
             .into_response();
@@ -140,13 +146,18 @@ async fn html_errors(req: Request, next: Next) -> Response {
         return response;
     };
     if info.status == StatusCode::UNAUTHORIZED && info.code == "unauthenticated" {
-        let next = if path.starts_with('/') && !path.starts_with("//") { path } else { "/".into() };
+        let next = if path.starts_with('/') && !path.starts_with("//") {
+            path
+        } else {
+            "/".into()
+        };
         return Redirect::to(&format!("/login?next={}", urlencode(&next))).into_response();
     }
     let mut page = pages::render_error(&info).into_response();
     *page.status_mut() = info.status;
     if let Some(retry) = response.headers().get(header::RETRY_AFTER) {
-        page.headers_mut().insert(header::RETRY_AFTER, retry.clone());
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, retry.clone());
     }
     page
 }
@@ -195,8 +206,14 @@ async fn ready(State(state): State<AppState>) -> Response {
 async fn stylesheet() -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
         ],
         APP_CSS,
     )

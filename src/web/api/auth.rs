@@ -52,14 +52,22 @@ pub async fn signup(
     session: Session,
     ApiJson(input): ApiJson<SignupInput>,
 ) -> AppResult<(StatusCode, Json<Me>)> {
-    let created = auth::signup(&state.store, &SignupPolicy::from_settings(&state.settings), &input).await?;
+    let created = auth::signup(
+        &state.store,
+        &SignupPolicy::from_settings(&state.settings),
+        &input,
+    )
+    .await?;
     session::begin(&session, created.user_id, Some(created.workspace_id)).await?;
     let user = state
         .store
         .get_user(created.user_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("user vanished after sign-up"))?;
-    Ok((StatusCode::CREATED, Json(me_of(&state, user, &session).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(me_of(&state, user, &session).await?),
+    ))
 }
 
 pub async fn login(
@@ -68,7 +76,9 @@ pub async fn login(
     session: Session,
     ApiJson(input): ApiJson<LoginInput>,
 ) -> AppResult<Json<Me>> {
-    state.login_throttle.check(ip, &normalize_email(&input.email))?;
+    state
+        .login_throttle
+        .check(ip, &normalize_email(&input.email))?;
     let user = auth::authenticate(&state.store, &input).await?;
     session::begin(&session, user.id, None).await?;
     Ok(Json(me_of(&state, user, &session).await?))

@@ -10,7 +10,9 @@ use crate::app::AppState;
 use crate::auth::extract::CurrentUser;
 use crate::error::{AppError, AppResult};
 use crate::providers::Provider;
-use crate::providers::catalog::{CatalogView, MappingDefaultsView, ProviderDetail, ProviderSummary};
+use crate::providers::catalog::{
+    CatalogView, MappingDefaultsView, ProviderDetail, ProviderSummary,
+};
 
 fn find_provider<'a>(state: &'a AppState, key: &str) -> AppResult<&'a Arc<Provider>> {
     state
@@ -20,7 +22,11 @@ fn find_provider<'a>(state: &'a AppState, key: &str) -> AppResult<&'a Arc<Provid
 }
 
 pub async fn capabilities(State(state): State<AppState>, _user: CurrentUser) -> Response {
-    let providers: Vec<&str> = state.providers.iter().map(|p| p.meta.key.as_str()).collect();
+    let providers: Vec<&str> = state
+        .providers
+        .iter()
+        .map(|p| p.meta.key.as_str())
+        .collect();
     Json(serde_json::json!({
         "integrations": { "enabled": !providers.is_empty(), "providers": providers }
     }))
@@ -28,7 +34,11 @@ pub async fn capabilities(State(state): State<AppState>, _user: CurrentUser) -> 
 }
 
 pub async fn providers(State(state): State<AppState>, _user: CurrentUser) -> Response {
-    let list: Vec<ProviderSummary<'_>> = state.providers.iter().map(|p| ProviderSummary::of(p)).collect();
+    let list: Vec<ProviderSummary<'_>> = state
+        .providers
+        .iter()
+        .map(|p| ProviderSummary::of(p))
+        .collect();
     Json(list).into_response()
 }
 

@@ -15,9 +15,15 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/me", get(auth::me))
-        .route("/workspaces", get(workspaces::list).post(workspaces::create))
+        .route(
+            "/workspaces",
+            get(workspaces::list).post(workspaces::create),
+        )
         .route("/workspaces/{workspace_id}", get(workspaces::show))
-        .route("/workspaces/{workspace_id}/switch", post(workspaces::switch))
+        .route(
+            "/workspaces/{workspace_id}/switch",
+            post(workspaces::switch),
+        )
         .route(
             "/workspaces/{workspace_id}/members",
             get(workspaces::members).post(workspaces::add_member),
@@ -39,7 +45,10 @@ pub fn routes() -> Router<AppState> {
         .route("/capabilities", get(integrations::capabilities))
         .route("/integrations/providers", get(integrations::providers))
         .route("/integrations/{provider}", get(integrations::provider))
-        .route("/integrations/{provider}/catalog", get(integrations::catalog))
+        .route(
+            "/integrations/{provider}/catalog",
+            get(integrations::catalog),
+        )
         .route(
             "/integrations/{provider}/{object}/mapping/defaults",
             get(integrations::mapping_defaults),

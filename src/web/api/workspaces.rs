@@ -41,7 +41,10 @@ fn parse_id(raw: &str, what: &str) -> AppResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| AppError::not_found(format!("{what} not found")))
 }
 
-pub async fn list(State(state): State<AppState>, current: CurrentUser) -> AppResult<Json<Vec<WorkspaceDetail>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    current: CurrentUser,
+) -> AppResult<Json<Vec<WorkspaceDetail>>> {
     let memberships = state.store.workspaces_for_user(current.user.id).await?;
     Ok(Json(
         memberships
@@ -77,12 +80,19 @@ pub async fn show(path: PathTenant) -> AppResult<Json<WorkspaceDetail>> {
 }
 
 pub async fn switch(path: PathTenant) -> AppResult<Json<WorkspaceDetail>> {
-    path.session.insert(WORKSPACE_KEY, path.tenant.workspace_id).await?;
+    path.session
+        .insert(WORKSPACE_KEY, path.tenant.workspace_id)
+        .await?;
     Ok(Json(WorkspaceDetail::from(&path.tenant)))
 }
 
-pub async fn members(State(state): State<AppState>, path: PathTenant) -> AppResult<Json<Vec<Member>>> {
-    Ok(Json(state.store.list_members(path.tenant.workspace_id).await?))
+pub async fn members(
+    State(state): State<AppState>,
+    path: PathTenant,
+) -> AppResult<Json<Vec<Member>>> {
+    Ok(Json(
+        state.store.list_members(path.tenant.workspace_id).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -133,11 +143,21 @@ pub async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn invites(State(state): State<AppState>, path: PathTenant) -> AppResult<Json<Vec<Invite>>> {
+pub async fn invites(
+    State(state): State<AppState>,
+    path: PathTenant,
+) -> AppResult<Json<Vec<Invite>>> {
     if !path.tenant.role.can_manage_members() {
-        return Err(AppError::Forbidden("only workspace owners and admins can see invites".into()));
+        return Err(AppError::Forbidden(
+            "only workspace owners and admins can see invites".into(),
+        ));
     }
-    Ok(Json(state.store.list_open_invites(path.tenant.workspace_id, now()).await?))
+    Ok(Json(
+        state
+            .store
+            .list_open_invites(path.tenant.workspace_id, now())
+            .await?,
+    ))
 }
 
 pub async fn create_invite(
@@ -151,7 +171,7 @@ pub async fn create_invite(
         &path.tenant,
         &input.email,
         role,
-        state.settings.public_url(),
+        &state.settings.public_url(),
         state.settings.auth.invite_ttl_hours,
     )
     .await?;
@@ -168,11 +188,21 @@ pub async fn revoke_invite(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn audit(State(state): State<AppState>, path: PathTenant) -> AppResult<Json<Vec<AuditRecord>>> {
+pub async fn audit(
+    State(state): State<AppState>,
+    path: PathTenant,
+) -> AppResult<Json<Vec<AuditRecord>>> {
     if !path.tenant.role.can_manage_members() {
-        return Err(AppError::Forbidden("only workspace owners and admins can read the audit log".into()));
+        return Err(AppError::Forbidden(
+            "only workspace owners and admins can read the audit log".into(),
+        ));
     }
-    Ok(Json(state.store.list_audit(path.tenant.workspace_id, 200).await?))
+    Ok(Json(
+        state
+            .store
+            .list_audit(path.tenant.workspace_id, 200)
+            .await?,
+    ))
 }
 
 pub async fn accept_invite(
@@ -180,12 +210,16 @@ pub async fn accept_invite(
     current: CurrentUser,
     Path(token): Path<String>,
 ) -> AppResult<Json<WorkspaceDetail>> {
-    let ws = service::accept_invite(&state.store, current.user.id, &current.user.email, &token).await?;
+    let ws =
+        service::accept_invite(&state.store, current.user.id, &current.user.email, &token).await?;
     current.session.insert(WORKSPACE_KEY, ws).await?;
     let membership = state
         .store
         .membership(ws, current.user.id)
         .await?
         .ok_or_else(|| AppError::not_found("workspace not found"))?;
-    Ok(Json(WorkspaceDetail::from(&Tenant::from_membership(current.user.id, &membership))))
+    Ok(Json(WorkspaceDetail::from(&Tenant::from_membership(
+        current.user.id,
+        &membership,
+    ))))
 }

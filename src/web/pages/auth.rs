@@ -37,9 +37,17 @@ pub struct SignupQuery {
     invite: Option<String>,
 }
 
-async fn invite_info(state: &AppState, token: Option<&str>) -> AppResult<Option<(InviteInfo, String)>> {
-    let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(None) };
-    let found = state.store.find_open_invite(&hash_token(token), now()).await?;
+async fn invite_info(
+    state: &AppState,
+    token: Option<&str>,
+) -> AppResult<Option<(InviteInfo, String)>> {
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let found = state
+        .store
+        .find_open_invite(&hash_token(token), now())
+        .await?;
     Ok(found.map(|i| {
         (
             InviteInfo {
@@ -63,7 +71,9 @@ pub async fn signup_page(
     }
     let invite = invite_info(&state, query.invite.as_deref()).await?;
     if query.invite.is_some() && invite.is_none() {
-        return Err(AppError::not_found("this invite link is invalid, expired or already used"));
+        return Err(AppError::not_found(
+            "this invite link is invalid, expired or already used",
+        ));
     }
     let email = invite.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
     Ok(SignupPage {
@@ -78,18 +88,38 @@ pub async fn signup_page(
     .into_response())
 }
 
-pub async fn signup_submit(State(state): State<AppState>, form: CsrfForm<SignupInput>) -> AppResult<Response> {
-    let CsrfForm { form: input, session } = form;
-    match auth::signup(&state.store, &SignupPolicy::from_settings(&state.settings), &input).await {
+pub async fn signup_submit(
+    State(state): State<AppState>,
+    form: CsrfForm<SignupInput>,
+) -> AppResult<Response> {
+    let CsrfForm {
+        form: input,
+        session,
+    } = form;
+    match auth::signup(
+        &state.store,
+        &SignupPolicy::from_settings(&state.settings),
+        &input,
+    )
+    .await
+    {
         Ok(created) => {
             session::begin(&session, created.user_id, Some(created.workspace_id)).await?;
-            session::flash(&session, session::FlashKind::Success, "Welcome to Plugboard.", None).await?;
+            session::flash(
+                &session,
+                session::FlashKind::Success,
+                "Welcome to Plugboard.",
+                None,
+            )
+            .await?;
             Ok(Redirect::to("/").into_response())
         }
         Err(err @ AppError::Internal(_)) => Err(err),
         Err(err) => {
             let status = err.status();
-            let invite = invite_info(&state, input.invite_token.as_deref()).await?.map(|(i, _)| i);
+            let invite = invite_info(&state, input.invite_token.as_deref())
+                .await?
+                .map(|(i, _)| i);
             let page = SignupPage {
                 layout: Layout::anonymous(&session).await?,
                 error: Some(err.to_string()),
@@ -156,7 +186,10 @@ pub async fn login_submit(
         email: form.email,
         password: form.password,
     };
-    let outcome = match state.login_throttle.check(ip, &normalize_email(&input.email)) {
+    let outcome = match state
+        .login_throttle
+        .check(ip, &normalize_email(&input.email))
+    {
         Ok(()) => auth::authenticate(&state.store, &input).await,
         Err(limited) => Err(limited),
     };
@@ -180,10 +213,12 @@ pub async fn login_submit(
                 signup_open: state.settings.auth.allow_signup,
             };
             let mut response = with_status(status, page);
-            if let Some(secs) = retry_after {
-                if let Ok(v) = secs.to_string().parse() {
-                    response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-                }
+            if let Some(secs) = retry_after
+                && let Ok(v) = secs.to_string().parse()
+            {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
             }
             Ok(response)
         }
@@ -194,4 +229,3 @@ pub async fn logout(form: CsrfForm<serde::de::IgnoredAny>) -> AppResult<Response
     session::end(&form.session).await?;
     Ok(Redirect::to("/login").into_response())
 }
-

@@ -24,12 +24,18 @@ pub struct InvitePage {
     signed_in: bool,
 }
 
-pub async fn show(State(state): State<AppState>, maybe: MaybeUser, Path(token): Path<String>) -> AppResult<Response> {
+pub async fn show(
+    State(state): State<AppState>,
+    maybe: MaybeUser,
+    Path(token): Path<String>,
+) -> AppResult<Response> {
     let invite = state
         .store
         .find_open_invite(&hash_token(&token), now())
         .await?
-        .ok_or_else(|| AppError::not_found("this invite link is invalid, expired or already used"))?;
+        .ok_or_else(|| {
+            AppError::not_found("this invite link is invalid, expired or already used")
+        })?;
     Ok(InvitePage {
         layout: Layout::anonymous(&maybe.session).await?,
         token,
@@ -48,7 +54,13 @@ pub async fn accept(
     Path(token): Path<String>,
     form: CsrfForm<serde::de::IgnoredAny>,
 ) -> AppResult<Response> {
-    let ws = service::accept_invite(&state.store, current.user.id, &current.user.email, &token).await?;
+    let ws =
+        service::accept_invite(&state.store, current.user.id, &current.user.email, &token).await?;
     form.session.insert(WORKSPACE_KEY, ws).await?;
-    redirect_with_outcome(&form.session, "/", Ok("You joined the workspace.".to_owned())).await
+    redirect_with_outcome(
+        &form.session,
+        "/",
+        Ok("You joined the workspace.".to_owned()),
+    )
+    .await
 }

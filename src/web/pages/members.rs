@@ -38,15 +38,24 @@ fn require_manager(current: &CurrentTenant) -> AppResult<()> {
     if current.tenant.role.can_manage_members() {
         Ok(())
     } else {
-        Err(AppError::Forbidden("only workspace owners and admins can manage members".into()))
+        Err(AppError::Forbidden(
+            "only workspace owners and admins can manage members".into(),
+        ))
     }
 }
 
 pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
     require_manager(&current)?;
-    let CurrentTenant { user, session, tenant } = current;
+    let CurrentTenant {
+        user,
+        session,
+        tenant,
+    } = current;
     let members = state.store.list_members(tenant.workspace_id).await?;
-    let invites = state.store.list_open_invites(tenant.workspace_id, now()).await?;
+    let invites = state
+        .store
+        .list_open_invites(tenant.workspace_id, now())
+        .await?;
     let grantable = Role::ALL
         .iter()
         .filter(|r| **r != Role::Owner || tenant.role == Role::Owner)
@@ -71,13 +80,20 @@ pub struct AddForm {
 
 /// An existing account joins at once; any other address gets an invite
 /// whose link is shown once, in the flash.
-pub async fn add(State(state): State<AppState>, current: CurrentTenant, form: CsrfForm<AddForm>) -> AppResult<Response> {
+pub async fn add(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    form: CsrfForm<AddForm>,
+) -> AppResult<Response> {
     let CsrfForm { form, session } = form;
     let role = match parse_role("role", &form.role) {
         Ok(role) => role,
         Err(err) => return redirect_with_outcome(&session, BACK, Err(err)).await,
     };
-    let existing = state.store.find_user_by_email(&normalize_email(&form.email)).await?;
+    let existing = state
+        .store
+        .find_user_by_email(&normalize_email(&form.email))
+        .await?;
     if existing.is_some() {
         let outcome = service::add_existing_user(&state.store, &current.tenant, &form.email, role)
             .await
@@ -89,7 +105,7 @@ pub async fn add(State(state): State<AppState>, current: CurrentTenant, form: Cs
         &current.tenant,
         &form.email,
         role,
-        state.settings.public_url(),
+        &state.settings.public_url(),
         state.settings.auth.invite_ttl_hours,
     )
     .await;

@@ -31,9 +31,15 @@ pub fn routes() -> Router<AppState> {
         .route("/workspaces", post(workspace::create))
         .route("/workspaces/{workspace_id}/switch", post(workspace::switch))
         .route("/settings/members", get(members::page).post(members::add))
-        .route("/settings/members/{user_id}/role", post(members::change_role))
+        .route(
+            "/settings/members/{user_id}/role",
+            post(members::change_role),
+        )
         .route("/settings/members/{user_id}/remove", post(members::remove))
-        .route("/settings/invites/{invite_id}/revoke", post(members::revoke_invite))
+        .route(
+            "/settings/invites/{invite_id}/revoke",
+            post(members::revoke_invite),
+        )
         .route("/invites/{token}", get(invites::show))
         .route("/invites/{token}/accept", post(invites::accept))
 }
@@ -72,7 +78,12 @@ impl Layout {
         })
     }
 
-    pub async fn signed_in(state: &AppState, session: &Session, user: &User, tenant: &Tenant) -> AppResult<Layout> {
+    pub async fn signed_in(
+        state: &AppState,
+        session: &Session,
+        user: &User,
+        tenant: &Tenant,
+    ) -> AppResult<Layout> {
         let workspaces = state
             .store
             .workspaces_for_user(user.id)
@@ -146,7 +157,11 @@ pub fn with_status(status: StatusCode, page: impl IntoResponse) -> Response {
 
 /// After a form: redirect (303) and show the outcome once on the next page.
 /// Expected failures become an error flash; unexpected ones stay errors.
-pub async fn redirect_with_outcome(session: &Session, to: &str, outcome: AppResult<String>) -> AppResult<Response> {
+pub async fn redirect_with_outcome(
+    session: &Session,
+    to: &str,
+    outcome: AppResult<String>,
+) -> AppResult<Response> {
     let redirect = Redirect::to(to).into_response();
     match outcome {
         Ok(message) => {
@@ -182,7 +197,12 @@ mod tests {
     #[test]
     fn next_stays_local() {
         assert_eq!(safe_next(Some("/settings/members")), "/settings/members");
-        for bad in ["https://evil.example", "//evil.example", "/\\evil.example", "javascript:alert(1)"] {
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "javascript:alert(1)",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad}");
         }
         assert_eq!(safe_next(None), "/");

@@ -25,7 +25,11 @@ pub struct HomePage {
 }
 
 pub async fn home(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
-    let CurrentTenant { user, session, tenant } = current;
+    let CurrentTenant {
+        user,
+        session,
+        tenant,
+    } = current;
     let members = state.store.list_members(tenant.workspace_id).await?;
     Ok(HomePage {
         layout: Layout::signed_in(&state, &session, &user, &tenant).await?,
@@ -44,7 +48,11 @@ pub struct NewWorkspaceForm {
     name: String,
 }
 
-pub async fn create(State(state): State<AppState>, current: CurrentTenant, form: CsrfForm<NewWorkspaceForm>) -> AppResult<Response> {
+pub async fn create(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    form: CsrfForm<NewWorkspaceForm>,
+) -> AppResult<Response> {
     let outcome = service::create_workspace(&state.store, &current.tenant, &form.form.name).await;
     if let Ok(id) = &outcome {
         form.session.insert(WORKSPACE_KEY, *id).await?;
@@ -68,5 +76,10 @@ pub async fn switch(
         .await?
         .ok_or_else(|| AppError::not_found("workspace not found"))?;
     form.session.insert(WORKSPACE_KEY, id).await?;
-    redirect_with_outcome(&form.session, "/", Ok(format!("Switched to {}.", membership.workspace_name))).await
+    redirect_with_outcome(
+        &form.session,
+        "/",
+        Ok(format!("Switched to {}.", membership.workspace_name)),
+    )
+    .await
 }

@@ -1,0 +1,385 @@
+//! Test harness: the real application on 127.0.0.1:0 with a fresh database
+//! per test — an SQLite file in a temp folder, or a new PostgreSQL database
+//! on TEST_DATABASE_URL's server, dropped afterwards.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use plugboard::app::{self, Server};
+use plugboard::config::Settings;
+use plugboard::storage::DynStore;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use sqlx::{ConnectOptions, Connection};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Backend)` scenario once per backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+pub fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// One key ring for the whole test process.
+pub fn test_keys() -> &'static str {
+    static KEYS: OnceLock<String> = OnceLock::new();
+    KEYS.get_or_init(|| plugboard::vault::generate_key_entry("test1").expect("key"))
+}
+
+/// A direct connection to the test's database, for checks the API can't
+/// make (raw rows, forced expiry).
+#[derive(Clone)]
+pub enum RawDb {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl RawDb {
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        match self {
+            RawDb::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql),
+            RawDb::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql),
+        }
+    }
+
+    pub async fn execute(&self, sql: &'static str) -> u64 {
+        match self {
+            RawDb::Postgres(pool) => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .expect(sql)
+                .rows_affected(),
+            RawDb::Sqlite(pool) => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .expect(sql)
+                .rows_affected(),
+        }
+    }
+
+    /// Every text cell of every table, for "no plaintext secret" checks.
+    pub async fn dump_text(&self) -> String {
+        let tables = [
+            "users",
+            "organizations",
+            "workspaces",
+            "memberships",
+            "invites",
+            "sessions",
+            "audit_log",
+            "secrets",
+        ];
+        let mut out = String::new();
+        for table in tables {
+            match self {
+                RawDb::Postgres(pool) => {
+                    let sql = format!("SELECT row_to_json(t)::text FROM {table} t");
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(pool)
+                        .await
+                        .unwrap();
+                    out.push_str(&rows.join("\n"));
+                }
+                RawDb::Sqlite(pool) => {
+                    let sql = format!("SELECT * FROM {table}");
+                    use sqlx::{Column, Row, ValueRef};
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(pool)
+                        .await
+                        .unwrap();
+                    for row in rows {
+                        for i in 0..row.columns().len() {
+                            let raw = row.try_get_raw(i).unwrap();
+                            if raw.is_null() {
+                                continue;
+                            }
+                            if let Ok(text) = row.try_get::<String, _>(i) {
+                                out.push_str(&text);
+                            } else if let Ok(bytes) = row.try_get::<Vec<u8>, _>(i) {
+                                out.push_str(&String::from_utf8_lossy(&bytes));
+                            }
+                            out.push(' ');
+                        }
+                        let _ = row.columns()[0].name();
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+struct PgTestDb {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for PgTestDb {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop can't await; a short-lived runtime on its own thread can.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(options) = PgConnectOptions::from_str(&admin_url)
+                    && let Ok(mut conn) = options.connect().await
+                {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub backend: Backend,
+    pub store: DynStore,
+    pub db: RawDb,
+    pub settings: Settings,
+    server: Option<Server>,
+    _dir: TempDir,
+    _pg: Option<PgTestDb>,
+}
+
+pub struct Options {
+    pub env: Vec<(&'static str, String)>,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+pub async fn spawn_app_with(backend: Backend, overrides: &[(&'static str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+
+    let (database_url, pg) = match backend {
+        Backend::Sqlite => (
+            format!("sqlite://{}", dir.path().join("test.db").display()),
+            None,
+        ),
+        Backend::Postgres => {
+            let admin_url = test_database_url();
+            let name = format!("pb_test_{}", Uuid::new_v4().simple());
+            let mut admin = PgConnectOptions::from_str(&admin_url)
+                .expect("TEST_DATABASE_URL")
+                .connect()
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("PostgreSQL at TEST_DATABASE_URL ({admin_url}) is required: {e}")
+                });
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&mut admin)
+                .await
+                .expect("create test database");
+            admin.close().await.ok();
+            let url = replace_database(&admin_url, &name);
+            (url, Some(PgTestDb { admin_url, name }))
+        }
+    };
+
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), database_url.clone()),
+        (
+            "PLUGBOARD_DATA_DIR".into(),
+            dir.path().display().to_string(),
+        ),
+        ("PLUGBOARD_PUBLIC_URL".into(), base.clone()),
+        ("PLUGBOARD_ENCRYPTION_KEYS".into(), test_keys().to_owned()),
+        (
+            "PLUGBOARD_PROVIDERS_DIR".into(),
+            format!("{}/providers", env!("CARGO_MANIFEST_DIR")),
+        ),
+        ("PLUGBOARD_LOG_LEVEL".into(), "warn".into()),
+        (
+            "PLUGBOARD_LOGIN_ATTEMPTS_PER_IP_PER_MINUTE".into(),
+            "1000".into(),
+        ),
+        (
+            "PLUGBOARD_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE".into(),
+            "1000".into(),
+        ),
+        ("PLUGBOARD_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
+    ]);
+    for (k, v) in overrides {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let settings = Settings::from_env_map(&env).expect("test settings");
+    let state = app::build_state(settings.clone())
+        .await
+        .expect("build state");
+    let store = state.store.clone();
+    let server = app::spawn(state, listener).await.expect("spawn");
+
+    let db = match backend {
+        Backend::Sqlite => RawDb::Sqlite(
+            SqlitePool::connect_with(SqliteConnectOptions::from_str(&database_url).unwrap())
+                .await
+                .expect("raw sqlite"),
+        ),
+        Backend::Postgres => RawDb::Postgres(
+            PgPoolOptions::new()
+                .max_connections(2)
+                .connect(&database_url)
+                .await
+                .expect("raw pg"),
+        ),
+    };
+    TestApp {
+        base,
+        backend,
+        store,
+        db,
+        settings,
+        server: Some(server),
+        _dir: dir,
+        _pg: pg,
+    }
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (without_query, query) = match url.split_once('?') {
+        Some((u, q)) => (u, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
+    let base = match without_query[scheme_end..].find('/') {
+        Some(slash) => &without_query[..scheme_end + slash],
+        None => without_query,
+    };
+    format!("{base}/{name}{query}")
+}
+
+/// A browser-like client: keeps cookies, never follows redirects (tests
+/// look at them).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub struct TestUser {
+    pub client: reqwest::Client,
+    pub id: Uuid,
+    pub email: String,
+    pub workspace_id: Uuid,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("server stopped cleanly");
+        }
+    }
+
+    /// Signs up a new user with their own organization via the JSON API.
+    pub async fn signup(&self, email: &str, org: &str) -> TestUser {
+        let client = client();
+        let res = client
+            .post(self.url("/api/auth/signup"))
+            .json(&json!({ "email": email, "password": PASSWORD, "name": email.split('@').next().unwrap(), "organization": org }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED, "signup {email}");
+        let me: Value = res.json().await.unwrap();
+        TestUser {
+            client,
+            id: me["user"]["id"].as_str().unwrap().parse().unwrap(),
+            email: email.to_owned(),
+            workspace_id: me["currentWorkspaceId"].as_str().unwrap().parse().unwrap(),
+        }
+    }
+
+    /// A logged-in client for an existing account.
+    pub async fn login(&self, email: &str) -> reqwest::Client {
+        let client = client();
+        let res = client
+            .post(self.url("/api/auth/login"))
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "login {email}");
+        client
+    }
+
+    /// The CSRF token of the client's session, read from a rendered form.
+    pub async fn csrf(&self, client: &reqwest::Client, page: &str) -> String {
+        let html = client
+            .get(self.url(page))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        extract_csrf(&html).unwrap_or_else(|| panic!("no CSRF field on {page}"))
+    }
+}
+
+pub fn extract_csrf(html: &str) -> Option<String> {
+    let marker = "name=\"_csrf\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    let end = start + html[start..].find('"')?;
+    Some(html[start..end].to_owned())
+}
+
+/// Asserts the API error envelope and returns it.
+pub async fn api_error(res: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(res.status(), status);
+    let body: Value = res.json().await.expect("JSON error body");
+    assert!(body["error"]["code"].is_string(), "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    body["error"].clone()
+}

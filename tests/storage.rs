@@ -1,0 +1,285 @@
+//! Store behaviour on both backends: sessions, the vault's secrets table,
+//! key rotation (10,000 secrets, interrupted and resumed).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Backend, spawn_app};
+use plugboard::storage::now;
+use plugboard::tenancy::WorkspaceId;
+use plugboard::vault::store::{get_secret, put_secret, rotate_all};
+use plugboard::vault::{KeyRing, Place, Secret, VaultError, generate_key_entry};
+use time::Duration;
+use uuid::Uuid;
+
+on_both_backends!(
+    sessions_expire_and_are_swept,
+    secrets_round_trip_bound_to_their_row,
+    rotation_of_ten_thousand_secrets_resumes_after_interruption,
+    rotation_skips_what_it_cannot_open,
+);
+
+async fn sessions_expire_and_are_swept(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let store = &app.store;
+    let data = std::collections::HashMap::from([("k".to_owned(), serde_json::json!("v"))]);
+    let live = b"live-session-hash".to_vec();
+    let dead = b"dead-session-hash".to_vec();
+    assert!(
+        store
+            .session_insert(&live, None, &data, now() + Duration::hours(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .session_insert(&live, None, &data, now() + Duration::hours(1))
+            .await
+            .unwrap(),
+        "ids never collide silently"
+    );
+    store
+        .session_upsert(&dead, None, &data, now() - Duration::seconds(1))
+        .await
+        .unwrap();
+    assert!(store.session_load(&live, now()).await.unwrap().is_some());
+    assert!(
+        store.session_load(&dead, now()).await.unwrap().is_none(),
+        "expired sessions don't load"
+    );
+    assert_eq!(store.session_delete_expired(now()).await.unwrap(), 1);
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM sessions").await, 1);
+    app.stop().await;
+}
+
+/// A workspace to hang secrets on (secrets reference workspaces).
+async fn workspace(app: &common::TestApp) -> WorkspaceId {
+    WorkspaceId(
+        app.signup(
+            &format!("{}@vault.example", Uuid::new_v4().simple()),
+            "Vault",
+        )
+        .await
+        .workspace_id,
+    )
+}
+
+async fn secrets_round_trip_bound_to_their_row(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ws = workspace(&app).await;
+    let ring = KeyRing::parse(common::test_keys()).unwrap();
+    let row = Uuid::now_v7();
+    let place = Place {
+        workspace_id: ws,
+        owner_kind: "connection",
+        owner_id: row,
+        field: "refresh_token",
+    };
+    let secret = Secret::new("1//refresh-token-plaintext");
+    put_secret(app.store.as_ref(), &ring, &place, &secret)
+        .await
+        .unwrap();
+    let back = get_secret(app.store.as_ref(), &ring, &place)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.expose(), secret.expose());
+    assert!(
+        !app.db.dump_text().await.contains("refresh-token-plaintext"),
+        "plaintext at rest"
+    );
+
+    // Overwrite keeps one row.
+    put_secret(app.store.as_ref(), &ring, &place, &Secret::new("second"))
+        .await
+        .unwrap();
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM secrets").await, 1);
+
+    // Copy the ciphertext to another row: it refuses to open there.
+    let other = Place {
+        owner_id: Uuid::now_v7(),
+        ..place
+    };
+    let sealed = app.store.get_sealed(&place).await.unwrap().unwrap();
+    app.store
+        .put_sealed(&other, ring.primary_key_id(), &sealed, now())
+        .await
+        .unwrap();
+    let err = get_secret(app.store.as_ref(), &ring, &other)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("authentication"), "{err}");
+
+    // Another workspace's lookup of the same owner finds nothing.
+    let ws2 = workspace(&app).await;
+    let foreign = Place {
+        workspace_id: ws2,
+        ..place
+    };
+    assert!(
+        get_secret(app.store.as_ref(), &ring, &foreign)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    assert_eq!(
+        app.store
+            .delete_sealed(ws, "connection", row)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        get_secret(app.store.as_ref(), &ring, &place)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    app.stop().await;
+}
+
+async fn rotation_of_ten_thousand_secrets_resumes_after_interruption(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ws = workspace(&app).await;
+    let old_entry = generate_key_entry("old").unwrap();
+    let new_entry = generate_key_entry("new").unwrap();
+    let old_ring = Arc::new(KeyRing::parse(&old_entry).unwrap());
+    const N: usize = 10_000;
+
+    // Seal with the old key, in parallel chunks to keep the test quick.
+    let mut handles = Vec::new();
+    for chunk in 0..8 {
+        let store = app.store.clone();
+        let ring = old_ring.clone();
+        handles.push(tokio::spawn(async move {
+            for i in (chunk..N).step_by(8) {
+                let owner = Uuid::from_u128(i as u128 + 1);
+                let place = Place {
+                    workspace_id: ws,
+                    owner_kind: "bench",
+                    owner_id: owner,
+                    field: "token",
+                };
+                put_secret(
+                    store.as_ref(),
+                    &ring,
+                    &place,
+                    &Secret::new(format!("secret-{i}")),
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    assert_eq!(
+        app.store.count_sealed_by_key().await.unwrap(),
+        vec![("old".to_owned(), N as i64)]
+    );
+
+    // New key first, old kept: everything still opens before rotation.
+    let ring = KeyRing::parse(&format!("{new_entry},{old_entry}")).unwrap();
+    let sample = Place {
+        workspace_id: ws,
+        owner_kind: "bench",
+        owner_id: Uuid::from_u128(42),
+        field: "token",
+    };
+    assert_eq!(
+        get_secret(app.store.as_ref(), &ring, &sample)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        "secret-41"
+    );
+
+    // Interrupted after 3 batches of 1,000.
+    let partial = rotate_all(app.store.as_ref(), &ring, 1_000, Some(3), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(partial.rotated, 3_000);
+    let counts = app.store.count_sealed_by_key().await.unwrap();
+    assert_eq!(
+        counts,
+        vec![("new".to_owned(), 3_000), ("old".to_owned(), 7_000)]
+    );
+
+    // Resumed: the rest, nothing twice.
+    let rest = rotate_all(app.store.as_ref(), &ring, 1_000, None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(rest.rotated, 7_000);
+    assert_eq!(rest.failed, 0);
+    assert_eq!(
+        app.store.count_sealed_by_key().await.unwrap(),
+        vec![("new".to_owned(), N as i64)]
+    );
+
+    // The old key can now be retired: the new one alone opens everything.
+    let new_only = KeyRing::parse(&new_entry).unwrap();
+    for i in [0usize, 1, 4_999, N - 1] {
+        let place = Place {
+            workspace_id: ws,
+            owner_kind: "bench",
+            owner_id: Uuid::from_u128(i as u128 + 1),
+            field: "token",
+        };
+        assert_eq!(
+            get_secret(app.store.as_ref(), &new_only, &place)
+                .await
+                .unwrap()
+                .unwrap()
+                .expose(),
+            format!("secret-{i}")
+        );
+    }
+    // And a second run finds nothing to do.
+    let again = rotate_all(app.store.as_ref(), &ring, 1_000, None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((again.rotated, again.batches), (0, 0));
+    app.stop().await;
+}
+
+async fn rotation_skips_what_it_cannot_open(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ws = workspace(&app).await;
+    let lost = KeyRing::parse(&generate_key_entry("lost").unwrap()).unwrap();
+    let current = KeyRing::parse(&generate_key_entry("cur").unwrap()).unwrap();
+    for i in 0..3u128 {
+        let place = Place {
+            workspace_id: ws,
+            owner_kind: "x",
+            owner_id: Uuid::from_u128(i + 1),
+            field: "f",
+        };
+        put_secret(app.store.as_ref(), &lost, &place, &Secret::new("s"))
+            .await
+            .unwrap();
+    }
+    let report = rotate_all(app.store.as_ref(), &current, 2, None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.rotated, report.failed),
+        (0, 3),
+        "terminates instead of retrying forever"
+    );
+    let place = Place {
+        workspace_id: ws,
+        owner_kind: "x",
+        owner_id: Uuid::from_u128(1),
+        field: "f",
+    };
+    let err = get_secret(app.store.as_ref(), &current, &place)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("\"lost\""), "{err}");
+    let _ = VaultError::Tampered;
+    app.stop().await;
+}

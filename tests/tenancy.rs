@@ -1,0 +1,792 @@
+//! Workspaces, roles, invites, and the tenancy matrix: a user of workspace
+//! A asking for anything of workspace B gets exactly what a made-up id gets.
+
+mod common;
+
+use common::{Backend, PASSWORD, TestApp, TestUser, api_error, client, extract_csrf, spawn_app};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+on_both_backends!(
+    tenancy_matrix_api,
+    tenancy_matrix_pages,
+    roles_limit_what_members_can_do,
+    last_owner_is_kept,
+    invite_new_user_and_existing_user,
+    add_existing_user_and_switch_workspaces,
+    audit_records_changes,
+);
+
+struct World {
+    alice: TestUser,
+    bob: TestUser,
+    carol_id: Uuid,
+    b_invite_id: Uuid,
+}
+
+/// Alice owns workspace A. Bob owns B, where Carol is a member and an
+/// invite is open.
+async fn world(app: &TestApp) -> World {
+    let alice = app.signup("alice@a.example", "Org A").await;
+    let bob = app.signup("bob@b.example", "Org B").await;
+    let carol = app.signup("carol@b.example", "Carol's own").await;
+    let res = bob
+        .client
+        .post(app.url(&format!("/api/workspaces/{}/members", bob.workspace_id)))
+        .json(&json!({"email": carol.email, "role": "member"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let invite: Value = bob
+        .client
+        .post(app.url(&format!("/api/workspaces/{}/invites", bob.workspace_id)))
+        .json(&json!({"email": "dave@b.example", "role": "admin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    World {
+        alice,
+        bob,
+        carol_id: carol.id,
+        b_invite_id: invite["id"].as_str().unwrap().parse().unwrap(),
+    }
+}
+
+async fn send(
+    client: &reqwest::Client,
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, String) {
+    let mut req = client.request(method.clone(), app.url(path));
+    if method != Method::GET {
+        req = req.json(&body.unwrap_or(json!({})));
+    }
+    let res = req.send().await.unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+async fn b_is_untouched(app: &TestApp, w: &World) {
+    let members: Value = w
+        .bob
+        .client
+        .get(app.url(&format!("/api/workspaces/{}/members", w.bob.workspace_id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let members = members.as_array().unwrap();
+    assert_eq!(members.len(), 2, "{members:?}");
+    let carol = members
+        .iter()
+        .find(|m| m["userId"] == w.carol_id.to_string())
+        .unwrap();
+    assert_eq!(carol["role"], "member");
+    let invites: Value = w
+        .bob
+        .client
+        .get(app.url(&format!("/api/workspaces/{}/invites", w.bob.workspace_id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(invites.as_array().unwrap().len(), 1);
+}
+
+async fn tenancy_matrix_api(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let w = world(&app).await;
+    let b = w.bob.workspace_id;
+    let a = w.alice.workspace_id;
+    let (carol, invite) = (w.carol_id, w.b_invite_id);
+    let ghost = Uuid::now_v7();
+    let role = json!({"role": "admin"});
+    let member = json!({"email": "alice@a.example", "role": "member"});
+    let invite_body = json!({"email": "eve@a.example", "role": "member"});
+
+    // (method, path with B's ids, same path with made-up ids, body)
+    let routes: Vec<(Method, String, String, Option<Value>)> = vec![
+        (
+            Method::GET,
+            format!("/api/workspaces/{b}"),
+            format!("/api/workspaces/{ghost}"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/workspaces/{b}/switch"),
+            format!("/api/workspaces/{ghost}/switch"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/workspaces/{b}/members"),
+            format!("/api/workspaces/{ghost}/members"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/workspaces/{b}/members"),
+            format!("/api/workspaces/{ghost}/members"),
+            Some(member.clone()),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/workspaces/{b}/members/{carol}"),
+            format!("/api/workspaces/{ghost}/members/{ghost}"),
+            Some(role.clone()),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/workspaces/{b}/members/{carol}"),
+            format!("/api/workspaces/{ghost}/members/{ghost}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/workspaces/{b}/invites"),
+            format!("/api/workspaces/{ghost}/invites"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/workspaces/{b}/invites"),
+            format!("/api/workspaces/{ghost}/invites"),
+            Some(invite_body.clone()),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/workspaces/{b}/invites/{invite}"),
+            format!("/api/workspaces/{ghost}/invites/{ghost}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/workspaces/{b}/audit"),
+            format!("/api/workspaces/{ghost}/audit"),
+            None,
+        ),
+        // B's ids smuggled under A's own workspace.
+        (
+            Method::PATCH,
+            format!("/api/workspaces/{a}/members/{carol}"),
+            format!("/api/workspaces/{a}/members/{ghost}"),
+            Some(role.clone()),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/workspaces/{a}/members/{carol}"),
+            format!("/api/workspaces/{a}/members/{ghost}"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/workspaces/{a}/invites/{invite}"),
+            format!("/api/workspaces/{a}/invites/{ghost}"),
+            None,
+        ),
+        // Malformed ids are not a different answer either.
+        (
+            Method::GET,
+            "/api/workspaces/not-a-uuid".to_owned(),
+            format!("/api/workspaces/{ghost}"),
+            None,
+        ),
+    ];
+    for (method, path, ghost_path, body) in &routes {
+        let (status, text) = send(&w.alice.client, &app, method.clone(), path, body.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {text}");
+        let (ghost_status, ghost_text) = send(
+            &w.alice.client,
+            &app,
+            method.clone(),
+            ghost_path,
+            body.clone(),
+        )
+        .await;
+        assert_eq!(ghost_status, StatusCode::NOT_FOUND, "{method} {ghost_path}");
+        assert_eq!(
+            text, ghost_text,
+            "{method} {path} must be indistinguishable from a made-up id"
+        );
+    }
+    b_is_untouched(&app, &w).await;
+    app.stop().await;
+}
+
+async fn tenancy_matrix_pages(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let w = world(&app).await;
+    let (b, carol, invite, ghost) = (
+        w.bob.workspace_id,
+        w.carol_id,
+        w.b_invite_id,
+        Uuid::now_v7(),
+    );
+    let token = app.csrf(&w.alice.client, "/").await;
+    let pages = [
+        (
+            format!("/workspaces/{b}/switch"),
+            format!("/workspaces/{ghost}/switch"),
+            vec![],
+        ),
+        (
+            format!("/settings/members/{carol}/role"),
+            format!("/settings/members/{ghost}/role"),
+            vec![("role", "admin")],
+        ),
+        (
+            format!("/settings/members/{carol}/remove"),
+            format!("/settings/members/{ghost}/remove"),
+            vec![],
+        ),
+        (
+            format!("/settings/invites/{invite}/revoke"),
+            format!("/settings/invites/{ghost}/revoke"),
+            vec![],
+        ),
+    ];
+    for (path, ghost_path, fields) in &pages {
+        let mut form = fields.clone();
+        form.push(("_csrf", token.as_str()));
+        let res = w
+            .alice
+            .client
+            .post(app.url(path))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "POST {path}");
+        let text = res.text().await.unwrap();
+        let res = w
+            .alice
+            .client
+            .post(app.url(ghost_path))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "POST {ghost_path}");
+        assert_eq!(text, res.text().await.unwrap(), "POST {path}");
+    }
+    // Alice's pages never show B.
+    let home = w
+        .alice
+        .client
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!home.contains("Org B") && !home.contains("bob@b.example"));
+    b_is_untouched(&app, &w).await;
+    app.stop().await;
+}
+
+async fn roles_limit_what_members_can_do(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let w = world(&app).await;
+    let b = w.bob.workspace_id;
+    let carol = app.login("carol@b.example").await;
+    // Carol (member) sees her workspace and its members...
+    let res = carol
+        .get(app.url(&format!("/api/workspaces/{b}/members")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // ...but manages nothing: 403 (the workspace is hers to see).
+    let res = carol
+        .post(app.url(&format!("/api/workspaces/{b}/invites")))
+        .json(&json!({"email": "x@b.example", "role": "member"}))
+        .send()
+        .await
+        .unwrap();
+    api_error(res, StatusCode::FORBIDDEN).await;
+    let res = carol
+        .patch(app.url(&format!("/api/workspaces/{b}/members/{}", w.carol_id)))
+        .json(&json!({"role": "owner"}))
+        .send()
+        .await
+        .unwrap();
+    api_error(res, StatusCode::FORBIDDEN).await;
+    let res = carol
+        .get(app.url("/settings/members"))
+        .send()
+        .await
+        .unwrap();
+    // Carol's current workspace is her own org's (she owns it); switch first.
+    assert_eq!(res.status(), StatusCode::OK);
+    carol
+        .post(app.url(&format!("/api/workspaces/{b}/switch")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let res = carol
+        .get(app.url("/settings/members"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    // Bob makes Carol admin; an admin can't mint owners.
+    let res = w
+        .bob
+        .client
+        .patch(app.url(&format!("/api/workspaces/{b}/members/{}", w.carol_id)))
+        .json(&json!({"role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = carol
+        .patch(app.url(&format!("/api/workspaces/{b}/members/{}", w.carol_id)))
+        .json(&json!({"role": "owner"}))
+        .send()
+        .await
+        .unwrap();
+    api_error(res, StatusCode::FORBIDDEN).await;
+    let res = carol
+        .delete(app.url(&format!("/api/workspaces/{b}/members/{}", w.bob.id)))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    api_error(res, StatusCode::FORBIDDEN).await;
+    let res = w
+        .bob
+        .client
+        .patch(app.url(&format!("/api/workspaces/{b}/members/{}", w.carol_id)))
+        .json(&json!({"role": "superuser"}))
+        .send()
+        .await
+        .unwrap();
+    let err = api_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(err["field"], "role");
+    let _ = w.alice;
+    app.stop().await;
+}
+
+async fn last_owner_is_kept(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let bob = app.signup("owner@b.example", "Solo").await;
+    let ws = bob.workspace_id;
+    let res = bob
+        .client
+        .patch(app.url(&format!("/api/workspaces/{ws}/members/{}", bob.id)))
+        .json(&json!({"role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    let err = api_error(res, StatusCode::CONFLICT).await;
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("at least one owner")
+    );
+    let res = bob
+        .client
+        .delete(app.url(&format!("/api/workspaces/{ws}/members/{}", bob.id)))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    api_error(res, StatusCode::CONFLICT).await;
+    assert_eq!(
+        app.db
+            .count("SELECT COUNT(*) FROM memberships WHERE role = 'owner'")
+            .await,
+        1
+    );
+
+    // With a second owner, the first may step down — but two concurrent
+    // demotions can't leave the workspace ownerless.
+    let second = app.signup("second@b.example", "Other").await;
+    bob.client
+        .post(app.url(&format!("/api/workspaces/{ws}/members")))
+        .json(&json!({"email": second.email, "role": "owner"}))
+        .send()
+        .await
+        .unwrap();
+    let second_client = app.login("second@b.example").await;
+    let demote = |c: reqwest::Client, user: Uuid| {
+        let url = app.url(&format!("/api/workspaces/{ws}/members/{user}"));
+        async move {
+            c.patch(url)
+                .json(&json!({"role": "member"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let (s1, s2) = tokio::join!(
+        demote(bob.client.clone(), bob.id),
+        demote(second_client, second.id)
+    );
+    let ok = [s1, s2].iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(ok, 1, "exactly one demotion may succeed: {s1} {s2}");
+    let owners: Value = bob
+        .client
+        .get(app.url(&format!("/api/workspaces/{ws}/members")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let owner_count = owners
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "owner")
+        .count();
+    assert_eq!(owner_count, 1);
+    app.stop().await;
+}
+
+async fn invite_new_user_and_existing_user(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let bob = app.signup("bob@b.example", "Org B").await;
+    let ws = bob.workspace_id;
+    let invite: Value = bob
+        .client
+        .post(app.url(&format!("/api/workspaces/{ws}/invites")))
+        .json(&json!({"email": "New.Person@b.example", "role": "admin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = invite["inviteUrl"].as_str().unwrap().to_owned();
+    let token = url.rsplit('/').next().unwrap().to_owned();
+    assert!(url.starts_with(&app.base));
+    // The token is shown once and stored only hashed.
+    assert!(!app.db.dump_text().await.contains(&token));
+    let listed = bob
+        .client
+        .get(app.url(&format!("/api/workspaces/{ws}/invites")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!listed.contains(&token));
+
+    // The invite page works without an account.
+    let page = client()
+        .get(app.url(&format!("/invites/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("Org B"));
+
+    // Wrong email can't use it.
+    let res = client()
+        .post(app.url("/api/auth/signup"))
+        .json(&json!({"email": "other@b.example", "password": PASSWORD, "name": "O", "inviteToken": token}))
+        .send()
+        .await
+        .unwrap();
+    let err = api_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(err["field"], "email");
+
+    let newbie = client();
+    let res = newbie
+        .post(app.url("/api/auth/signup"))
+        .json(&json!({"email": "new.person@b.example", "password": PASSWORD, "name": "New", "inviteToken": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let me: Value = res.json().await.unwrap();
+    assert_eq!(me["workspaces"].as_array().unwrap().len(), 1);
+    assert_eq!(me["workspaces"][0]["workspaceId"], ws.to_string());
+    assert_eq!(me["workspaces"][0]["role"], "admin");
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM organizations").await, 1);
+
+    // Used once: gone.
+    let res = client()
+        .post(app.url("/api/auth/signup"))
+        .json(&json!({"email": "new.person@b.example", "password": PASSWORD, "name": "Again", "inviteToken": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        client()
+            .get(app.url(&format!("/invites/{token}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // An existing account accepts while logged in; a revoked invite is dead.
+    let erin = app.signup("erin@e.example", "Erin's").await;
+    let invite: Value = bob
+        .client
+        .post(app.url(&format!("/api/workspaces/{ws}/invites")))
+        .json(&json!({"email": "erin@e.example", "role": "member"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = invite["inviteUrl"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let res = erin
+        .client
+        .post(app.url(&format!("/api/invites/{token}/accept")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let me: Value = erin
+        .client
+        .get(app.url("/api/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["workspaces"].as_array().unwrap().len(), 2);
+    assert_eq!(me["currentWorkspaceId"], ws.to_string());
+
+    let invite: Value = bob
+        .client
+        .post(app.url(&format!("/api/workspaces/{ws}/invites")))
+        .json(&json!({"email": "frank@f.example", "role": "member"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = invite["id"].as_str().unwrap();
+    let token = invite["inviteUrl"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let res = bob
+        .client
+        .delete(app.url(&format!("/api/workspaces/{ws}/invites/{id}")))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = client()
+        .post(app.url("/api/auth/signup"))
+        .json(&json!({"email": "frank@f.example", "password": PASSWORD, "name": "F", "inviteToken": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        app.db
+            .count("SELECT COUNT(*) FROM users WHERE email_normalized = 'frank@f.example'")
+            .await,
+        0
+    );
+    app.stop().await;
+}
+
+async fn add_existing_user_and_switch_workspaces(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let bob = app.signup("bob@b.example", "Org B").await;
+    let carol = app.signup("carol@c.example", "Org C").await;
+    // Page flow: Bob adds Carol through the members form.
+    let token = app.csrf(&bob.client, "/settings/members").await;
+    let res = bob
+        .client
+        .post(app.url("/settings/members"))
+        .form(&[
+            ("_csrf", token.as_str()),
+            ("email", "CAROL@c.example"),
+            ("role", "member"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = bob
+        .client
+        .get(app.url("/settings/members"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("is now a member"), "{page}");
+    // Adding twice is a conflict shown to the admin.
+    let token = extract_csrf(&page).unwrap();
+    bob.client
+        .post(app.url("/settings/members"))
+        .form(&[
+            ("_csrf", token.as_str()),
+            ("email", "carol@c.example"),
+            ("role", "member"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let page = bob
+        .client
+        .get(app.url("/settings/members"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("already a member"), "{page}");
+
+    // Carol now switches between her two workspaces.
+    let me: Value = carol
+        .client
+        .get(app.url("/api/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["workspaces"].as_array().unwrap().len(), 2);
+    assert_eq!(me["currentWorkspaceId"], carol.workspace_id.to_string());
+    let token = app.csrf(&carol.client, "/").await;
+    let res = carol
+        .client
+        .post(app.url(&format!("/workspaces/{}/switch", bob.workspace_id)))
+        .form(&[("_csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let home = carol
+        .client
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains("data-testid=\"current-workspace\">Org B<"),
+        "{home}"
+    );
+    let me: Value = carol
+        .client
+        .get(app.url("/api/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["currentWorkspaceId"], bob.workspace_id.to_string());
+
+    // Removed from B, Carol falls back to her own workspace at once.
+    let res = bob
+        .client
+        .delete(app.url(&format!(
+            "/api/workspaces/{}/members/{}",
+            bob.workspace_id, carol.id
+        )))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let home = carol
+        .client
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains("data-testid=\"current-workspace\">Org C<"),
+        "{home}"
+    );
+
+    // A new workspace in Bob's organization.
+    let res = bob
+        .client
+        .post(app.url("/api/workspaces"))
+        .json(&json!({"name": "Second"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = bob
+        .client
+        .post(app.url("/api/workspaces"))
+        .json(&json!({"name": "Second"}))
+        .send()
+        .await
+        .unwrap();
+    let err = api_error(res, StatusCode::CONFLICT).await;
+    assert_eq!(err["field"], "name");
+    app.stop().await;
+}
+
+async fn audit_records_changes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let w = world(&app).await;
+    let audit: Value = w
+        .bob
+        .client
+        .get(app.url(&format!("/api/workspaces/{}/audit", w.bob.workspace_id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in ["user.signup", "member.add", "invite.create"] {
+        assert!(actions.contains(&expected), "{actions:?}");
+    }
+    let _ = w.alice;
+    app.stop().await;
+}
