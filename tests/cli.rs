@@ -195,3 +195,121 @@ fn keys_generate_prints_a_usable_entry() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("primary key: k2027"));
 }
+
+/// README "Rotating keys", step by step, against the real binary.
+#[tokio::test]
+async fn rotation_runbook_works_as_written() {
+    use plugboard::tenancy::WorkspaceId;
+    use plugboard::vault::store::{get_secret, put_secret};
+    use plugboard::vault::{KeyRing, Place, Secret};
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys = |args: &[&str], ring: &str| {
+        let out = plugboard(dir.path())
+            .env("PLUGBOARD_ENCRYPTION_KEYS", ring)
+            .arg("keys")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let generate = |id: &str| {
+        let out = plugboard(dir.path())
+            .args(["keys", "generate", "--id", id])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let old = generate("old");
+
+    // Secrets exist under the old key (a workspace made through the CLI).
+    let mut cmd = plugboard(dir.path());
+    cmd.env("PLUGBOARD_ENCRYPTION_KEYS", &old).args([
+        "user",
+        "create",
+        "--email",
+        "k@example.com",
+        "--password-stdin",
+        "--org",
+        "K",
+    ]);
+    assert!(
+        run_with_stdin(cmd, "a long enough password\n")
+            .status
+            .success()
+    );
+    let env = std::collections::HashMap::from([
+        (
+            "PLUGBOARD_DATA_DIR".to_owned(),
+            dir.path().display().to_string(),
+        ),
+        ("PLUGBOARD_ENCRYPTION_KEYS".to_owned(), old.clone()),
+    ]);
+    let settings = plugboard::config::Settings::from_env_map(&env).unwrap();
+    let store = plugboard::storage::connect(&settings).await.unwrap();
+    let user = store
+        .find_user_by_email("k@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let ws: WorkspaceId = store.workspaces_for_user(user.id).await.unwrap()[0].workspace_id;
+    let old_ring = KeyRing::parse(&old).unwrap();
+    for i in 0..25u128 {
+        let place = Place {
+            workspace_id: ws,
+            owner_kind: "connection",
+            owner_id: uuid::Uuid::from_u128(i + 1),
+            field: "access_token",
+        };
+        put_secret(
+            store.as_ref(),
+            &old_ring,
+            &place,
+            &Secret::new(format!("tok-{i}")),
+        )
+        .await
+        .unwrap();
+    }
+
+    // 1-2. New key first, old after it.
+    let new = generate("new");
+    let both = format!("{new},{old}");
+    let (ok, status) = keys(&["status"], &both);
+    assert!(ok, "{status}");
+    assert!(status.contains("needs rotate"), "{status}");
+    // 3. Rotate in small batches.
+    let (ok, out) = keys(&["rotate", "--batch-size", "10"], &both);
+    assert!(
+        ok && out.contains("rotated 25 secrets to key new in 3 batches"),
+        "{out}"
+    );
+    // 4. Old key unused.
+    let (ok, status) = keys(&["status"], &both);
+    assert!(ok && status.contains("unused: can be retired"), "{status}");
+    // 5. Retired: the new key alone opens every secret.
+    let (ok, status) = keys(&["status"], &new);
+    assert!(ok, "{status}");
+    let new_ring = KeyRing::parse(&new).unwrap();
+    let place = Place {
+        workspace_id: ws,
+        owner_kind: "connection",
+        owner_id: uuid::Uuid::from_u128(7),
+        field: "access_token",
+    };
+    assert_eq!(
+        get_secret(store.as_ref(), &new_ring, &place)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        "tok-6"
+    );
+    // Retiring too early is caught by status.
+    let (ok, status) = keys(&["status"], &old);
+    assert!(!ok && status.contains("NOT CONFIGURED"), "{status}");
+    store.close().await;
+}

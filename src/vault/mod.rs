@@ -533,6 +533,56 @@ mod tests {
         assert!(shown.contains("new") && !shown.contains(&material));
     }
 
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_env_map(&env).unwrap()
+    }
+
+    #[test]
+    fn no_key_is_refused_in_production_and_on_postgres() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let prod = settings(&[
+            ("PLUGBOARD_ENV", "production"),
+            ("PLUGBOARD_DATA_DIR", data),
+        ]);
+        let err = load_key_ring(&prod).unwrap_err().to_string();
+        assert!(
+            err.contains("plugboard keys generate") && err.contains("production"),
+            "{err}"
+        );
+        let pg = settings(&[
+            ("DATABASE_URL", "postgres://x@localhost/db"),
+            ("PLUGBOARD_DATA_DIR", data),
+        ]);
+        assert!(
+            load_key_ring(&pg)
+                .unwrap_err()
+                .to_string()
+                .contains("PostgreSQL")
+        );
+        assert!(
+            !dir.path().join(DEV_KEY_FILE).exists(),
+            "no key file may be invented"
+        );
+        let dev = settings(&[("PLUGBOARD_DATA_DIR", data)]);
+        let (_, source) = load_key_ring(&dev).unwrap();
+        assert!(matches!(source, KeySource::DevFile { created: true, .. }));
+        let bad = settings(&[
+            ("PLUGBOARD_ENCRYPTION_KEYS", "k1:AAAA"),
+            ("PLUGBOARD_DATA_DIR", data),
+        ]);
+        assert!(
+            load_key_ring(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("32 bytes")
+        );
+    }
+
     #[test]
     fn dev_key_file_is_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
