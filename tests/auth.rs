@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Backend, PASSWORD, api_error, client, extract_csrf, spawn_app, spawn_app_with};
+use common::{
+    Backend, ClientExt, PASSWORD, api_error, client, extract_csrf, spawn_app, spawn_app_with,
+};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use serde_json::{Value, json};
@@ -36,11 +38,7 @@ async fn json_signup_login_logout_me(backend: Backend) {
     );
 
     let res = c
-        .post(app.url("/api/auth/signup"))
-        .json(&json!({"email": "Ana@Example.com", "password": PASSWORD, "name": "Ana", "organization": "Acme"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(app.url("/api/auth/signup"), &json!({"email": "Ana@Example.com", "password": PASSWORD, "name": "Ana", "organization": "Acme"})).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let me: Value = res.json().await.unwrap();
     assert_eq!(me["user"]["email"], "Ana@Example.com");
@@ -48,14 +46,7 @@ async fn json_signup_login_logout_me(backend: Backend) {
     assert_eq!(me["workspaces"][0]["organizationName"], "Acme");
     assert!(me["user"].get("passwordHash").is_none());
 
-    let me: Value = c
-        .get(app.url("/api/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = c.get_json(app.url("/api/me")).await;
     assert_eq!(me["user"]["name"], "Ana");
 
     let res = c
@@ -79,20 +70,13 @@ async fn json_signup_login_logout_me(backend: Backend) {
     // Email identity is case-insensitive.
     let c2 = client();
     let res = c2
-        .post(app.url("/api/auth/login"))
-        .json(&json!({"email": "ana@EXAMPLE.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            app.url("/api/auth/login"),
+            &json!({"email": "ana@EXAMPLE.com", "password": PASSWORD}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let me: Value = c2
-        .get(app.url("/api/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = c2.get_json(app.url("/api/me")).await;
     assert!(me["user"]["lastLoginAt"].is_string());
     app.stop().await;
 }
@@ -106,11 +90,7 @@ async fn duplicate_email_is_409_and_changes_nothing(backend: Backend) {
         app.db.count("SELECT COUNT(*) FROM workspaces").await,
     );
     let res = client()
-        .post(app.url("/api/auth/signup"))
-        .json(&json!({"email": "DUP@example.com", "password": PASSWORD, "name": "X", "organization": "Second"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(app.url("/api/auth/signup"), &json!({"email": "DUP@example.com", "password": PASSWORD, "name": "X", "organization": "Second"})).await;
     let err = api_error(res, StatusCode::CONFLICT).await;
     assert_eq!(err["field"], "email");
     let after = (
@@ -129,18 +109,18 @@ async fn wrong_password_and_unknown_user_look_the_same(backend: Backend) {
     let app = spawn_app(backend).await;
     app.signup("pw@example.com", "Acme").await;
     let wrong = client()
-        .post(app.url("/api/auth/login"))
-        .json(&json!({"email": "pw@example.com", "password": "not the password"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            app.url("/api/auth/login"),
+            &json!({"email": "pw@example.com", "password": "not the password"}),
+        )
+        .await;
     let wrong = api_error(wrong, StatusCode::UNAUTHORIZED).await;
     let unknown = client()
-        .post(app.url("/api/auth/login"))
-        .json(&json!({"email": "nobody@example.com", "password": "whatever123"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            app.url("/api/auth/login"),
+            &json!({"email": "nobody@example.com", "password": "whatever123"}),
+        )
+        .await;
     let unknown = api_error(unknown, StatusCode::UNAUTHORIZED).await;
     assert_eq!(wrong, unknown);
     assert_eq!(wrong["code"], "invalid_credentials");
@@ -258,12 +238,7 @@ async fn wrong_content_type_and_oversized_bodies(backend: Backend) {
         .unwrap();
     api_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     let huge = json!({"email": "a@b.io", "password": "x".repeat(10_000), "name": "n", "organization": "o"});
-    let res = c
-        .post(app.url("/api/auth/signup"))
-        .json(&huge)
-        .send()
-        .await
-        .unwrap();
+    let res = c.post_json(app.url("/api/auth/signup"), &huge).await;
     api_error(res, StatusCode::PAYLOAD_TOO_LARGE).await;
     // Same limit for forms.
     let res = c
@@ -355,14 +330,7 @@ async fn html_signup_login_home_flow(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let home = c
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = c.get_text(app.url("/")).await;
     assert!(
         home.contains("data-testid=\"current-workspace\">Paged<"),
         "{home}"
@@ -459,11 +427,7 @@ async fn closed_signup_only_admits_the_first_user(backend: Backend) {
     let app = spawn_app_with(backend, &[("PLUGBOARD_ALLOW_SIGNUP", "false")]).await;
     app.signup("first@example.com", "Acme").await;
     let res = client()
-        .post(app.url("/api/auth/signup"))
-        .json(&json!({"email": "second@example.com", "password": PASSWORD, "name": "S", "organization": "Other"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(app.url("/api/auth/signup"), &json!({"email": "second@example.com", "password": PASSWORD, "name": "S", "organization": "Other"})).await;
     api_error(res, StatusCode::FORBIDDEN).await;
     assert_eq!(users(&app).await, 1);
     app.stop().await;
@@ -472,11 +436,7 @@ async fn closed_signup_only_admits_the_first_user(backend: Backend) {
 async fn cookie_flags_and_request_ids(backend: Backend) {
     let app = spawn_app(backend).await;
     let res = client()
-        .post(app.url("/api/auth/signup"))
-        .json(&json!({"email": "c@example.com", "password": PASSWORD, "name": "C", "organization": "Acme"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(app.url("/api/auth/signup"), &json!({"email": "c@example.com", "password": PASSWORD, "name": "C", "organization": "Acme"})).await;
     let cookie = res.headers()[SET_COOKIE].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("plugboard_session="), "{cookie}");
     assert!(
@@ -538,14 +498,7 @@ async fn cookie_flags_and_request_ids(backend: Backend) {
 
 async fn health_and_ready(backend: Backend) {
     let app = spawn_app(backend).await;
-    let health: Value = client()
-        .get(app.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = client().get_json(app.url("/health")).await;
     assert_eq!(health["status"], "ok");
     let res = client().get(app.url("/ready")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);

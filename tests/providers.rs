@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Backend, api_error, client, spawn_app};
+use common::{Backend, ClientExt, api_error, client, spawn_app};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -237,13 +237,8 @@ async fn custom_providers_dir_is_used() {
     let user = app.signup("custom@example.com", "Acme").await;
     let list: Value = user
         .client
-        .get(app.url("/api/integrations/providers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(app.url("/api/integrations/providers"))
+        .await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["key"], "acme-crm");
     app.stop().await;

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Backend, PASSWORD, TestApp, TestUser, api_error, client, extract_csrf, spawn_app};
+use common::{
+    Backend, ClientExt, PASSWORD, TestApp, TestUser, api_error, client, extract_csrf, spawn_app,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -33,19 +35,19 @@ async fn world(app: &TestApp) -> World {
     let carol = app.signup("carol@b.example", "Carol's own").await;
     let res = bob
         .client
-        .post(app.url(&format!("/api/workspaces/{}/members", bob.workspace_id)))
-        .json(&json!({"email": carol.email, "role": "member"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            app.url(&format!("/api/workspaces/{}/members", bob.workspace_id)),
+            &json!({"email": carol.email, "role": "member"}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let invite: Value = bob
         .client
-        .post(app.url(&format!("/api/workspaces/{}/invites", bob.workspace_id)))
-        .json(&json!({"email": "dave@b.example", "role": "admin"}))
-        .send()
+        .post_json(
+            app.url(&format!("/api/workspaces/{}/invites", bob.workspace_id)),
+            &json!({"email": "dave@b.example", "role": "admin"}),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -76,13 +78,8 @@ async fn b_is_untouched(app: &TestApp, w: &World) {
     let members: Value = w
         .bob
         .client
-        .get(app.url(&format!("/api/workspaces/{}/members", w.bob.workspace_id)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(app.url(&format!("/api/workspaces/{}/members", w.bob.workspace_id)))
+        .await;
     let members = members.as_array().unwrap();
     assert_eq!(members.len(), 2, "{members:?}");
     let carol = members
@@ -93,13 +90,8 @@ async fn b_is_untouched(app: &TestApp, w: &World) {
     let invites: Value = w
         .bob
         .client
-        .get(app.url(&format!("/api/workspaces/{}/invites", w.bob.workspace_id)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(app.url(&format!("/api/workspaces/{}/invites", w.bob.workspace_id)))
+        .await;
     assert_eq!(invites.as_array().unwrap().len(), 1);
 }
 
@@ -281,16 +273,7 @@ async fn tenancy_matrix_pages(backend: Backend) {
         assert_eq!(text, res.text().await.unwrap(), "POST {path}");
     }
     // Alice's pages never show B.
-    let home = w
-        .alice
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = w.alice.client.get_text(app.url("/")).await;
     assert!(!home.contains("Org B") && !home.contains("bob@b.example"));
     b_is_untouched(&app, &w).await;
     app.stop().await;
@@ -310,18 +293,18 @@ async fn roles_limit_what_members_can_do(backend: Backend) {
     assert_eq!(res.status(), StatusCode::OK);
     // ...but manages nothing: 403 (the workspace is hers to see).
     let res = carol
-        .post(app.url(&format!("/api/workspaces/{b}/invites")))
-        .json(&json!({"email": "x@b.example", "role": "member"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            app.url(&format!("/api/workspaces/{b}/invites")),
+            &json!({"email": "x@b.example", "role": "member"}),
+        )
+        .await;
     api_error(res, StatusCode::FORBIDDEN).await;
     let res = carol
-        .patch(app.url(&format!("/api/workspaces/{b}/members/{}", w.carol_id)))
-        .json(&json!({"role": "owner"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_json(
+            app.url(&format!("/api/workspaces/{b}/members/{}", w.carol_id)),
+            &json!({"role": "owner"}),
+        )
+        .await;
     api_error(res, StatusCode::FORBIDDEN).await;
     let res = carol
         .get(app.url("/settings/members"))
@@ -331,11 +314,8 @@ async fn roles_limit_what_members_can_do(backend: Backend) {
     // Carol's current workspace is her own org's (she owns it); switch first.
     assert_eq!(res.status(), StatusCode::OK);
     carol
-        .post(app.url(&format!("/api/workspaces/{b}/switch")))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(app.url(&format!("/api/workspaces/{b}/switch")), &json!({}))
+        .await;
     let res = carol
         .get(app.url("/settings/members"))
         .send()
@@ -347,34 +327,31 @@ async fn roles_limit_what_members_can_do(backend: Backend) {
     let res = w
         .bob
         .client
-        .patch(app.url(&format!("/api/workspaces/{b}/members/{}", w.carol_id)))
-        .json(&json!({"role": "admin"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_json(
+            app.url(&format!("/api/workspaces/{b}/members/{}", w.carol_id)),
+            &json!({"role": "admin"}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let res = carol
-        .patch(app.url(&format!("/api/workspaces/{b}/members/{}", w.carol_id)))
-        .json(&json!({"role": "owner"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_json(
+            app.url(&format!("/api/workspaces/{b}/members/{}", w.carol_id)),
+            &json!({"role": "owner"}),
+        )
+        .await;
     api_error(res, StatusCode::FORBIDDEN).await;
     let res = carol
-        .delete(app.url(&format!("/api/workspaces/{b}/members/{}", w.bob.id)))
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
+        .delete_json(app.url(&format!("/api/workspaces/{b}/members/{}", w.bob.id)))
+        .await;
     api_error(res, StatusCode::FORBIDDEN).await;
     let res = w
         .bob
         .client
-        .patch(app.url(&format!("/api/workspaces/{b}/members/{}", w.carol_id)))
-        .json(&json!({"role": "superuser"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_json(
+            app.url(&format!("/api/workspaces/{b}/members/{}", w.carol_id)),
+            &json!({"role": "superuser"}),
+        )
+        .await;
     let err = api_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(err["field"], "role");
     let _ = w.alice;
@@ -387,11 +364,11 @@ async fn last_owner_is_kept(backend: Backend) {
     let ws = bob.workspace_id;
     let res = bob
         .client
-        .patch(app.url(&format!("/api/workspaces/{ws}/members/{}", bob.id)))
-        .json(&json!({"role": "admin"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_json(
+            app.url(&format!("/api/workspaces/{ws}/members/{}", bob.id)),
+            &json!({"role": "admin"}),
+        )
+        .await;
     let err = api_error(res, StatusCode::CONFLICT).await;
     assert!(
         err["message"]
@@ -401,11 +378,8 @@ async fn last_owner_is_kept(backend: Backend) {
     );
     let res = bob
         .client
-        .delete(app.url(&format!("/api/workspaces/{ws}/members/{}", bob.id)))
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
+        .delete_json(app.url(&format!("/api/workspaces/{ws}/members/{}", bob.id)))
+        .await;
     api_error(res, StatusCode::CONFLICT).await;
     assert_eq!(
         app.db
@@ -418,11 +392,11 @@ async fn last_owner_is_kept(backend: Backend) {
     // demotions can't leave the workspace ownerless.
     let second = app.signup("second@b.example", "Other").await;
     bob.client
-        .post(app.url(&format!("/api/workspaces/{ws}/members")))
-        .json(&json!({"email": second.email, "role": "owner"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            app.url(&format!("/api/workspaces/{ws}/members")),
+            &json!({"email": second.email, "role": "owner"}),
+        )
+        .await;
     let second_client = app.login("second@b.example").await;
     let demote = |c: reqwest::Client, user: Uuid| {
         let url = app.url(&format!("/api/workspaces/{ws}/members/{user}"));
@@ -443,13 +417,8 @@ async fn last_owner_is_kept(backend: Backend) {
     assert_eq!(ok, 1, "exactly one demotion may succeed: {s1} {s2}");
     let owners: Value = bob
         .client
-        .get(app.url(&format!("/api/workspaces/{ws}/members")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(app.url(&format!("/api/workspaces/{ws}/members")))
+        .await;
     let owner_count = owners
         .as_array()
         .unwrap()
@@ -466,11 +435,11 @@ async fn invite_new_user_and_existing_user(backend: Backend) {
     let ws = bob.workspace_id;
     let invite: Value = bob
         .client
-        .post(app.url(&format!("/api/workspaces/{ws}/invites")))
-        .json(&json!({"email": "New.Person@b.example", "role": "admin"}))
-        .send()
+        .post_json(
+            app.url(&format!("/api/workspaces/{ws}/invites")),
+            &json!({"email": "New.Person@b.example", "role": "admin"}),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -481,13 +450,8 @@ async fn invite_new_user_and_existing_user(backend: Backend) {
     assert!(!app.db.dump_text().await.contains(&token));
     let listed = bob
         .client
-        .get(app.url(&format!("/api/workspaces/{ws}/invites")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text(app.url(&format!("/api/workspaces/{ws}/invites")))
+        .await;
     assert!(!listed.contains(&token));
 
     // The invite page works without an account.
@@ -501,21 +465,13 @@ async fn invite_new_user_and_existing_user(backend: Backend) {
 
     // Wrong email can't use it.
     let res = client()
-        .post(app.url("/api/auth/signup"))
-        .json(&json!({"email": "other@b.example", "password": PASSWORD, "name": "O", "inviteToken": token}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(app.url("/api/auth/signup"), &json!({"email": "other@b.example", "password": PASSWORD, "name": "O", "inviteToken": token})).await;
     let err = api_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(err["field"], "email");
 
     let newbie = client();
     let res = newbie
-        .post(app.url("/api/auth/signup"))
-        .json(&json!({"email": "new.person@b.example", "password": PASSWORD, "name": "New", "inviteToken": token}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(app.url("/api/auth/signup"), &json!({"email": "new.person@b.example", "password": PASSWORD, "name": "New", "inviteToken": token})).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let me: Value = res.json().await.unwrap();
     assert_eq!(me["workspaces"].as_array().unwrap().len(), 1);
@@ -525,11 +481,7 @@ async fn invite_new_user_and_existing_user(backend: Backend) {
 
     // Used once: gone.
     let res = client()
-        .post(app.url("/api/auth/signup"))
-        .json(&json!({"email": "new.person@b.example", "password": PASSWORD, "name": "Again", "inviteToken": token}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(app.url("/api/auth/signup"), &json!({"email": "new.person@b.example", "password": PASSWORD, "name": "Again", "inviteToken": token})).await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         client()
@@ -545,11 +497,11 @@ async fn invite_new_user_and_existing_user(backend: Backend) {
     let erin = app.signup("erin@e.example", "Erin's").await;
     let invite: Value = bob
         .client
-        .post(app.url(&format!("/api/workspaces/{ws}/invites")))
-        .json(&json!({"email": "erin@e.example", "role": "member"}))
-        .send()
+        .post_json(
+            app.url(&format!("/api/workspaces/{ws}/invites")),
+            &json!({"email": "erin@e.example", "role": "member"}),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -562,31 +514,20 @@ async fn invite_new_user_and_existing_user(backend: Backend) {
         .to_owned();
     let res = erin
         .client
-        .post(app.url(&format!("/api/invites/{token}/accept")))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(app.url(&format!("/api/invites/{token}/accept")), &json!({}))
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let me: Value = erin
-        .client
-        .get(app.url("/api/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = erin.client.get_json(app.url("/api/me")).await;
     assert_eq!(me["workspaces"].as_array().unwrap().len(), 2);
     assert_eq!(me["currentWorkspaceId"], ws.to_string());
 
     let invite: Value = bob
         .client
-        .post(app.url(&format!("/api/workspaces/{ws}/invites")))
-        .json(&json!({"email": "frank@f.example", "role": "member"}))
-        .send()
+        .post_json(
+            app.url(&format!("/api/workspaces/{ws}/invites")),
+            &json!({"email": "frank@f.example", "role": "member"}),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -600,18 +541,11 @@ async fn invite_new_user_and_existing_user(backend: Backend) {
         .to_owned();
     let res = bob
         .client
-        .delete(app.url(&format!("/api/workspaces/{ws}/invites/{id}")))
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
+        .delete_json(app.url(&format!("/api/workspaces/{ws}/invites/{id}")))
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let res = client()
-        .post(app.url("/api/auth/signup"))
-        .json(&json!({"email": "frank@f.example", "password": PASSWORD, "name": "F", "inviteToken": token}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(app.url("/api/auth/signup"), &json!({"email": "frank@f.example", "password": PASSWORD, "name": "F", "inviteToken": token})).await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         app.db
@@ -640,15 +574,7 @@ async fn add_existing_user_and_switch_workspaces(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let page = bob
-        .client
-        .get(app.url("/settings/members"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = bob.client.get_text(app.url("/settings/members")).await;
     assert!(page.contains("is now a member"), "{page}");
     // Adding twice is a conflict shown to the admin.
     let token = extract_csrf(&page).unwrap();
@@ -662,27 +588,11 @@ async fn add_existing_user_and_switch_workspaces(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let page = bob
-        .client
-        .get(app.url("/settings/members"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = bob.client.get_text(app.url("/settings/members")).await;
     assert!(page.contains("already a member"), "{page}");
 
     // Carol now switches between her two workspaces.
-    let me: Value = carol
-        .client
-        .get(app.url("/api/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = carol.client.get_json(app.url("/api/me")).await;
     assert_eq!(me["workspaces"].as_array().unwrap().len(), 2);
     assert_eq!(me["currentWorkspaceId"], carol.workspace_id.to_string());
     let token = app.csrf(&carol.client, "/").await;
@@ -694,51 +604,24 @@ async fn add_existing_user_and_switch_workspaces(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let home = carol
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = carol.client.get_text(app.url("/")).await;
     assert!(
         home.contains("data-testid=\"current-workspace\">Org B<"),
         "{home}"
     );
-    let me: Value = carol
-        .client
-        .get(app.url("/api/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = carol.client.get_json(app.url("/api/me")).await;
     assert_eq!(me["currentWorkspaceId"], bob.workspace_id.to_string());
 
     // Removed from B, Carol falls back to her own workspace at once.
     let res = bob
         .client
-        .delete(app.url(&format!(
+        .delete_json(app.url(&format!(
             "/api/workspaces/{}/members/{}",
             bob.workspace_id, carol.id
         )))
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let home = carol
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = carol.client.get_text(app.url("/")).await;
     assert!(
         home.contains("data-testid=\"current-workspace\">Org C<"),
         "{home}"
@@ -747,19 +630,13 @@ async fn add_existing_user_and_switch_workspaces(backend: Backend) {
     // A new workspace in Bob's organization.
     let res = bob
         .client
-        .post(app.url("/api/workspaces"))
-        .json(&json!({"name": "Second"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(app.url("/api/workspaces"), &json!({"name": "Second"}))
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let res = bob
         .client
-        .post(app.url("/api/workspaces"))
-        .json(&json!({"name": "Second"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(app.url("/api/workspaces"), &json!({"name": "Second"}))
+        .await;
     let err = api_error(res, StatusCode::CONFLICT).await;
     assert_eq!(err["field"], "name");
     app.stop().await;
@@ -771,13 +648,8 @@ async fn audit_records_changes(backend: Backend) {
     let audit: Value = w
         .bob
         .client
-        .get(app.url(&format!("/api/workspaces/{}/audit", w.bob.workspace_id)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(app.url(&format!("/api/workspaces/{}/audit", w.bob.workspace_id)))
+        .await;
     let actions: Vec<&str> = audit
         .as_array()
         .unwrap()

@@ -74,6 +74,9 @@ pub struct SqliteStore {
 }
 
 impl PgStore {
+    const BACKEND: Backend = Backend::Postgres;
+    const MIGRATOR: &'static Migrator = &PG_MIGRATOR;
+
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }
@@ -87,6 +90,9 @@ impl PgStore {
 }
 
 impl SqliteStore {
+    const BACKEND: Backend = Backend::Sqlite;
+    const MIGRATOR: &'static Migrator = &SQLITE_MIGRATOR;
+
     pub fn new(pool: SqlitePool) -> Self {
         Self { pool }
     }
@@ -121,70 +127,42 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
         .is_some_and(|db| db.is_unique_violation())
 }
 
-async fn pending(migrator: &Migrator, applied: Vec<i64>) -> usize {
+fn pending(migrator: &Migrator, applied: &[i64]) -> usize {
     migrator
         .iter()
         .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
         .count()
 }
 
-const APPLIED_MIGRATIONS_SQL: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+impl_for_backends! {
+    impl Store {
+        fn backend(&self) -> Backend {
+            Self::BACKEND
+        }
 
-#[async_trait]
-impl Store for PgStore {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
-    }
-    async fn ping(&self) -> sqlx::Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-    }
-    async fn pending_migrations(&self) -> anyhow::Result<usize> {
-        let applied: Vec<i64> = sqlx::query_scalar(APPLIED_MIGRATIONS_SQL)
-            .fetch_all(&self.pool)
-            .await
-            .unwrap_or_default();
-        Ok(pending(&PG_MIGRATOR, applied).await)
-    }
-    async fn migrate(&self) -> anyhow::Result<()> {
-        PG_MIGRATOR
-            .run(&self.pool)
-            .await
-            .context("running PostgreSQL migrations")
-    }
-    async fn close(&self) {
-        self.pool.close().await
-    }
-}
+        async fn ping(&self) -> sqlx::Result<()> {
+            sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        }
 
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-    async fn ping(&self) -> sqlx::Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-    }
-    async fn pending_migrations(&self) -> anyhow::Result<usize> {
-        let applied: Vec<i64> = sqlx::query_scalar(APPLIED_MIGRATIONS_SQL)
-            .fetch_all(&self.pool)
-            .await
-            .unwrap_or_default();
-        Ok(pending(&SQLITE_MIGRATOR, applied).await)
-    }
-    async fn migrate(&self) -> anyhow::Result<()> {
-        SQLITE_MIGRATOR
-            .run(&self.pool)
-            .await
-            .context("running SQLite migrations")
-    }
-    async fn close(&self) {
-        self.pool.close().await
+        async fn pending_migrations(&self) -> anyhow::Result<usize> {
+            // Before the first migration the table doesn't exist: all pending.
+            let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .unwrap_or_default();
+            Ok(pending(Self::MIGRATOR, &applied))
+        }
+
+        async fn migrate(&self) -> anyhow::Result<()> {
+            Self::MIGRATOR
+                .run(&self.pool)
+                .await
+                .with_context(|| format!("running {} migrations", Self::BACKEND.name()))
+        }
+
+        async fn close(&self) {
+            self.pool.close().await
+        }
     }
 }
 

@@ -141,6 +141,37 @@ const LOCK_WORKSPACE_SQL: &str = "UPDATE workspaces SET name = name WHERE id = $
 const OWNER_COUNT_SQL: &str =
     "SELECT COUNT(*) FROM memberships WHERE workspace_id = $1 AND role = 'owner'";
 
+/// Inside a transaction: locks the workspace, then returns early with
+/// `NotFound` for a non-member, or `LastOwner` when the change would take
+/// away the workspace's only owner (`stays_owner` false).
+macro_rules! guard_last_owner {
+    ($tx:ident, $workspace:expr, $user_id:expr, $stays_owner:expr) => {
+        sqlx::query(LOCK_WORKSPACE_SQL)
+            .bind($workspace)
+            .execute(&mut *$tx)
+            .await?;
+        let current: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2",
+        )
+        .bind($workspace)
+        .bind($user_id)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        let Some(current) = current else {
+            return Ok(MemberChange::NotFound);
+        };
+        if current == "owner" && !$stays_owner {
+            let owners: i64 = sqlx::query_scalar(OWNER_COUNT_SQL)
+                .bind($workspace)
+                .fetch_one(&mut *$tx)
+                .await?;
+            if owners <= 1 {
+                return Ok(MemberChange::LastOwner);
+            }
+        }
+    };
+}
+
 impl_for_backends! {
     impl TenancyStore {
         async fn create_workspace(&self, ws: &NewWorkspace<'_>, audit: &AuditEntry) -> sqlx::Result<()> {
@@ -211,21 +242,7 @@ impl_for_backends! {
 
         async fn set_member_role(&self, workspace: WorkspaceId, user_id: Uuid, role: Role, audit: &AuditEntry) -> sqlx::Result<MemberChange> {
             let mut tx = self.pool.begin().await?;
-            sqlx::query(LOCK_WORKSPACE_SQL).bind(workspace).execute(&mut *tx).await?;
-            let current: Option<String> = sqlx::query_scalar(
-                "SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2",
-            )
-            .bind(workspace)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(current) = current else { return Ok(MemberChange::NotFound) };
-            if current == "owner" && role != Role::Owner {
-                let owners: i64 = sqlx::query_scalar(OWNER_COUNT_SQL).bind(workspace).fetch_one(&mut *tx).await?;
-                if owners <= 1 {
-                    return Ok(MemberChange::LastOwner);
-                }
-            }
+            guard_last_owner!(tx, workspace, user_id, role == Role::Owner);
             sqlx::query("UPDATE memberships SET role = $3 WHERE workspace_id = $1 AND user_id = $2")
                 .bind(workspace)
                 .bind(user_id)
@@ -239,21 +256,7 @@ impl_for_backends! {
 
         async fn remove_member(&self, workspace: WorkspaceId, user_id: Uuid, audit: &AuditEntry) -> sqlx::Result<MemberChange> {
             let mut tx = self.pool.begin().await?;
-            sqlx::query(LOCK_WORKSPACE_SQL).bind(workspace).execute(&mut *tx).await?;
-            let current: Option<String> = sqlx::query_scalar(
-                "SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2",
-            )
-            .bind(workspace)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(current) = current else { return Ok(MemberChange::NotFound) };
-            if current == "owner" {
-                let owners: i64 = sqlx::query_scalar(OWNER_COUNT_SQL).bind(workspace).fetch_one(&mut *tx).await?;
-                if owners <= 1 {
-                    return Ok(MemberChange::LastOwner);
-                }
-            }
+            guard_last_owner!(tx, workspace, user_id, false);
             sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
                 .bind(workspace)
                 .bind(user_id)

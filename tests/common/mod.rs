@@ -375,6 +375,46 @@ pub fn extract_csrf(html: &str) -> Option<String> {
     Some(html[start..end].to_owned())
 }
 
+/// Short forms of the requests tests make over and over.
+pub trait ClientExt {
+    fn get_text(&self, url: String) -> impl std::future::Future<Output = String>;
+    fn get_json(&self, url: String) -> impl std::future::Future<Output = Value>;
+    fn post_json(
+        &self,
+        url: String,
+        body: &impl serde::Serialize,
+    ) -> impl std::future::Future<Output = reqwest::Response>;
+    fn patch_json(
+        &self,
+        url: String,
+        body: &impl serde::Serialize,
+    ) -> impl std::future::Future<Output = reqwest::Response>;
+    /// DELETE with the JSON content type the API requires of mutations.
+    fn delete_json(&self, url: String) -> impl std::future::Future<Output = reqwest::Response>;
+}
+
+impl ClientExt for reqwest::Client {
+    async fn get_text(&self, url: String) -> String {
+        self.get(url).send().await.unwrap().text().await.unwrap()
+    }
+    async fn get_json(&self, url: String) -> Value {
+        self.get(url).send().await.unwrap().json().await.unwrap()
+    }
+    async fn post_json(&self, url: String, body: &impl serde::Serialize) -> reqwest::Response {
+        self.post(url).json(body).send().await.unwrap()
+    }
+    async fn patch_json(&self, url: String, body: &impl serde::Serialize) -> reqwest::Response {
+        self.patch(url).json(body).send().await.unwrap()
+    }
+    async fn delete_json(&self, url: String) -> reqwest::Response {
+        self.delete(url)
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
 /// Asserts the API error envelope and returns it.
 pub async fn api_error(res: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(res.status(), status);
