@@ -10,9 +10,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_sessions::ExpiredDeletion;
 
+use dashmap::DashMap;
+use uuid::Uuid;
+
 use crate::auth::session::DbSessionStore;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
+use crate::oauth::AppCredentials;
+use crate::outbound::Outbound;
 use crate::providers::ProviderRegistry;
 use crate::storage::{self, DynStore};
 use crate::vault::{self, KeyRing, KeySource};
@@ -24,6 +29,15 @@ pub struct AppContext {
     pub keys: KeyRing,
     pub providers: ProviderRegistry,
     pub login_throttle: LoginThrottle,
+    pub outbound: Outbound,
+    /// One in-process lock per connection being refreshed (see
+    /// `connections::tokens`); the database lease covers other processes.
+    pub refresh_locks: DashMap<Uuid, Arc<tokio::sync::Mutex<()>>>,
+    /// Identifies this process as a refresh-lease holder.
+    pub instance_id: Uuid,
+    pub sandbox: Option<crate::sandbox::Sandbox>,
+    /// The OAuth app the sandbox provider knows this server as.
+    pub sandbox_credentials: Option<AppCredentials>,
 }
 
 #[derive(Clone)]
@@ -63,13 +77,63 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         settings.auth.login_attempts_per_ip_per_minute,
         settings.auth.login_attempts_per_account_per_minute,
     );
+    let outbound = Outbound::new(&settings.http)?;
+    let (sandbox, sandbox_credentials) = build_sandbox(&settings, &keys, &providers);
     Ok(AppState::new(AppContext {
         settings,
         store,
         keys,
         providers,
         login_throttle,
+        outbound,
+        refresh_locks: DashMap::new(),
+        instance_id: Uuid::new_v4(),
+        sandbox,
+        sandbox_credentials,
     }))
+}
+
+/// The sandbox provider, when enabled and described in the providers
+/// folder. Its client secret is derived from the primary key unless pinned
+/// by env, so it is stable across restarts but not a published constant.
+fn build_sandbox(
+    settings: &Settings,
+    keys: &KeyRing,
+    providers: &ProviderRegistry,
+) -> (Option<crate::sandbox::Sandbox>, Option<AppCredentials>) {
+    use secrecy::ExposeSecret;
+    let Some(provider) = providers.get("sandbox") else {
+        return (None, None);
+    };
+    if !settings.sandbox_enabled() {
+        return (None, None);
+    }
+    let auth = &provider.meta.auth;
+    let client_id = settings
+        .provider_env(&auth.client_id_env)
+        .map(|v| v.expose_secret().to_owned())
+        .unwrap_or_else(|| "plugboard-sandbox".to_owned());
+    let client_secret = settings
+        .provider_env(&auth.client_secret_env)
+        .map(|v| v.expose_secret().to_owned())
+        .unwrap_or_else(|| {
+            keys.derive_key("sandbox-client-secret")
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        });
+    let sandbox = crate::sandbox::Sandbox::new(crate::sandbox::SandboxConfig {
+        public_url: settings.public_url(),
+        client_id: client_id.clone(),
+        client_secret: client_secret.clone(),
+        token_lifetime_secs: settings.sandbox.token_lifetime_secs,
+        dataset: crate::sandbox::Dataset::default(),
+    });
+    let credentials = AppCredentials {
+        client_id,
+        client_secret: crate::vault::Secret::new(client_secret),
+    };
+    (Some(sandbox), Some(credentials))
 }
 
 /// A running server, for `main` and for the test harness.
@@ -98,6 +162,8 @@ pub async fn spawn(state: AppState, listener: TcpListener) -> anyhow::Result<Ser
     let router = crate::web::router(state.clone());
 
     let maintenance = tokio::spawn(maintenance_loop(state.clone(), shutdown.subscribe()));
+    let deliveries = tokio::spawn(webhook_loop(state.clone(), shutdown.subscribe()));
+    let keepalive = tokio::spawn(keepalive_loop(state.clone(), shutdown.subscribe()));
     let handle = tokio::spawn(async move {
         let stop_signal = async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
@@ -109,6 +175,8 @@ pub async fn spawn(state: AppState, listener: TcpListener) -> anyhow::Result<Ser
         .with_graceful_shutdown(stop_signal);
         let result = serve.await.context("serving HTTP");
         maintenance.abort();
+        deliveries.abort();
+        keepalive.abort();
         state.store.close().await;
         result
     });
@@ -119,7 +187,44 @@ pub async fn spawn(state: AppState, listener: TcpListener) -> anyhow::Result<Ser
     })
 }
 
-/// Housekeeping: expired sessions, idle throttle entries.
+/// Sends connection events that are due.
+async fn webhook_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(err) = crate::webhooks::deliver_due(&state, 50).await {
+                    tracing::warn!(error = %err, "webhook deliveries failed");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Keeps idle refresh tokens alive.
+async fn keepalive_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let minutes = state.settings.oauth.keepalive_interval_minutes;
+    if minutes == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(u64::from(minutes) * 60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let n = crate::connections::service::keep_alive(&state).await;
+                if n > 0 {
+                    tracing::info!(refreshed = n, "keep-alive refreshed idle connections");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Housekeeping: expired sessions and OAuth states, idle throttle entries.
 async fn maintenance_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     let sessions = DbSessionStore::new(state.store.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(300));
@@ -130,6 +235,9 @@ async fn maintenance_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                     tracing::warn!(error = %err, "deleting expired sessions failed");
                 }
                 state.login_throttle.prune();
+                if let Err(err) = state.store.delete_expired_oauth_states(crate::storage::now()).await {
+                    tracing::warn!(error = %err, "deleting expired OAuth states failed");
+                }
             }
             _ = stop.changed() => return,
         }

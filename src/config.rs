@@ -64,6 +64,38 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PLUGBOARD_ENCRYPTION_KEYS", "vault.encryption_keys"),
     ("PLUGBOARD_ROTATE_BATCH_SIZE", "vault.rotate_batch_size"),
     ("PLUGBOARD_PROVIDERS_DIR", "providers.dir"),
+    ("PLUGBOARD_OAUTH_ENABLED", "oauth.enabled"),
+    (
+        "PLUGBOARD_OAUTH_REFRESH_WINDOW_SECS",
+        "oauth.refresh_window_secs",
+    ),
+    (
+        "PLUGBOARD_OAUTH_STATE_TTL_MINUTES",
+        "oauth.state_ttl_minutes",
+    ),
+    (
+        "PLUGBOARD_OAUTH_REAUTH_AFTER_FAILING_HOURS",
+        "oauth.reauth_after_failing_hours",
+    ),
+    (
+        "PLUGBOARD_OAUTH_KEEPALIVE_IDLE_HOURS",
+        "oauth.keepalive_idle_hours",
+    ),
+    (
+        "PLUGBOARD_OAUTH_KEEPALIVE_INTERVAL_MINUTES",
+        "oauth.keepalive_interval_minutes",
+    ),
+    (
+        "PLUGBOARD_HTTP_CONNECT_TIMEOUT_SECS",
+        "http.connect_timeout_secs",
+    ),
+    ("PLUGBOARD_HTTP_READ_TIMEOUT_SECS", "http.read_timeout_secs"),
+    ("PLUGBOARD_WEBHOOK_MAX_ATTEMPTS", "webhooks.max_attempts"),
+    ("PLUGBOARD_SANDBOX", "sandbox.enabled"),
+    (
+        "PLUGBOARD_SANDBOX_TOKEN_LIFETIME_SECS",
+        "sandbox.token_lifetime_secs",
+    ),
 ];
 
 /// Names the optional extra TOML file; not a setting itself.
@@ -93,6 +125,49 @@ pub struct Settings {
     pub log: LogSettings,
     pub vault: VaultSettings,
     pub providers: ProviderSettings,
+    pub oauth: OAuthSettings,
+    pub http: HttpSettings,
+    pub webhooks: WebhookSettings,
+    pub sandbox: SandboxSettings,
+    /// Every other `PLUGBOARD_*` variable, by name: provider client ids and
+    /// secrets and header values that provider.json files refer to.
+    #[serde(skip)]
+    pub provider_env: std::collections::BTreeMap<String, SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OAuthSettings {
+    pub enabled: bool,
+    pub refresh_window_secs: u64,
+    pub state_ttl_minutes: u32,
+    pub reauth_after_failing_hours: u32,
+    pub keepalive_idle_hours: u32,
+    pub keepalive_interval_minutes: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub connect_timeout_secs: u64,
+    pub read_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    Auto,
+    True,
+    False,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SandboxSettings {
+    pub enabled: SandboxMode,
+    pub token_lifetime_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,9 +262,19 @@ impl Settings {
         let raw = builder
             .build()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let settings: Settings = raw
+        let mut settings: Settings = raw
             .try_deserialize()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        settings.provider_env = env
+            .iter()
+            .filter(|(name, value)| {
+                name.starts_with("PLUGBOARD_")
+                    && !value.is_empty()
+                    && name.as_str() != CONFIG_FILE_VAR
+                    && !ENV_VARS.iter().any(|(var, _)| var == name)
+            })
+            .map(|(name, value)| (name.clone(), SecretString::from(value.clone())))
+            .collect();
         settings.validate()?;
         Ok(settings)
     }
@@ -272,6 +357,30 @@ impl Settings {
                 "expected at least 1",
             ));
         }
+        if self.oauth.state_ttl_minutes == 0 {
+            return Err(setting_error(
+                "oauth.state_ttl_minutes",
+                "expected at least 1",
+            ));
+        }
+        if self.oauth.reauth_after_failing_hours == 0 || self.oauth.keepalive_idle_hours == 0 {
+            return Err(setting_error(
+                "oauth.reauth_after_failing_hours / oauth.keepalive_idle_hours",
+                "expected at least 1",
+            ));
+        }
+        if self.http.connect_timeout_secs == 0 || self.http.read_timeout_secs == 0 {
+            return Err(setting_error(
+                "http.*_timeout_secs",
+                "expected at least 1 second",
+            ));
+        }
+        if self.webhooks.max_attempts == 0 {
+            return Err(setting_error(
+                "webhooks.max_attempts",
+                "expected at least 1",
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(setting_error(
                 "log.level",
@@ -287,6 +396,20 @@ impl Settings {
     pub fn uses_embedded_sqlite(&self) -> bool {
         let url = self.database.url.expose_secret();
         url.is_empty() || url.starts_with("sqlite:")
+    }
+
+    /// Whether the built-in sandbox provider is served.
+    pub fn sandbox_enabled(&self) -> bool {
+        match self.sandbox.enabled {
+            SandboxMode::True => true,
+            SandboxMode::False => false,
+            SandboxMode::Auto => self.env != Environment::Production && self.uses_embedded_sqlite(),
+        }
+    }
+
+    /// A provider-related environment value by variable name.
+    pub fn provider_env(&self, name: &str) -> Option<&SecretString> {
+        self.provider_env.get(name)
     }
 
     pub fn cookies_secure(&self) -> bool {

@@ -139,6 +139,9 @@ pub struct RequiredHeader {
     pub optional: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// JSON pointer into userinfo supplying a connection header's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_userinfo: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -27,8 +27,10 @@ use time::OffsetDateTime;
 use crate::audit::AuditStore;
 use crate::auth::store::{AccountStore, SessionRecordStore};
 use crate::config::Settings;
+use crate::connections::store::ConnectionStore;
 use crate::tenancy::store::TenancyStore;
 use crate::vault::store::VaultStore;
+use crate::webhooks::store::WebhookStore;
 
 pub static PG_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -51,7 +53,16 @@ impl Backend {
 /// Everything the application asks of a database.
 #[async_trait]
 pub trait Store:
-    AccountStore + SessionRecordStore + TenancyStore + AuditStore + VaultStore + Send + Sync + 'static
+    AccountStore
+    + SessionRecordStore
+    + TenancyStore
+    + AuditStore
+    + VaultStore
+    + ConnectionStore
+    + WebhookStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
     async fn ping(&self) -> sqlx::Result<()>;

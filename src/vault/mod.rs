@@ -77,6 +77,7 @@ impl Place<'_> {
 struct RingKey {
     id: String,
     cipher: Aes256Gcm,
+    material: Zeroizing<[u8; 32]>,
 }
 
 /// The configured keys; the first one seals.
@@ -134,15 +135,35 @@ impl KeyRing {
                 )));
             }
             let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes));
+            let mut material = Zeroizing::new([0u8; 32]);
+            material.copy_from_slice(&bytes);
             keys.push(RingKey {
                 id: id.to_owned(),
                 cipher,
+                material,
             });
         }
         if keys.is_empty() {
             return Err(VaultError::BadKeyList("no keys given".into()));
         }
         Ok(KeyRing { keys })
+    }
+
+    /// A 32-byte key for another purpose (e.g. signing OAuth state),
+    /// derived from the primary key so no second secret needs managing.
+    /// Rotating the primary key changes it, which only invalidates
+    /// short-lived values.
+    pub fn derive_key(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        use hmac::{Hmac, Mac};
+        let mut out = Zeroizing::new([0u8; 32]);
+        if let Ok(mut mac) =
+            <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.keys[0].material.as_ref())
+        {
+            mac.update(b"plugboard derived key v1\0");
+            mac.update(purpose.as_bytes());
+            out.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        out
     }
 
     pub fn primary_key_id(&self) -> &str {
@@ -523,6 +544,15 @@ mod tests {
                 .to_string()
                 .contains("twice")
         );
+    }
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_key() {
+        let (a, b) = two_keys();
+        let ra = ring(&a);
+        assert_eq!(*ra.derive_key("x"), *ring(&a).derive_key("x"));
+        assert_ne!(*ra.derive_key("x"), *ra.derive_key("y"));
+        assert_ne!(*ra.derive_key("x"), *ring(&b).derive_key("x"));
     }
 
     #[test]

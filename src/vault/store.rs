@@ -44,6 +44,64 @@ pub struct RotateBatch {
 /// Re-seals one row: `Some((key id, ciphertext))`, or `None` when it can't.
 pub type Resealer<'a> = &'a (dyn Fn(&SealedRow) -> Option<(String, String)> + Send + Sync);
 
+/// A sealed value ready to be written beside the row it belongs to.
+#[derive(Debug, Clone)]
+pub struct SealedField {
+    pub field: &'static str,
+    pub key_id: String,
+    pub ciphertext: String,
+}
+
+pub(crate) const UPSERT_SEALED_SQL: &str = "INSERT INTO secrets \
+     (id, workspace_id, owner_kind, owner_id, field, key_id, ciphertext, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (owner_kind, owner_id, field) DO UPDATE SET key_id = excluded.key_id, \
+     ciphertext = excluded.ciphertext, updated_at = excluded.updated_at \
+     WHERE secrets.workspace_id = excluded.workspace_id";
+
+/// Writes sealed fields of one owner on the given executor (a transaction),
+/// so secrets change together with the row that owns them.
+#[macro_export]
+macro_rules! upsert_sealed {
+    ($executor:expr, $workspace:expr, $owner_kind:expr, $owner_id:expr, $fields:expr, $at:expr) => {{
+        let mut result: sqlx::Result<()> = Ok(());
+        for sealed in $fields {
+            let sealed: &$crate::vault::store::SealedField = sealed;
+            if let Err(e) = sqlx::query($crate::vault::store::UPSERT_SEALED_SQL)
+                .bind(uuid::Uuid::now_v7())
+                .bind($workspace)
+                .bind($owner_kind)
+                .bind($owner_id)
+                .bind(sealed.field)
+                .bind(&sealed.key_id)
+                .bind(&sealed.ciphertext)
+                .bind($at)
+                .execute(&mut *$executor)
+                .await
+            {
+                result = Err(e);
+                break;
+            }
+        }
+        result
+    }};
+}
+
+/// Seals `secret` for `place`, ready for [`upsert_sealed!`].
+pub fn seal_field(
+    ring: &KeyRing,
+    place: &Place<'_>,
+    field: &'static str,
+    secret: &Secret,
+) -> Result<SealedField, VaultError> {
+    debug_assert_eq!(place.field, field);
+    Ok(SealedField {
+        field,
+        key_id: ring.primary_key_id().to_owned(),
+        ciphertext: ring.seal_secret(secret, place)?,
+    })
+}
+
 #[async_trait::async_trait]
 pub trait VaultStore {
     async fn put_sealed(
@@ -75,13 +133,7 @@ pub trait VaultStore {
 impl_for_backends! {
     impl VaultStore {
         async fn put_sealed(&self, place: &Place<'_>, key_id: &str, ciphertext: &str, at: OffsetDateTime) -> sqlx::Result<()> {
-            sqlx::query(
-                "INSERT INTO secrets (id, workspace_id, owner_kind, owner_id, field, key_id, ciphertext, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (owner_kind, owner_id, field) DO UPDATE SET key_id = excluded.key_id, \
-                 ciphertext = excluded.ciphertext, updated_at = excluded.updated_at \
-                 WHERE secrets.workspace_id = excluded.workspace_id",
-            )
+            sqlx::query(UPSERT_SEALED_SQL)
             .bind(Uuid::now_v7())
             .bind(place.workspace_id)
             .bind(place.owner_kind)

@@ -53,7 +53,12 @@ pub fn router(state: AppState) -> Router {
     let body_limit = settings.server.body_limit_bytes;
     let timeout = Duration::from_secs(settings.server.request_timeout_secs);
 
-    Router::new()
+    let mut router = Router::<AppState>::new();
+    // The sandbox is its own little server: no sessions, no CSRF, no API rules.
+    if let Some(sandbox) = &state.sandbox {
+        router = router.nest_service("/sandbox", sandbox.router());
+    }
+    router
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/static/app.css", get(stylesheet))

@@ -48,6 +48,7 @@ const STEPS = [
   'log out, wrong password, log in',
   'invite a member from /settings/members',
   'accept the invite in a fresh browser context',
+  'connect the sandbox from the Data Hub, approve, pick an account, test',
   'mobile viewport has no horizontal overflow',
 ];
 
@@ -283,7 +284,24 @@ async function main() {
       await waitForPath(page, '/', 'after signing up from the invite');
       await expectText(page.locator('[data-testid="current-workspace"]'), ORG, 'invitee current workspace');
     },
-    // 6
+    // 6: the connections journey — Connect, Approve at the provider, pick an account
+    async () => {
+      const { page } = owner;
+      await page.goto(`${base}/data`);
+      await page.locator('[data-testid="connect-sandbox"]').click();
+      await page.waitForURL((u) => u.pathname === '/sandbox/oauth/authorize', { timeout: NAV_TIMEOUT_MS });
+      await page.getByRole('button', { name: 'Approve' }).click();
+      await waitForPath(page, '/data/sandbox/accounts', 'after approving at the sandbox');
+      await page.locator('[data-testid="accounts-form"] input[name="account_id"]').first().check();
+      await page.getByRole('button', { name: 'Save' }).click();
+      await waitForPath(page, '/data', 'after choosing an account');
+      await expectText(page.locator('[data-testid="status-sandbox"]'), 'CONNECTED', 'sandbox card status');
+      await page.locator('[data-testid="card-sandbox"]').getByRole('button', { name: 'Test' }).click();
+      await waitForPath(page, '/data', 'after testing');
+      await expectText(page.locator('.flash'), 'Test passed', 'test flash');
+      await shot(page, 'data-hub.png');
+    },
+    // 7
     async () => {
       const { page } = owner;
       await page.setViewportSize({ width: 390, height: 844 });

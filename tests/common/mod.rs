@@ -113,7 +113,7 @@ impl RawDb {
                 }
                 RawDb::Sqlite(pool) => {
                     let sql = format!("SELECT * FROM {table}");
-                    use sqlx::{Column, Row, ValueRef};
+                    use sqlx::{Row, ValueRef};
                     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                         .fetch_all(pool)
                         .await
@@ -131,7 +131,6 @@ impl RawDb {
                             }
                             out.push(' ');
                         }
-                        let _ = row.columns()[0].name();
                         out.push('\n');
                     }
                 }
@@ -175,16 +174,13 @@ impl Drop for PgTestDb {
 pub struct TestApp {
     pub base: String,
     pub backend: Backend,
+    pub state: plugboard::app::AppState,
     pub store: DynStore,
     pub db: RawDb,
     pub settings: Settings,
     server: Option<Server>,
     _dir: TempDir,
     _pg: Option<PgTestDb>,
-}
-
-pub struct Options {
-    pub env: Vec<(&'static str, String)>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -253,7 +249,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&'static str, &str)]
         .await
         .expect("build state");
     let store = state.store.clone();
-    let server = app::spawn(state, listener).await.expect("spawn");
+    let server = app::spawn(state.clone(), listener).await.expect("spawn");
 
     let db = match backend {
         Backend::Sqlite => RawDb::Sqlite(
@@ -272,6 +268,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&'static str, &str)]
     TestApp {
         base,
         backend,
+        state,
         store,
         db,
         settings,
@@ -314,6 +311,17 @@ pub struct TestUser {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// A second server process on the same database (its own pools, locks
+    /// and instance id), as in a deployment that runs several servers.
+    pub async fn spawn_peer(&self) -> (String, Server) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = app::build_state(self.settings.clone())
+            .await
+            .expect("peer state");
+        (base, app::spawn(state, listener).await.expect("peer"))
     }
 
     pub async fn stop(mut self) {

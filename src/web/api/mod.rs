@@ -1,7 +1,9 @@
 //! JSON API under `/api`.
 
 mod auth;
+pub mod connections;
 mod integrations;
+mod webhooks;
 mod workspaces;
 
 use axum::Router;
@@ -52,5 +54,30 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/integrations/{provider}/{object}/mapping/defaults",
             get(integrations::mapping_defaults),
+        )
+        .route("/oauth/{provider}/start", get(connections::start))
+        .route("/oauth/{provider}/callback", get(connections::callback))
+        .route("/oauth/{provider}/accounts", get(connections::accounts))
+        .route(
+            "/integrations/{provider}/connect",
+            post(connections::connect),
+        )
+        .route("/integrations/{provider}/test", get(connections::test))
+        .route("/integrations/connections", get(connections::list))
+        .route(
+            "/integrations/connections/{id}/{action}",
+            post(connections::admin_action),
+        )
+        .route("/data/select-account", post(connections::select_account))
+        .route("/data/disconnect", post(connections::disconnect))
+        .route(
+            "/workspaces/{workspace_id}/webhook",
+            get(webhooks::get)
+                .put(webhooks::put)
+                .delete(webhooks::delete),
+        )
+        .route(
+            "/workspaces/{workspace_id}/webhook/deliveries",
+            get(webhooks::deliveries),
         )
 }

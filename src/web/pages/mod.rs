@@ -2,6 +2,7 @@
 //! capability, render or redirect with a flash message.
 
 mod auth;
+mod data;
 mod invites;
 mod members;
 mod workspace;
@@ -40,6 +41,15 @@ pub fn routes() -> Router<AppState> {
             "/settings/invites/{invite_id}/revoke",
             post(members::revoke_invite),
         )
+        .route("/data", get(data::hub))
+        .route(
+            "/data/{provider}/accounts",
+            get(data::accounts_page).post(data::select_accounts),
+        )
+        .route("/data/{provider}/disconnect", post(data::disconnect))
+        .route("/data/{provider}/test", post(data::test))
+        .route("/data/{provider}/credentials", post(data::credentials))
+        .route("/data/connections/{id}/{action}", post(data::admin_action))
         .route("/invites/{token}", get(invites::show))
         .route("/invites/{token}/accept", post(invites::accept))
 }

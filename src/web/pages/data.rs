@@ -1,0 +1,374 @@
+//! The Data Hub: a card per provider with its connection, and the forms
+//! behind Connect / Disconnect / Change account / Test / admin actions.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use uuid::Uuid;
+
+use super::{Layout, parse_path_id, redirect_with_outcome};
+use crate::app::AppState;
+use crate::auth::extract::CurrentTenant;
+use crate::connections::service::{self, Account, CredentialsInput, Reconnect};
+use crate::connections::{ConnectionView, Status};
+use crate::error::{AppError, AppResult};
+use crate::oauth;
+use crate::providers::HeaderSource;
+use crate::web::api::connections::view;
+use crate::web::extract::CsrfForm;
+
+const HUB: &str = "/data";
+
+pub struct HeaderField {
+    pub key: String,
+    pub label: String,
+}
+
+pub struct Card {
+    pub key: String,
+    pub name: String,
+    pub category: String,
+    pub connection: Option<ConnectionView>,
+    pub status: &'static str,
+    pub status_class: &'static str,
+    pub connected_by: Option<String>,
+    pub oauth: bool,
+    /// The deployment has the provider's OAuth app configured.
+    pub configured: bool,
+    pub missing_env: String,
+    pub credentials_flow: Option<&'static str>,
+    pub header_fields: Vec<HeaderField>,
+    pub has_accounts: bool,
+    pub can_change: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "data.html")]
+pub struct DataPage {
+    layout: Layout,
+    cards: Vec<Card>,
+    banners: Vec<String>,
+    oauth_enabled: bool,
+    is_admin: bool,
+}
+
+fn status_class(status: Status) -> &'static str {
+    match status {
+        Status::Connected => "ok",
+        Status::Pending => "pending",
+        Status::Error | Status::NeedsReauth => "bad",
+        Status::Disabled | Status::NotConnected => "off",
+    }
+}
+
+pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
+    let CurrentTenant {
+        user,
+        session,
+        tenant,
+    } = current;
+    let members = state.store.list_members(tenant.workspace_id).await?;
+    let mut cards = Vec::new();
+    let mut banners = Vec::new();
+    for provider in state.providers.iter() {
+        let key = provider.meta.key.clone();
+        let connection = match service::resolve(&state, &tenant, &key, None).await {
+            Ok(c) => Some(c),
+            Err(AppError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let view = connection.as_ref().map(|c| view(&state, c));
+        if let Some(v) = &view {
+            match v.status {
+                Status::NeedsReauth => banners.push(format!(
+                    "Admin attention needed: {} must be reconnected ({}).",
+                    provider.meta.display_name,
+                    v.last_error
+                        .clone()
+                        .unwrap_or_else(|| "the provider no longer accepts its grant".into())
+                )),
+                Status::Disabled => banners.push(format!(
+                    "{} is disabled by an admin.",
+                    provider.meta.display_name
+                )),
+                _ => {}
+            }
+        }
+        let status = view.as_ref().map_or(Status::NotConnected, |v| v.status);
+        let connected_by = view
+            .as_ref()
+            .and_then(|v| v.connected_by)
+            .and_then(|id| members.iter().find(|m| m.user_id == id))
+            .map(|m| m.name.clone());
+        let can_change = match &connection {
+            Some(c) => c.owner_user_id == Some(user.id) || tenant.role.can_manage_members(),
+            None => true,
+        };
+        let credentials_flow = if oauth::supports_flow(provider, "client_credentials") {
+            Some("client_credentials")
+        } else if oauth::supports_flow(provider, "api_key") {
+            Some("api_key")
+        } else {
+            None
+        };
+        cards.push(Card {
+            name: provider.meta.display_name.clone(),
+            category: provider.meta.category.replace('_', " "),
+            status: status.as_str(),
+            status_class: status_class(status),
+            connected_by,
+            oauth: oauth::supports_flow(provider, "authorization_code"),
+            configured: oauth::app_credentials(
+                &state.settings,
+                provider,
+                state.sandbox_credentials.as_ref(),
+            )
+            .is_some(),
+            missing_env: format!(
+                "{} and {}",
+                provider.meta.auth.client_id_env, provider.meta.auth.client_secret_env
+            ),
+            credentials_flow,
+            header_fields: provider
+                .meta
+                .required_headers
+                .iter()
+                .filter(|h| h.source == HeaderSource::Connection)
+                .map(|h| HeaderField {
+                    key: h.key.clone(),
+                    label: h.label.clone(),
+                })
+                .collect(),
+            has_accounts: provider.meta.accounts.is_some(),
+            connection: view,
+            can_change,
+            key,
+        });
+    }
+    // Connected first, then by name.
+    cards.sort_by_key(|c| {
+        (
+            c.connection
+                .as_ref()
+                .is_none_or(|v| v.status == Status::NotConnected),
+            c.name.to_lowercase(),
+        )
+    });
+    Ok(DataPage {
+        layout: Layout::signed_in(&state, &session, &user, &tenant).await?,
+        cards,
+        banners,
+        oauth_enabled: state.settings.oauth.enabled,
+        is_admin: tenant.role.can_manage_members(),
+    }
+    .into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "accounts.html")]
+pub struct AccountsPage {
+    layout: Layout,
+    provider_key: String,
+    provider_name: String,
+    connection_id: Uuid,
+    accounts: Vec<Account>,
+    selected: Vec<String>,
+    multiple: bool,
+}
+
+impl AccountsPage {
+    fn is_selected(&self, id: &str) -> bool {
+        self.selected.iter().any(|s| s == id)
+    }
+}
+
+pub async fn accounts_page(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(provider): Path<String>,
+) -> AppResult<Response> {
+    let CurrentTenant {
+        user,
+        session,
+        tenant,
+    } = current;
+    let c = service::resolve(&state, &tenant, &provider, None).await?;
+    let accounts = service::list_accounts(&state, &c).await?;
+    let p = state
+        .providers
+        .get(&provider)
+        .ok_or_else(|| AppError::not_found("unknown provider"))?;
+    let multiple = p
+        .meta
+        .accounts
+        .as_ref()
+        .and_then(|a| a.get("multiple"))
+        .and_then(|m| m.as_bool())
+        .unwrap_or(false);
+    Ok(AccountsPage {
+        layout: Layout::signed_in(&state, &session, &user, &tenant).await?,
+        provider_name: p.meta.display_name.clone(),
+        provider_key: provider,
+        connection_id: c.id,
+        selected: c.selected_account_ids.0.clone(),
+        accounts,
+        multiple,
+    }
+    .into_response())
+}
+
+fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn connection_id(pairs: &[(String, String)]) -> AppResult<Option<Uuid>> {
+    match field(pairs, "connection_id").filter(|v| !v.is_empty()) {
+        Some(raw) => parse_path_id(raw, "connection").map(Some),
+        None => Ok(None),
+    }
+}
+
+pub async fn select_accounts(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(provider): Path<String>,
+    form: CsrfForm<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    let ids: Vec<String> = form
+        .form
+        .iter()
+        .filter(|(k, _)| k == "account_id")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let c = service::resolve(
+        &state,
+        &current.tenant,
+        &provider,
+        connection_id(&form.form)?,
+    )
+    .await?;
+    let outcome = service::select_accounts(&state, &current.tenant, &c, &ids)
+        .await
+        .map(|c| format!("{} account(s) selected.", c.selected_account_ids.len()));
+    let back = if outcome.is_ok() {
+        HUB.to_owned()
+    } else {
+        format!("/data/{provider}/accounts")
+    };
+    redirect_with_outcome(&form.session, &back, outcome).await
+}
+
+pub async fn disconnect(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(provider): Path<String>,
+    form: CsrfForm<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    let c = service::resolve(
+        &state,
+        &current.tenant,
+        &provider,
+        connection_id(&form.form)?,
+    )
+    .await?;
+    let outcome = service::disconnect(&state, &current.tenant, &c)
+        .await
+        .map(|c| match c.last_error {
+            Some(e) => format!(
+                "Disconnected. Revoking at the provider failed ({e}); the tokens were deleted here."
+            ),
+            None => "Disconnected.".to_owned(),
+        });
+    redirect_with_outcome(&form.session, HUB, outcome).await
+}
+
+pub async fn test(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(provider): Path<String>,
+    form: CsrfForm<serde::de::IgnoredAny>,
+) -> AppResult<Response> {
+    let outcome = service::test_connection(&state, &current.tenant, &provider)
+        .await
+        .and_then(|d| {
+            let summary: Vec<String> = d
+                .checks
+                .iter()
+                .map(|c| format!("{}: {}", c.name, c.message))
+                .collect();
+            if d.ok {
+                Ok(format!("Test passed. {}", summary.join(" · ")))
+            } else {
+                Err(AppError::bad_request(
+                    None,
+                    format!("Test failed. {}", summary.join(" · ")),
+                ))
+            }
+        });
+    redirect_with_outcome(&form.session, HUB, outcome).await
+}
+
+pub async fn credentials(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(provider): Path<String>,
+    form: CsrfForm<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    let pairs = &form.form;
+    let text = |name: &str| {
+        field(pairs, name)
+            .map(str::to_owned)
+            .filter(|v| !v.is_empty())
+    };
+    let input = CredentialsInput {
+        flow: text("flow"),
+        client_id: text("client_id"),
+        client_secret: text("client_secret"),
+        api_key: text("api_key"),
+        headers: pairs
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("header:").map(|h| (h.to_owned(), v.clone())))
+            .collect(),
+        environment: text("environment"),
+        ownership: text("ownership"),
+        tenant_key: text("tenant_key"),
+    };
+    let outcome = service::connect_with_credentials(&state, &current.tenant, &provider, &input)
+        .await
+        .map(|c| format!("{} connected.", c.provider));
+    redirect_with_outcome(&form.session, HUB, outcome).await
+}
+
+pub async fn admin_action(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path((id, action)): Path<(String, String)>,
+    form: CsrfForm<serde::de::IgnoredAny>,
+) -> AppResult<Response> {
+    let id = parse_path_id(&id, "connection")?;
+    let outcome = match action.as_str() {
+        "disable" => service::set_enabled(&state, &current.tenant, id, false)
+            .await
+            .map(|_| "Connection disabled.".to_owned()),
+        "enable" => service::set_enabled(&state, &current.tenant, id, true)
+            .await
+            .map(|_| "Connection enabled.".to_owned()),
+        "reconnect" => match service::reconnect(&state, &current.tenant, id).await {
+            Ok(Reconnect::Redirect(started)) => {
+                return Ok(Redirect::to(&started.auth_url).into_response());
+            }
+            Ok(Reconnect::Done(_)) => Ok("Reconnected.".to_owned()),
+            Err(e) => Err(e),
+        },
+        _ => return Err(AppError::not_found("page not found")),
+    };
+    // A connection of another workspace is not found, not a flash.
+    if let Err(AppError::NotFound(m)) = &outcome {
+        return Err(AppError::NotFound(m.clone()));
+    }
+    redirect_with_outcome(&form.session, HUB, outcome).await
+}
