@@ -29,6 +29,8 @@ pub struct AppContext {
     pub keys: KeyRing,
     pub providers: ProviderRegistry,
     pub login_throttle: LoginThrottle,
+    /// Per-service-key request budget for the internal API.
+    pub key_limiter: crate::internal::KeyLimiter,
     pub outbound: Outbound,
     /// One in-process lock per connection being refreshed (see
     /// `connections::tokens`); the database lease covers other processes.
@@ -79,12 +81,14 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     );
     let outbound = Outbound::new(&settings.http)?;
     let (sandbox, sandbox_credentials) = build_sandbox(&settings, &keys, &providers);
+    let key_limiter = crate::internal::KeyLimiter::new(settings.internal.requests_per_minute);
     Ok(AppState::new(AppContext {
         settings,
         store,
         keys,
         providers,
         login_throttle,
+        key_limiter,
         outbound,
         refresh_locks: DashMap::new(),
         instance_id: Uuid::new_v4(),
@@ -235,6 +239,7 @@ async fn maintenance_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                     tracing::warn!(error = %err, "deleting expired sessions failed");
                 }
                 state.login_throttle.prune();
+                state.key_limiter.prune();
                 if let Err(err) = state.store.delete_expired_oauth_states(crate::storage::now()).await {
                     tracing::warn!(error = %err, "deleting expired OAuth states failed");
                 }

@@ -96,6 +96,20 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "PLUGBOARD_SANDBOX_TOKEN_LIFETIME_SECS",
         "sandbox.token_lifetime_secs",
     ),
+    ("AGENT_SERVICE_KEY", "internal.agent_service_key"),
+    ("PLUGBOARD_AGENT_SERVICE_KEY", "internal.agent_service_key"),
+    (
+        "PLUGBOARD_INTERNAL_REQUESTS_PER_MINUTE",
+        "internal.requests_per_minute",
+    ),
+    (
+        "PLUGBOARD_INTERNAL_BODY_LIMIT_BYTES",
+        "internal.body_limit_bytes",
+    ),
+    (
+        "PLUGBOARD_INTERNAL_MAX_METRIC_ROWS",
+        "internal.max_metric_rows",
+    ),
 ];
 
 /// Names the optional extra TOML file; not a setting itself.
@@ -129,6 +143,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub webhooks: WebhookSettings,
     pub sandbox: SandboxSettings,
+    pub internal: InternalSettings,
     /// Every other `PLUGBOARD_*` variable, by name: provider client ids and
     /// secrets and header values that provider.json files refer to.
     #[serde(skip)]
@@ -162,6 +177,14 @@ pub enum SandboxMode {
     Auto,
     True,
     False,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InternalSettings {
+    pub agent_service_key: SecretString,
+    pub requests_per_minute: u32,
+    pub body_limit_bytes: usize,
+    pub max_metric_rows: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -373,6 +396,20 @@ impl Settings {
             return Err(setting_error(
                 "http.*_timeout_secs",
                 "expected at least 1 second",
+            ));
+        }
+        if self.internal.requests_per_minute == 0 || self.internal.max_metric_rows == 0 {
+            return Err(setting_error(
+                "internal.requests_per_minute / internal.max_metric_rows",
+                "expected at least 1",
+            ));
+        }
+        let agent = self.internal.agent_service_key.expose_secret();
+        if !agent.is_empty() && agent.len() < 32 {
+            // Never echo it.
+            return Err(setting_error(
+                "internal.agent_service_key",
+                "expected at least 32 characters (a long random string)",
             ));
         }
         if self.webhooks.max_attempts == 0 {

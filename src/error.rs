@@ -41,8 +41,8 @@ pub enum AppError {
     },
     #[error("too many attempts; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
-    #[error("request body is larger than the limit of {limit} bytes")]
-    PayloadTooLarge { limit: usize },
+    #[error("request body is larger than this endpoint accepts")]
+    PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -113,7 +113,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -130,7 +130,7 @@ impl AppError {
             AppError::NotFound(_) => "not_found",
             AppError::Conflict { .. } => "conflict",
             AppError::RateLimited { .. } => "rate_limited",
-            AppError::PayloadTooLarge { .. } => "payload_too_large",
+            AppError::PayloadTooLarge => "payload_too_large",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",

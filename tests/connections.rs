@@ -9,9 +9,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, ClientExt, TestApp, api_error, client, spawn_app_with};
+use common::{
+    Backend, ClientExt, SANDBOX_ID, SANDBOX_SECRET, TestApp, api_error, authorize, client,
+    connections, location, sandbox_app, sandbox_stats, set_faults, spawn_app_with,
+};
 use reqwest::StatusCode;
-use reqwest::header::LOCATION;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -29,95 +31,6 @@ on_both_backends!(
     keep_alive_refreshes_idle_connections,
     provider_401_refreshes_once_and_retries,
 );
-
-const SANDBOX_ID: &str = "test-sandbox-client";
-const SANDBOX_SECRET: &str = "test-sandbox-secret";
-
-async fn sandbox_app(backend: Backend, extra: &[(&'static str, &str)]) -> TestApp {
-    let mut env: Vec<(&'static str, &str)> = vec![
-        ("PLUGBOARD_SANDBOX", "true"),
-        ("PLUGBOARD_SANDBOX_CLIENT_ID", SANDBOX_ID),
-        ("PLUGBOARD_SANDBOX_CLIENT_SECRET", SANDBOX_SECRET),
-        ("PLUGBOARD_OAUTH_KEEPALIVE_INTERVAL_MINUTES", "0"),
-    ];
-    env.extend_from_slice(extra);
-    spawn_app_with(backend, &env).await
-}
-
-fn location(res: &reqwest::Response) -> String {
-    res.headers()
-        .get(LOCATION)
-        .unwrap_or_else(|| panic!("no Location on {}", res.status()))
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Plays the browser through the sandbox consent page; returns the
-/// response of Plugboard's callback.
-async fn authorize(
-    app: &TestApp,
-    c: &reqwest::Client,
-    ownership: &str,
-    decision: &str,
-) -> reqwest::Response {
-    let res = c
-        .get(app.url(&format!("/api/oauth/sandbox/start?ownership={ownership}")))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_redirection(), "start: {}", res.status());
-    let authorize_url = location(&res);
-    assert!(
-        authorize_url.starts_with(&app.url("/sandbox/oauth/authorize")),
-        "{authorize_url}"
-    );
-    assert!(
-        authorize_url.contains("code_challenge_method=S256"),
-        "PKCE must be used"
-    );
-    let consent = c.get(&authorize_url).send().await.unwrap();
-    assert_eq!(consent.status(), StatusCode::OK);
-    let mut form: Vec<(String, String)> = reqwest::Url::parse(&authorize_url)
-        .unwrap()
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    form.push(("decision".into(), decision.into()));
-    form.push(("company".into(), "acme".into()));
-    let res = c
-        .post(app.url("/sandbox/oauth/authorize"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_redirection(), "consent: {}", res.status());
-    let callback = location(&res);
-    assert!(
-        callback.starts_with(&app.url("/api/oauth/sandbox/callback")),
-        "{callback}"
-    );
-    c.get(callback).send().await.unwrap()
-}
-
-async fn sandbox_stats(app: &TestApp) -> Value {
-    client().get_json(app.url("/sandbox/_stats")).await
-}
-
-async fn set_faults(app: &TestApp, faults: Value) {
-    let res = client()
-        .post_json(app.url("/sandbox/_faults"), &faults)
-        .await;
-    assert!(res.status().is_success());
-}
-
-async fn connections(c: &reqwest::Client, app: &TestApp) -> Vec<Value> {
-    c.get_json(app.url("/api/integrations/connections"))
-        .await
-        .as_array()
-        .unwrap()
-        .clone()
-}
 
 async fn code_flow_with_pkce_account_selection_and_disconnect(backend: Backend) {
     let app = sandbox_app(backend, &[]).await;

@@ -74,6 +74,8 @@ pub trait ConnectionStore {
         owner_key: &str,
     ) -> sqlx::Result<Option<Connection>>;
     async fn list_connections(&self, workspace: WorkspaceId) -> sqlx::Result<Vec<Connection>>;
+    /// System lookup by id alone, for the deployment-wide service key.
+    async fn find_connection_workspace(&self, id: Uuid) -> sqlx::Result<Option<WorkspaceId>>;
     /// Inserts or replaces the row (by id) with its tokens; stale token
     /// fields not in `sealed` are removed.
     async fn save_connection(
@@ -217,6 +219,13 @@ impl_for_backends! {
             sqlx::query_as(concat!(connection_select!(), "WHERE workspace_id = $1 ORDER BY provider, created_at, id"))
                 .bind(workspace)
                 .fetch_all(&self.pool)
+                .await
+        }
+
+        async fn find_connection_workspace(&self, id: Uuid) -> sqlx::Result<Option<WorkspaceId>> {
+            sqlx::query_scalar("SELECT workspace_id FROM connections WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
                 .await
         }
 

@@ -28,6 +28,9 @@ use crate::audit::AuditStore;
 use crate::auth::store::{AccountStore, SessionRecordStore};
 use crate::config::Settings;
 use crate::connections::store::ConnectionStore;
+use crate::jobs::store::JobStore;
+use crate::metrics::store::{MetricReadStore, MetricStore};
+use crate::servicekeys::store::ServiceKeyStore;
 use crate::tenancy::store::TenancyStore;
 use crate::vault::store::VaultStore;
 use crate::webhooks::store::WebhookStore;
@@ -60,6 +63,10 @@ pub trait Store:
     + VaultStore
     + ConnectionStore
     + WebhookStore
+    + ServiceKeyStore
+    + MetricStore
+    + MetricReadStore
+    + JobStore
     + Send
     + Sync
     + 'static

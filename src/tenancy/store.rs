@@ -103,6 +103,7 @@ pub trait TenancyStore {
         audit: &AuditEntry,
     ) -> sqlx::Result<AcceptOutcome>;
     async fn find_organization_by_name(&self, name: &str) -> sqlx::Result<Option<Uuid>>;
+    async fn workspace_exists(&self, workspace: WorkspaceId) -> sqlx::Result<bool>;
     async fn find_workspace_in_org(
         &self,
         organization_id: Uuid,
@@ -367,6 +368,15 @@ impl_for_backends! {
             crate::insert_audit!(&mut *tx, audit)?;
             tx.commit().await?;
             Ok(if joined == 1 { AcceptOutcome::Joined } else { AcceptOutcome::AlreadyMember })
+        }
+
+        async fn workspace_exists(&self, workspace: WorkspaceId) -> sqlx::Result<bool> {
+            // COUNT(*) is a bigint on both backends (a bare 1 is int4 on PostgreSQL).
+            let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM workspaces WHERE id = $1")
+                .bind(workspace)
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(found > 0)
         }
 
         async fn find_organization_by_name(&self, name: &str) -> sqlx::Result<Option<Uuid>> {

@@ -35,9 +35,7 @@ async fn read_body(req: Request, state: &AppState) -> Result<Bytes, AppError> {
                     .to_ascii_lowercase()
                     .contains("length limit") =>
             {
-                AppError::PayloadTooLarge {
-                    limit: state.settings.server.body_limit_bytes,
-                }
+                AppError::PayloadTooLarge
             }
             other => {
                 AppError::bad_request(None, format!("could not read the request body: {other}"))

@@ -44,6 +44,10 @@ pub fn router(state: AppState) -> Router {
         ))));
 
     let api = api::routes()
+        .nest(
+            "/internal",
+            api::internal_routes(settings.internal.body_limit_bytes),
+        )
         .fallback(api_not_found)
         .layer(middleware::from_fn(require_json_bodies));
     let pages = pages::routes()

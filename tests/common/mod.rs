@@ -11,6 +11,7 @@ use plugboard::app::{self, Server};
 use plugboard::config::Settings;
 use plugboard::storage::DynStore;
 use reqwest::StatusCode;
+use reqwest::header::LOCATION;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
@@ -430,4 +431,95 @@ pub async fn api_error(res: reqwest::Response, status: StatusCode) -> Value {
     assert!(body["error"]["code"].is_string(), "{body}");
     assert!(body["error"]["message"].is_string(), "{body}");
     body["error"].clone()
+}
+
+// ---- the built-in sandbox provider -------------------------------------
+
+pub const SANDBOX_ID: &str = "test-sandbox-client";
+pub const SANDBOX_SECRET: &str = "test-sandbox-secret";
+
+pub async fn sandbox_app(backend: Backend, extra: &[(&'static str, &str)]) -> TestApp {
+    let mut env: Vec<(&'static str, &str)> = vec![
+        ("PLUGBOARD_SANDBOX", "true"),
+        ("PLUGBOARD_SANDBOX_CLIENT_ID", SANDBOX_ID),
+        ("PLUGBOARD_SANDBOX_CLIENT_SECRET", SANDBOX_SECRET),
+        ("PLUGBOARD_OAUTH_KEEPALIVE_INTERVAL_MINUTES", "0"),
+    ];
+    env.extend_from_slice(extra);
+    spawn_app_with(backend, &env).await
+}
+
+pub fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get(LOCATION)
+        .unwrap_or_else(|| panic!("no Location on {}", res.status()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Plays the browser through the sandbox consent page; returns the
+/// response of Plugboard's callback.
+pub async fn authorize(
+    app: &TestApp,
+    c: &reqwest::Client,
+    ownership: &str,
+    decision: &str,
+) -> reqwest::Response {
+    let res = c
+        .get(app.url(&format!("/api/oauth/sandbox/start?ownership={ownership}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "start: {}", res.status());
+    let authorize_url = location(&res);
+    assert!(
+        authorize_url.starts_with(&app.url("/sandbox/oauth/authorize")),
+        "{authorize_url}"
+    );
+    assert!(
+        authorize_url.contains("code_challenge_method=S256"),
+        "PKCE must be used"
+    );
+    let consent = c.get(&authorize_url).send().await.unwrap();
+    assert_eq!(consent.status(), StatusCode::OK);
+    let mut form: Vec<(String, String)> = reqwest::Url::parse(&authorize_url)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    form.push(("decision".into(), decision.into()));
+    form.push(("company".into(), "acme".into()));
+    let res = c
+        .post(app.url("/sandbox/oauth/authorize"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "consent: {}", res.status());
+    let callback = location(&res);
+    assert!(
+        callback.starts_with(&app.url("/api/oauth/sandbox/callback")),
+        "{callback}"
+    );
+    c.get(callback).send().await.unwrap()
+}
+
+pub async fn sandbox_stats(app: &TestApp) -> Value {
+    client().get_json(app.url("/sandbox/_stats")).await
+}
+
+pub async fn set_faults(app: &TestApp, faults: Value) {
+    let res = client()
+        .post_json(app.url("/sandbox/_faults"), &faults)
+        .await;
+    assert!(res.status().is_success());
+}
+
+pub async fn connections(c: &reqwest::Client, app: &TestApp) -> Vec<Value> {
+    c.get_json(app.url("/api/integrations/connections"))
+        .await
+        .as_array()
+        .unwrap()
+        .clone()
 }

@@ -3,6 +3,8 @@
 mod auth;
 pub mod connections;
 mod integrations;
+mod internal;
+mod keys;
 mod webhooks;
 mod workspaces;
 
@@ -10,6 +12,16 @@ use axum::Router;
 use axum::routing::{delete, get, patch, post};
 
 use crate::app::AppState;
+
+/// Server-to-server routes; their own, larger body limit (metric batches).
+pub fn internal_routes(body_limit: usize) -> Router<AppState> {
+    Router::new()
+        .route("/connection-tokens", get(internal::connection_tokens))
+        .route("/metrics/write", post(internal::write_metrics))
+        .route("/runs/callback", post(internal::run_callback))
+        .route("/run-context", get(internal::run_context))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -79,5 +91,13 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/workspaces/{workspace_id}/webhook/deliveries",
             get(webhooks::deliveries),
+        )
+        .route(
+            "/workspaces/{workspace_id}/service-keys",
+            get(keys::list).post(keys::create),
+        )
+        .route(
+            "/workspaces/{workspace_id}/service-keys/{key_id}",
+            delete(keys::revoke),
         )
 }

@@ -4,6 +4,7 @@
 mod auth;
 mod data;
 mod invites;
+mod keys;
 mod members;
 mod workspace;
 
@@ -50,6 +51,8 @@ pub fn routes() -> Router<AppState> {
         .route("/data/{provider}/test", post(data::test))
         .route("/data/{provider}/credentials", post(data::credentials))
         .route("/data/connections/{id}/{action}", post(data::admin_action))
+        .route("/settings/keys", get(keys::page).post(keys::create))
+        .route("/settings/keys/{id}/revoke", post(keys::revoke))
         .route("/invites/{token}", get(invites::show))
         .route("/invites/{token}/accept", post(invites::accept))
 }

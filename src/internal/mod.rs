@@ -1,0 +1,407 @@
+//! The internal API for automations: service-key authentication, fresh
+//! tokens, metric writes, and run reports. Access rules:
+//! missing, malformed, unknown or revoked key → 401 with no detail; a key
+//! without the scope → 403; anything of another workspace → 404.
+
+use std::num::NonZeroU32;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::audit::AuditEntry;
+use crate::connections::tokens::{self, place, provider_of, required_headers};
+use crate::connections::{REFRESH_TOKEN, Status};
+use crate::error::{AppError, AppResult};
+use crate::jobs::store::{JobReport, ReportOutcome};
+use crate::jobs::{Job, JobStatus};
+use crate::metrics::store::MetricBatch;
+use crate::metrics::{MetricInput, WriteCounts, new_batch_id, validate_batch};
+use crate::servicekeys::{Scope, ServiceCaller, hash_key, prefix_of};
+use crate::storage::now;
+use crate::tenancy::WorkspaceId;
+use crate::vault::store::get_secret;
+
+pub const AGENT_HEADER: &str = "x-agent-service-key";
+
+/// Per-key request budget (the deployment-wide key is `Uuid::nil()`).
+pub struct KeyLimiter {
+    limiter: DefaultKeyedRateLimiter<Uuid>,
+    clock: DefaultClock,
+}
+
+impl KeyLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        KeyLimiter {
+            limiter: RateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN),
+            )),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    fn check(&self, key: Uuid) -> AppResult<()> {
+        self.limiter
+            .check_key(&key)
+            .map_err(|not_until| AppError::RateLimited {
+                retry_after_secs: not_until.wait_time_from(self.clock.now()).as_secs().max(1),
+            })
+    }
+
+    pub fn prune(&self) {
+        self.limiter.retain_recent();
+    }
+}
+
+fn presented_key(parts: &Parts) -> Option<&str> {
+    if let Some(value) = parts.headers.get(AGENT_HEADER) {
+        return value.to_str().ok().map(str::trim);
+    }
+    let auth = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Authenticates a service key (or the deployment-wide key) and spends one
+/// request of its budget.
+pub struct ServiceAuth(pub ServiceCaller);
+
+impl FromRequestParts<AppState> for ServiceAuth {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = presented_key(parts)
+            .filter(|k| !k.is_empty())
+            .ok_or(AppError::Unauthenticated)?;
+        let agent = state.settings.internal.agent_service_key.expose_secret();
+        if !agent.is_empty() && bool::from(agent.as_bytes().ct_eq(presented.as_bytes())) {
+            state.key_limiter.check(Uuid::nil())?;
+            return Ok(ServiceAuth(ServiceCaller::deployment()));
+        }
+        let prefix = prefix_of(presented).ok_or(AppError::Unauthenticated)?;
+        let credential = state
+            .store
+            .find_key_credential(prefix)
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        let matches = bool::from(hash_key(presented).ct_eq(&credential.key_hash));
+        if !matches || credential.revoked_at.is_some() {
+            return Err(AppError::Unauthenticated);
+        }
+        state.key_limiter.check(credential.id)?;
+        if let Err(e) = state.store.touch_service_key(credential.id, now()).await {
+            tracing::warn!(error = %e, "recording service key use failed");
+        }
+        Ok(ServiceAuth(ServiceCaller {
+            key_id: Some(credential.id),
+            workspace: Some(credential.workspace_id),
+            scopes: credential.scopes.0,
+        }))
+    }
+}
+
+fn require(caller: &ServiceCaller, scope: Scope) -> AppResult<()> {
+    if caller.has(scope) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(format!(
+            "this key lacks the {scope} scope"
+        )))
+    }
+}
+
+/// The workspace of a connection the caller may reach; 404 otherwise.
+async fn connection_workspace(
+    state: &AppState,
+    caller: &ServiceCaller,
+    id: Uuid,
+) -> AppResult<WorkspaceId> {
+    let not_found = || AppError::not_found("connection not found");
+    let ws = match caller.workspace {
+        Some(ws) => ws,
+        None => state
+            .store
+            .find_connection_workspace(id)
+            .await?
+            .ok_or_else(not_found)?,
+    };
+    Ok(ws)
+}
+
+#[derive(Debug, Serialize)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub token_type: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<time::OffsetDateTime>,
+    pub scopes: Vec<String>,
+    #[serde(rename = "selectedAccountIds")]
+    pub selected_account_ids: Vec<String>,
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// The one place tokens leave Plugboard: refreshed first when expiring
+/// (single flight), every call audited.
+pub async fn connection_tokens(
+    state: &AppState,
+    caller: &ServiceCaller,
+    id: Uuid,
+) -> AppResult<IssuedTokens> {
+    require(caller, Scope::TokensRead)?;
+    let ws = connection_workspace(state, caller, id).await?;
+    let c = state
+        .store
+        .get_connection(ws, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("connection not found"))?;
+    if !c.status().usable() {
+        return Err(AppError::Conflict {
+            field: Some("status".into()),
+            message: format!("connection is {}", c.status().as_str()),
+        });
+    }
+    let access = tokens::access_token(state, &c).await?;
+    // Re-read: a refresh just now changed expiry and maybe scopes.
+    let c = state.store.get_connection(ws, id).await?.unwrap_or(c);
+    let provider = provider_of(state, &c)?;
+    let headers = required_headers(state, provider, &c)
+        .map(|h| h.into_iter().collect())
+        .unwrap_or_default();
+    let refresh_token = if caller.has(Scope::TokensReadRefresh) {
+        get_secret(state.store.as_ref(), &state.keys, &place(&c, REFRESH_TOKEN))
+            .await?
+            .map(|s| s.expose().to_owned())
+    } else {
+        None
+    };
+    let audit = AuditEntry::new(Some(ws), None, "connection.token_read")
+        .target("connection", c.id)
+        .details(serde_json::json!({ "serviceKey": caller.label(), "withRefreshToken": refresh_token.is_some() }));
+    state.store.record_audit(&audit).await?;
+    Ok(IssuedTokens {
+        access_token: access.expose().to_owned(),
+        token_type: if c.flow == "api_key" {
+            "api_key".into()
+        } else {
+            "Bearer".into()
+        },
+        expires_at: c.access_expires_at,
+        scopes: c
+            .granted_scopes
+            .as_ref()
+            .map_or_else(|| c.requested_scopes.0.clone(), |g| g.0.clone()),
+        selected_account_ids: c.selected_account_ids.0.clone(),
+        headers,
+        refresh_token,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantRef {
+    pub workspace_id: Uuid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsWrite {
+    pub tenant: TenantRef,
+    pub provider: String,
+    #[serde(default)]
+    pub connection_id: Option<Uuid>,
+    pub metrics: Vec<MetricInput>,
+}
+
+/// Validates every row first; any invalid row rejects the batch and
+/// nothing is written. Valid batches upsert in one transaction.
+pub async fn write_metrics(
+    state: &AppState,
+    caller: &ServiceCaller,
+    input: &MetricsWrite,
+) -> AppResult<WriteCounts> {
+    require(caller, Scope::MetricsWrite)?;
+    let ws = WorkspaceId(input.tenant.workspace_id);
+    if !caller.may_access(ws) || !state.store.workspace_exists(ws).await? {
+        return Err(AppError::not_found("workspace not found"));
+    }
+    if state.providers.get(&input.provider).is_none() {
+        return Err(AppError::validation(
+            "provider",
+            format!("unknown provider {:?}", input.provider),
+        ));
+    }
+    if let Some(id) = input.connection_id {
+        let c = state.store.get_connection(ws, id).await?;
+        match c {
+            Some(c) if c.provider == input.provider => {}
+            Some(_) => {
+                return Err(AppError::validation(
+                    "connectionId",
+                    "the connection belongs to another provider",
+                ));
+            }
+            None => {
+                return Err(AppError::validation(
+                    "connectionId",
+                    "no such connection in this workspace",
+                ));
+            }
+        }
+    }
+    let rows = validate_batch(&input.metrics, state.settings.internal.max_metric_rows)?;
+    let counts = state
+        .store
+        .upsert_metrics(&MetricBatch {
+            workspace: ws,
+            provider: &input.provider,
+            connection_id: input.connection_id,
+            rows: &rows,
+            batch_id: new_batch_id(),
+            at: now(),
+        })
+        .await?;
+    Ok(counts)
+}
+
+async fn job_for(state: &AppState, caller: &ServiceCaller, id: Uuid) -> AppResult<Job> {
+    let found = match caller.workspace {
+        Some(ws) => state.store.get_job(ws, id).await?,
+        None => state.store.find_job(id).await?,
+    };
+    found.ok_or_else(|| AppError::not_found("job not found"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunCallback {
+    pub job_id: Uuid,
+    pub status: String,
+    #[serde(default)]
+    pub summary: Option<Value>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+pub async fn report_run(
+    state: &AppState,
+    caller: &ServiceCaller,
+    input: &RunCallback,
+) -> AppResult<Job> {
+    require(caller, Scope::RunsWrite)?;
+    let status = match JobStatus::parse(&input.status) {
+        Some(
+            s @ (JobStatus::Running
+            | JobStatus::Succeeded
+            | JobStatus::Failed
+            | JobStatus::Cancelled),
+        ) => s,
+        _ => {
+            return Err(AppError::validation(
+                "status",
+                "expected running, succeeded, failed or cancelled",
+            ));
+        }
+    };
+    for (field, value) in [("summary", &input.summary), ("metadata", &input.metadata)] {
+        if value.as_ref().is_some_and(|v| !v.is_object()) {
+            return Err(AppError::validation(
+                field,
+                format!("{field} must be an object"),
+            ));
+        }
+    }
+    if input.error.as_ref().is_some_and(|e| e.len() > 4000) {
+        return Err(AppError::validation(
+            "error",
+            "error must be at most 4000 characters",
+        ));
+    }
+    let job = job_for(state, caller, input.job_id).await?;
+    if job.kind != "external" {
+        return Err(AppError::Conflict {
+            field: Some("jobId".into()),
+            message: "this job is run by Plugboard's own workers, not an automation".into(),
+        });
+    }
+    let report = JobReport {
+        status,
+        summary: input.summary.as_ref(),
+        error: input.error.as_deref(),
+        metadata: input.metadata.as_ref(),
+        at: now(),
+    };
+    match state
+        .store
+        .report_job(job.workspace_id, job.id, &report)
+        .await?
+    {
+        ReportOutcome::Updated(job) => Ok(*job),
+        ReportOutcome::NotFound => Err(AppError::not_found("job not found")),
+        ReportOutcome::AlreadyFinished(s) => Err(AppError::Conflict {
+            field: Some("status".into()),
+            message: format!(
+                "the job already finished ({}); a finished job can't be reopened",
+                s.as_str()
+            ),
+        }),
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunContext {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    pub tenant: serde_json::Value,
+    pub provider: String,
+    pub object: Option<String>,
+    pub connection_id: Option<Uuid>,
+    pub connection_status: Option<Status>,
+    pub selected_account_ids: Vec<String>,
+    pub rule: Value,
+}
+
+/// What an automation needs to run a job; never tokens.
+pub async fn run_context(
+    state: &AppState,
+    caller: &ServiceCaller,
+    job_id: Uuid,
+) -> AppResult<RunContext> {
+    require(caller, Scope::ContextRead)?;
+    let job = job_for(state, caller, job_id).await?;
+    let connection = match job.connection_id {
+        Some(id) => state.store.get_connection(job.workspace_id, id).await?,
+        None => None,
+    };
+    Ok(RunContext {
+        job_id: job.id,
+        status: job.status(),
+        tenant: serde_json::json!({ "workspaceId": job.workspace_id }),
+        provider: job.provider.clone(),
+        object: job.object.clone(),
+        connection_id: job.connection_id,
+        connection_status: connection.as_ref().map(|c| c.status()),
+        selected_account_ids: connection
+            .map(|c| c.selected_account_ids.0)
+            .unwrap_or_default(),
+        rule: job.metadata.0.get("rule").cloned().unwrap_or(Value::Null),
+    })
+}

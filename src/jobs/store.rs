@@ -1,0 +1,160 @@
+//! SQL for jobs.
+
+use serde_json::Value;
+use sqlx::types::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Job, JobStatus};
+use crate::impl_for_backends;
+use crate::storage::is_unique_violation;
+use crate::tenancy::WorkspaceId;
+
+pub struct NewJob<'a> {
+    pub id: Uuid,
+    pub workspace_id: WorkspaceId,
+    pub connection_id: Option<Uuid>,
+    pub provider: &'a str,
+    pub object: Option<&'a str>,
+    pub kind: &'a str,
+    pub status: JobStatus,
+    pub idempotency_key: Option<&'a str>,
+    pub metadata: Value,
+    pub requested_by: Option<Uuid>,
+    pub at: OffsetDateTime,
+}
+
+/// An external run's report.
+pub struct JobReport<'a> {
+    pub status: JobStatus,
+    pub summary: Option<&'a Value>,
+    pub error: Option<&'a str>,
+    pub metadata: Option<&'a Value>,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    New(Uuid),
+    /// One is already queued or running for this connection and object.
+    Existing(Uuid),
+}
+
+#[derive(Debug, Clone)]
+pub enum ReportOutcome {
+    Updated(Box<Job>),
+    NotFound,
+    AlreadyFinished(JobStatus),
+}
+
+#[async_trait::async_trait]
+pub trait JobStore {
+    async fn create_job(&self, job: &NewJob<'_>) -> sqlx::Result<Created>;
+    async fn get_job(&self, workspace: WorkspaceId, id: Uuid) -> sqlx::Result<Option<Job>>;
+    /// System lookup by id alone, for the deployment-wide service key.
+    async fn find_job(&self, id: Uuid) -> sqlx::Result<Option<Job>>;
+    async fn report_job(
+        &self,
+        workspace: WorkspaceId,
+        id: Uuid,
+        report: &JobReport<'_>,
+    ) -> sqlx::Result<ReportOutcome>;
+}
+
+macro_rules! job_select {
+    () => {
+        "SELECT id, workspace_id, connection_id, provider, object, kind, status, idempotency_key, summary, error, \
+         metadata, requested_by, created_at, started_at, finished_at, updated_at FROM jobs "
+    };
+}
+
+impl_for_backends! {
+    impl JobStore {
+        async fn create_job(&self, job: &NewJob<'_>) -> sqlx::Result<Created> {
+            let inserted = sqlx::query(
+                "INSERT INTO jobs (id, workspace_id, connection_id, provider, object, kind, status, idempotency_key, \
+                 metadata, requested_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+            )
+            .bind(job.id)
+            .bind(job.workspace_id)
+            .bind(job.connection_id)
+            .bind(job.provider)
+            .bind(job.object)
+            .bind(job.kind)
+            .bind(job.status.as_str())
+            .bind(job.idempotency_key)
+            .bind(Json(&job.metadata))
+            .bind(job.requested_by)
+            .bind(job.at)
+            .execute(&self.pool)
+            .await;
+            match inserted {
+                Ok(_) => Ok(Created::New(job.id)),
+                Err(e) if is_unique_violation(&e) => {
+                    let existing: Option<Uuid> = sqlx::query_scalar(
+                        "SELECT id FROM jobs WHERE workspace_id = $1 AND connection_id = $2 AND object = $3 \
+                         AND status IN ('queued', 'running', 'waiting_external')",
+                    )
+                    .bind(job.workspace_id)
+                    .bind(job.connection_id)
+                    .bind(job.object)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    match existing {
+                        Some(id) => Ok(Created::Existing(id)),
+                        None => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        }
+
+        async fn get_job(&self, workspace: WorkspaceId, id: Uuid) -> sqlx::Result<Option<Job>> {
+            sqlx::query_as(concat!(job_select!(), "WHERE workspace_id = $1 AND id = $2"))
+                .bind(workspace)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+        }
+
+        async fn find_job(&self, id: Uuid) -> sqlx::Result<Option<Job>> {
+            sqlx::query_as(concat!(job_select!(), "WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+        }
+
+        async fn report_job(&self, workspace: WorkspaceId, id: Uuid, report: &JobReport<'_>) -> sqlx::Result<ReportOutcome> {
+            let finished = report.status.is_finished();
+            // The status guard in the WHERE clause makes the transition
+            // atomic: a finished job can't be reopened by a racing report.
+            let updated = sqlx::query(
+                "UPDATE jobs SET status = $3, summary = COALESCE($4, summary), error = COALESCE($5, error), \
+                 metadata = COALESCE($6, metadata), updated_at = $7, \
+                 started_at = COALESCE(started_at, $7), finished_at = CASE WHEN $8 THEN $7 ELSE finished_at END \
+                 WHERE workspace_id = $1 AND id = $2 AND status IN ('queued', 'running', 'waiting_external')",
+            )
+            .bind(workspace)
+            .bind(id)
+            .bind(report.status.as_str())
+            .bind(report.summary.map(Json))
+            .bind(report.error)
+            .bind(report.metadata.map(Json))
+            .bind(report.at)
+            .bind(finished)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            let job: Option<Job> = sqlx::query_as(concat!(job_select!(), "WHERE workspace_id = $1 AND id = $2"))
+                .bind(workspace)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(match (updated, job) {
+                (_, None) => ReportOutcome::NotFound,
+                (0, Some(job)) => ReportOutcome::AlreadyFinished(job.status()),
+                (_, Some(job)) => ReportOutcome::Updated(Box::new(job)),
+            })
+        }
+    }
+}

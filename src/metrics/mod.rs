@@ -1,0 +1,273 @@
+//! Daily metrics: one row per (workspace, provider, account, date,
+//! dimensions). Writing a day again replaces its numbers — providers revise
+//! recent days — and re-sending the same rows changes nothing. Writes are
+//! set-based: one statement per batch, in one transaction per request.
+
+pub mod store;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::Date;
+use time::macros::format_description;
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+
+/// A validated row, ready for the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    pub date: Date,
+    pub account_id: String,
+    pub dimensions: Value,
+    /// Canonical JSON of `dimensions`: the row's identity within a day.
+    pub dimension_key: String,
+    pub metrics: Value,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WriteCounts {
+    pub written: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+/// As posted by automations (and produced by metric fetchers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricInput {
+    pub date: Value,
+    #[serde(default)]
+    pub account_id: Option<Value>,
+    pub metrics_json: Value,
+    #[serde(default)]
+    pub dimensions_json: Option<Value>,
+}
+
+pub const MAX_ACCOUNT_ID_LEN: usize = 200;
+pub const MAX_KEYS: usize = 100;
+pub const MAX_NAME_LEN: usize = 100;
+
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let sorted: BTreeMap<&String, Value> =
+                map.iter().map(|(k, v)| (k, canonical(v))).collect();
+            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+fn check_names(map: &Map<String, Value>, field: &str) -> AppResult<()> {
+    if map.len() > MAX_KEYS {
+        return Err(AppError::validation(
+            field,
+            format!("at most {MAX_KEYS} entries"),
+        ));
+    }
+    for key in map.keys() {
+        if key.is_empty() || key.len() > MAX_NAME_LEN || key.chars().any(char::is_control) {
+            return Err(AppError::validation(
+                format!("{field}.{key}"),
+                format!("names must be 1-{MAX_NAME_LEN} printable characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validates one posted row; errors name `metrics[index].field`.
+pub fn validate(index: usize, input: &MetricInput) -> AppResult<MetricRow> {
+    let at = |field: &str| format!("metrics[{index}].{field}");
+    let date = input
+        .date
+        .as_str()
+        .and_then(|s| Date::parse(s, format_description!("[year]-[month]-[day]")).ok())
+        .filter(|d| (1990..=2200).contains(&d.year()))
+        .ok_or_else(|| {
+            AppError::validation(at("date"), "expected an ISO date such as 2026-11-21")
+        })?;
+    let account_id = match &input.account_id {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s))
+            if s.len() <= MAX_ACCOUNT_ID_LEN && !s.chars().any(char::is_control) =>
+        {
+            s.clone()
+        }
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => {
+            return Err(AppError::validation(
+                at("accountId"),
+                format!("expected a string of at most {MAX_ACCOUNT_ID_LEN} printable characters"),
+            ));
+        }
+    };
+    let Value::Object(metrics) = &input.metrics_json else {
+        return Err(AppError::validation(
+            at("metricsJson"),
+            "expected an object of metric name to number",
+        ));
+    };
+    if metrics.is_empty() {
+        return Err(AppError::validation(
+            at("metricsJson"),
+            "expected at least one metric",
+        ));
+    }
+    check_names(metrics, &at("metricsJson"))?;
+    for (name, value) in metrics {
+        // JSON numbers are finite by construction; anything else is refused.
+        let finite = value.as_f64().is_some_and(f64::is_finite);
+        if !finite {
+            return Err(AppError::validation(
+                format!("{}.{name}", at("metricsJson")),
+                "expected a finite number",
+            ));
+        }
+    }
+    let dimensions = match &input.dimensions_json {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(Value::Object(map)) => {
+            check_names(map, &at("dimensionsJson"))?;
+            for (name, value) in map {
+                if !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+                    return Err(AppError::validation(
+                        format!("{}.{name}", at("dimensionsJson")),
+                        "expected a string, number or boolean",
+                    ));
+                }
+            }
+            canonical(&Value::Object(map.clone()))
+        }
+        Some(_) => {
+            return Err(AppError::validation(
+                at("dimensionsJson"),
+                "expected an object",
+            ));
+        }
+    };
+    let dimension_key = serde_json::to_string(&dimensions).unwrap_or_else(|_| "{}".to_owned());
+    Ok(MetricRow {
+        date,
+        account_id,
+        dimensions,
+        dimension_key,
+        metrics: canonical(&input.metrics_json),
+    })
+}
+
+/// Validates a whole batch: the first bad row rejects everything, and two
+/// rows for the same key are refused (which one should win?).
+pub fn validate_batch(inputs: &[MetricInput], max_rows: usize) -> AppResult<Vec<MetricRow>> {
+    if inputs.is_empty() {
+        return Err(AppError::validation("metrics", "expected at least one row"));
+    }
+    if inputs.len() > max_rows {
+        return Err(AppError::validation(
+            "metrics",
+            format!("at most {max_rows} rows per request"),
+        ));
+    }
+    let mut rows = Vec::with_capacity(inputs.len());
+    let mut seen = std::collections::HashMap::with_capacity(inputs.len());
+    for (index, input) in inputs.iter().enumerate() {
+        let row = validate(index, input)?;
+        let key = (row.date, row.account_id.clone(), row.dimension_key.clone());
+        if let Some(first) = seen.insert(key, index) {
+            return Err(AppError::validation(
+                format!("metrics[{index}]"),
+                format!("same date, accountId and dimensions as metrics[{first}]"),
+            ));
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Which write a batch is: inserts carry its id, which is how one statement
+/// reports inserted and updated rows on both databases.
+pub fn new_batch_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(v: Value) -> MetricInput {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn valid_rows_are_canonical() {
+        let a = validate(0, &input(json!({"date": "2026-11-20", "metricsJson": {"b": 2, "a": 1.5}, "dimensionsJson": {"z": "x", "c": 1}}))).unwrap();
+        assert_eq!(a.dimension_key, r#"{"c":1,"z":"x"}"#);
+        assert_eq!(a.account_id, "");
+        let b = validate(0, &input(json!({"date": "2026-11-20", "metricsJson": {"a": 1}, "dimensionsJson": {"c": 1, "z": "x"}}))).unwrap();
+        assert_eq!(a.dimension_key, b.dimension_key);
+    }
+
+    #[test]
+    fn invalid_rows_name_index_and_field() {
+        let cases = [
+            (
+                json!({"date": "2026-13-01", "metricsJson": {"a": 1}}),
+                "metrics[3].date",
+            ),
+            (
+                json!({"date": 20261120, "metricsJson": {"a": 1}}),
+                "metrics[3].date",
+            ),
+            (
+                json!({"date": "2026-11-20", "metricsJson": [1]}),
+                "metrics[3].metricsJson",
+            ),
+            (
+                json!({"date": "2026-11-20", "metricsJson": {}}),
+                "metrics[3].metricsJson",
+            ),
+            (
+                json!({"date": "2026-11-20", "metricsJson": {"a": "1"}}),
+                "metrics[3].metricsJson.a",
+            ),
+            (
+                json!({"date": "2026-11-20", "metricsJson": {"a": 1}, "dimensionsJson": "x"}),
+                "metrics[3].dimensionsJson",
+            ),
+            (
+                json!({"date": "2026-11-20", "metricsJson": {"a": 1}, "dimensionsJson": {"d": {"n": 1}}}),
+                "metrics[3].dimensionsJson.d",
+            ),
+            (
+                json!({"date": "2026-11-20", "metricsJson": {"a": 1}, "accountId": {"x": 1}}),
+                "metrics[3].accountId",
+            ),
+        ];
+        for (row, field) in cases {
+            let err = validate(3, &input(row.clone())).unwrap_err();
+            assert!(
+                matches!(&err, AppError::Validation { field: Some(f), .. } if f == field),
+                "{row}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn batch_rules() {
+        let row = json!({"date": "2026-11-20", "metricsJson": {"a": 1}});
+        let rows = vec![input(row.clone()), input(row)];
+        let err = validate_batch(&rows, 10).unwrap_err();
+        assert!(matches!(&err, AppError::Validation { field: Some(f), .. } if f == "metrics[1]"));
+        assert!(validate_batch(&[], 10).is_err());
+        let many: Vec<_> = (0..3)
+            .map(|d| input(json!({"date": format!("2026-11-0{}", d + 1), "metricsJson": {"a": 1}})))
+            .collect();
+        assert!(validate_batch(&many, 2).is_err());
+        assert_eq!(validate_batch(&many, 3).unwrap().len(), 3);
+    }
+}

@@ -1,0 +1,52 @@
+//! Service keys of a workspace (admins).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::auth::extract::PathTenant;
+use crate::error::{AppError, AppResult};
+use crate::servicekeys::service::{self, CreatedKey};
+use crate::servicekeys::store::ServiceKeyRecord;
+use crate::web::extract::ApiJson;
+
+#[derive(Deserialize)]
+pub struct NewKeyInput {
+    name: String,
+    scopes: Vec<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    path: PathTenant,
+    ApiJson(input): ApiJson<NewKeyInput>,
+) -> AppResult<(StatusCode, Json<CreatedKey>)> {
+    let created = service::create(&state.store, &path.tenant, &input.name, &input.scopes).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    path: PathTenant,
+) -> AppResult<Json<Vec<ServiceKeyRecord>>> {
+    service::require_admin(&path.tenant)?;
+    Ok(Json(
+        state
+            .store
+            .list_service_keys(path.tenant.workspace_id)
+            .await?,
+    ))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    path: PathTenant,
+    Path((_, key_id)): Path<(String, String)>,
+) -> AppResult<StatusCode> {
+    let id =
+        uuid::Uuid::parse_str(&key_id).map_err(|_| AppError::not_found("service key not found"))?;
+    service::revoke(&state.store, &path.tenant, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,109 @@
+//! Settings → Service keys (admins).
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::{Layout, parse_path_id, redirect_with_outcome};
+use crate::app::AppState;
+use crate::auth::extract::CurrentTenant;
+use crate::auth::session::{self, FlashKind};
+use crate::error::{AppError, AppResult};
+use crate::servicekeys::Scope;
+use crate::servicekeys::service;
+use crate::servicekeys::store::ServiceKeyRecord;
+use crate::web::extract::CsrfForm;
+
+const BACK: &str = "/settings/keys";
+
+#[derive(Template, WebTemplate)]
+#[template(path = "keys.html")]
+pub struct KeysPage {
+    layout: Layout,
+    workspace_name: String,
+    keys: Vec<ServiceKeyRecord>,
+    all_scopes: Vec<&'static str>,
+}
+
+impl KeysPage {
+    fn scopes_of(&self, k: &ServiceKeyRecord) -> String {
+        k.scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
+    service::require_admin(&current.tenant)?;
+    let CurrentTenant {
+        user,
+        session,
+        tenant,
+    } = current;
+    let keys = state.store.list_service_keys(tenant.workspace_id).await?;
+    Ok(KeysPage {
+        layout: Layout::signed_in(&state, &session, &user, &tenant).await?,
+        workspace_name: tenant.workspace_name.clone(),
+        keys,
+        all_scopes: Scope::ALL.iter().map(|s| s.as_str()).collect(),
+    }
+    .into_response())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    form: CsrfForm<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    let name = form
+        .form
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let scopes: Vec<String> = form
+        .form
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.clone())
+        .collect();
+    match service::create(&state.store, &current.tenant, &name, &scopes).await {
+        Ok(created) => {
+            session::flash(
+                &form.session,
+                FlashKind::Success,
+                format!(
+                    "Key {} created. Copy it now; it won't be shown again:",
+                    created.name
+                ),
+                Some(created.key),
+            )
+            .await?;
+            Ok(Redirect::to(BACK).into_response())
+        }
+        Err(err) => redirect_with_outcome(&form.session, BACK, Err(err)).await,
+    }
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(id): Path<String>,
+    form: CsrfForm<serde::de::IgnoredAny>,
+) -> AppResult<Response> {
+    let id = parse_path_id(&id, "service key")?;
+    match service::revoke(&state.store, &current.tenant, id).await {
+        Err(err @ AppError::NotFound(_)) => Err(err),
+        outcome => {
+            redirect_with_outcome(
+                &form.session,
+                BACK,
+                outcome.map(|()| "Key revoked.".to_owned()),
+            )
+            .await
+        }
+    }
+}
