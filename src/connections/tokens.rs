@@ -152,11 +152,22 @@ pub fn seal_tokens(
 /// A usable access token (or API key) for the connection, refreshed first
 /// when it is about to expire.
 pub async fn access_token(state: &AppState, c: &Connection) -> AppResult<Secret> {
+    access_token_with_connection(state, c)
+        .await
+        .map(|(token, _)| token)
+}
+
+/// Like [`access_token`], also returning the connection as it is after a
+/// refresh (the same one when none was needed), saving callers a re-read.
+pub async fn access_token_with_connection(
+    state: &AppState,
+    c: &Connection,
+) -> AppResult<(Secret, Connection)> {
     if !c.status().usable() {
         return Err(unusable(c));
     }
     if c.flow == "api_key" {
-        return stored(state, c, API_KEY).await;
+        return Ok((stored(state, c, API_KEY).await?, c.clone()));
     }
     let window = state.settings.oauth.refresh_window_secs;
     let c = if is_expiring(c, window, now()) {
@@ -164,7 +175,7 @@ pub async fn access_token(state: &AppState, c: &Connection) -> AppResult<Secret>
     } else {
         c.clone()
     };
-    stored(state, &c, ACCESS_TOKEN).await
+    Ok((stored(state, &c, ACCESS_TOKEN).await?, c))
 }
 
 async fn stored(state: &AppState, c: &Connection, field: &'static str) -> AppResult<Secret> {

@@ -35,6 +35,9 @@ pub const AGENT_HEADER: &str = "x-agent-service-key";
 pub struct KeyLimiter {
     limiter: DefaultKeyedRateLimiter<Uuid>,
     clock: DefaultClock,
+    /// When each key's last use was written, so a busy key costs one
+    /// write a minute rather than one per request.
+    touched: dashmap::DashMap<Uuid, std::time::Instant>,
 }
 
 impl KeyLimiter {
@@ -44,7 +47,27 @@ impl KeyLimiter {
                 NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN),
             )),
             clock: DefaultClock::default(),
+            touched: dashmap::DashMap::new(),
         }
+    }
+
+    /// True when the key's last use should be written now.
+    fn should_touch(&self, key: Uuid) -> bool {
+        let now = std::time::Instant::now();
+        let mut due = false;
+        self.touched
+            .entry(key)
+            .and_modify(|last| {
+                if now.duration_since(*last) >= std::time::Duration::from_secs(60) {
+                    *last = now;
+                    due = true;
+                }
+            })
+            .or_insert_with(|| {
+                due = true;
+                now
+            });
+        due
     }
 
     fn check(&self, key: Uuid) -> AppResult<()> {
@@ -57,6 +80,8 @@ impl KeyLimiter {
 
     pub fn prune(&self) {
         self.limiter.retain_recent();
+        let hour = std::time::Duration::from_secs(3600);
+        self.touched.retain(|_, last| last.elapsed() < hour);
     }
 }
 
@@ -103,7 +128,9 @@ impl FromRequestParts<AppState> for ServiceAuth {
             return Err(AppError::Unauthenticated);
         }
         state.key_limiter.check(credential.id)?;
-        if let Err(e) = state.store.touch_service_key(credential.id, now()).await {
+        if state.key_limiter.should_touch(credential.id)
+            && let Err(e) = state.store.touch_service_key(credential.id, now()).await
+        {
             tracing::warn!(error = %e, "recording service key use failed");
         }
         Ok(ServiceAuth(ServiceCaller {
@@ -176,9 +203,8 @@ pub async fn connection_tokens(
             message: format!("connection is {}", c.status().as_str()),
         });
     }
-    let access = tokens::access_token(state, &c).await?;
-    // Re-read: a refresh just now changed expiry and maybe scopes.
-    let c = state.store.get_connection(ws, id).await?.unwrap_or(c);
+    // After a refresh this is the refreshed row (new expiry, maybe scopes).
+    let (access, c) = tokens::access_token_with_connection(state, &c).await?;
     let provider = provider_of(state, &c)?;
     let headers = required_headers(state, provider, &c)
         .map(|h| h.into_iter().collect())
