@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Backend, spawn_app};
+use common::{Backend, ClientExt, SANDBOX_ID, SANDBOX_SECRET, sandbox_app, spawn_app};
 use plugboard::storage::now;
 use plugboard::tenancy::WorkspaceId;
 use plugboard::vault::store::{get_secret, put_secret, rotate_all};
@@ -18,6 +18,7 @@ on_both_backends!(
     secrets_round_trip_bound_to_their_row,
     rotation_of_ten_thousand_secrets_resumes_after_interruption,
     rotation_skips_what_it_cannot_open,
+    records_store_counts_deletes_and_vanishes,
 );
 
 async fn sessions_expire_and_are_swept(backend: Backend) {
@@ -281,5 +282,180 @@ async fn rotation_skips_what_it_cannot_open(backend: Backend) {
         .unwrap_err();
     assert!(err.to_string().contains("\"lost\""), "{err}");
     let _ = VaultError::Tampered;
+    app.stop().await;
+}
+
+async fn records_store_counts_deletes_and_vanishes(backend: Backend) {
+    use plugboard::sync::records::{RecordBatch, RecordCounts, RecordRow};
+    let app = sandbox_app(backend, &[]).await;
+    let owner = app.signup("rec@example.com", "Rec").await;
+    let res = owner
+        .client
+        .post_json(
+            app.url("/api/integrations/sandbox/connect"),
+            &serde_json::json!({"flow": "client_credentials", "clientId": SANDBOX_ID, "clientSecret": SANDBOX_SECRET, "headers": {"X-Sandbox-Company": "acme"}}),
+        )
+        .await;
+    let conn: serde_json::Value = res.json().await.unwrap();
+    let connection_id: Uuid = conn["id"].as_str().unwrap().parse().unwrap();
+    let ws = WorkspaceId(owner.workspace_id);
+    let store = app.store.clone();
+    let row = |id: &str, name: &str, deleted: bool| {
+        RecordRow::new(
+            id.into(),
+            serde_json::json!({"id": id, "name": name}),
+            false,
+            deleted,
+        )
+    };
+    let write = |rows: Vec<RecordRow>, run_id: Uuid, full_read: bool| {
+        let store = store.clone();
+        async move {
+            store
+                .upsert_records(&RecordBatch {
+                    workspace: ws,
+                    connection_id,
+                    object: "projects",
+                    run_id,
+                    full_read,
+                    rows: &rows,
+                    at: now(),
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let run1 = Uuid::now_v7();
+    let c = write(
+        vec![
+            row("p1", "One", false),
+            row("p2", "Two", false),
+            row("p3", "Three", false),
+        ],
+        run1,
+        true,
+    )
+    .await;
+    assert_eq!(
+        c,
+        RecordCounts {
+            created: 3,
+            updated: 0,
+            unchanged: 0,
+            deleted: 0
+        }
+    );
+    // The same page again (a retried page): nothing duplicated, nothing rewritten.
+    let c = write(
+        vec![
+            row("p1", "One", false),
+            row("p2", "Two", false),
+            row("p3", "Three", false),
+        ],
+        run1,
+        true,
+    )
+    .await;
+    assert_eq!(
+        c,
+        RecordCounts {
+            created: 0,
+            updated: 0,
+            unchanged: 3,
+            deleted: 0
+        }
+    );
+    // A second full read: p1 renamed, p2 marked deleted by the provider, p3 gone.
+    let run2 = Uuid::now_v7();
+    let c = write(
+        vec![row("p1", "One!", false), row("p2", "Two", true)],
+        run2,
+        true,
+    )
+    .await;
+    assert_eq!(
+        c,
+        RecordCounts {
+            created: 0,
+            updated: 1,
+            unchanged: 0,
+            deleted: 1
+        }
+    );
+    assert_eq!(
+        app.store
+            .mark_vanished(ws, connection_id, "projects", run2, now())
+            .await
+            .unwrap(),
+        1
+    );
+    let stored = app
+        .store
+        .list_records(ws, connection_id, "projects", 10)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 3, "deleted records are kept, marked");
+    let by_id = |id: &str| stored.iter().find(|r| r.external_id == id).unwrap().clone();
+    assert_eq!(by_id("p1").data.0["name"], "One!");
+    assert!(by_id("p1").deleted_at.is_none());
+    assert!(by_id("p2").deleted_at.is_some() && by_id("p3").deleted_at.is_some());
+    // A record that comes back is live again.
+    let c = write(vec![row("p3", "Three", false)], Uuid::now_v7(), false).await;
+    assert_eq!(c.updated, 1);
+    // Delta reads don't touch unchanged rows and never mark vanished ones.
+    let c = write(vec![row("p1", "One!", false)], Uuid::now_v7(), false).await;
+    assert_eq!(c.unchanged, 1);
+    // Another workspace sees none of it.
+    let other = app.signup("other@example.com", "Other").await;
+    assert!(
+        app.store
+            .list_records(
+                WorkspaceId(other.workspace_id),
+                connection_id,
+                "projects",
+                10
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // High-water marks.
+    assert_eq!(
+        app.store
+            .high_water_mark(ws, connection_id, "projects")
+            .await
+            .unwrap(),
+        None
+    );
+    app.store
+        .set_high_water_mark(
+            ws,
+            connection_id,
+            "projects",
+            "2026-11-20T00:00:00Z",
+            true,
+            now(),
+        )
+        .await
+        .unwrap();
+    app.store
+        .set_high_water_mark(
+            ws,
+            connection_id,
+            "projects",
+            "2026-11-21T00:00:00Z",
+            false,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        app.store
+            .high_water_mark(ws, connection_id, "projects")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("2026-11-21T00:00:00Z")
+    );
     app.stop().await;
 }

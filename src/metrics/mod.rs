@@ -50,7 +50,9 @@ pub const MAX_ACCOUNT_ID_LEN: usize = 200;
 pub const MAX_KEYS: usize = 100;
 pub const MAX_NAME_LEN: usize = 100;
 
-fn canonical(value: &Value) -> Value {
+/// The value with object keys sorted at every level: a stable identity
+/// whatever order a provider sends keys in.
+pub fn canonical(value: &Value) -> Value {
     match value {
         Value::Object(map) => {
             let sorted: BTreeMap<&String, Value> =

@@ -31,6 +31,7 @@ use crate::connections::store::ConnectionStore;
 use crate::jobs::store::JobStore;
 use crate::metrics::store::{MetricReadStore, MetricStore};
 use crate::servicekeys::store::ServiceKeyStore;
+use crate::sync::records::{RecordReadStore, RecordStore};
 use crate::tenancy::store::TenancyStore;
 use crate::vault::store::VaultStore;
 use crate::webhooks::store::WebhookStore;
@@ -67,6 +68,8 @@ pub trait Store:
     + MetricStore
     + MetricReadStore
     + JobStore
+    + RecordStore
+    + RecordReadStore
     + Send
     + Sync
     + 'static

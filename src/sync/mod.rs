@@ -1,6 +1,7 @@
-//! The sync engine. This session lands its reading layer: the
-//! metadata-driven page reader ([`fetch`]) and the retrying provider client
-//! ([`retry`]). Jobs, workers and the record store build on them.
+//! The sync engine, built bottom-up: the metadata-driven page reader
+//! ([`fetch`]), the retrying provider client ([`retry`]) and the records
+//! store ([`records`]). The job queue and workers come next.
 
 pub mod fetch;
+pub mod records;
 pub mod retry;
