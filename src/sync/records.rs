@@ -51,8 +51,10 @@ pub struct RecordCounts {
     pub deleted: u64,
 }
 
-impl RecordCounts {
-    pub fn add(self, other: RecordCounts) -> RecordCounts {
+impl std::ops::Add for RecordCounts {
+    type Output = RecordCounts;
+
+    fn add(self, other: RecordCounts) -> RecordCounts {
         RecordCounts {
             created: self.created + other.created,
             updated: self.updated + other.updated,
