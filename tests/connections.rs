@@ -624,7 +624,16 @@ async fn member_connection_wins_and_tenants_are_isolated(backend: Backend) {
         .get_json(app.url("/api/integrations/sandbox/test"))
         .await;
     assert_eq!(admins["connectionId"], shared[0]["id"]);
-    // The member can't disconnect the workspace's connection.
+    // The member can't change what the workspace's connection reads…
+    let res = member
+        .client
+        .post_json(
+            app.url("/api/data/select-account"),
+            &json!({"provider": "sandbox", "connectionId": shared[0]["id"], "accountIds": ["prop-1"]}),
+        )
+        .await;
+    api_error(res, StatusCode::FORBIDDEN).await;
+    // …nor disconnect it.
     let res = member
         .client
         .post_json(

@@ -855,6 +855,8 @@ pub async fn select_accounts(
     c: &Connection,
     ids: &[String],
 ) -> AppResult<Connection> {
+    // Choosing what the workspace's connection reads is an admin's call.
+    require_may_change(tenant, c)?;
     if ids.is_empty() {
         return Err(AppError::validation(
             "accountIds",
