@@ -19,6 +19,7 @@ on_both_backends!(
     rotation_of_ten_thousand_secrets_resumes_after_interruption,
     rotation_skips_what_it_cannot_open,
     records_store_counts_deletes_and_vanishes,
+    leases_fence_pages_and_resume_from_checkpoints,
 );
 
 async fn sessions_expire_and_are_swept(backend: Backend) {
@@ -456,6 +457,224 @@ async fn records_store_counts_deletes_and_vanishes(backend: Backend) {
             .unwrap()
             .as_deref(),
         Some("2026-11-21T00:00:00Z")
+    );
+    app.stop().await;
+}
+
+/// A worker dies after page 1: its lease expires, another worker claims the
+/// job, resumes from the checkpoint, and the dead worker's late write is
+/// refused. The store ends exactly as an uninterrupted run would.
+async fn leases_fence_pages_and_resume_from_checkpoints(backend: Backend) {
+    use plugboard::jobs::JobStatus;
+    use plugboard::jobs::store::NewJob;
+    use plugboard::sync::leases::PageCommit;
+    use plugboard::sync::records::{RecordBatch, RecordRow};
+    let app = sandbox_app(backend, &[]).await;
+    let owner = app.signup("jobs@example.com", "Jobs").await;
+    let conn: serde_json::Value = owner
+        .client
+        .post_json(
+            app.url("/api/integrations/sandbox/connect"),
+            &serde_json::json!({"flow": "client_credentials", "clientId": SANDBOX_ID, "clientSecret": SANDBOX_SECRET, "headers": {"X-Sandbox-Company": "acme"}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let connection_id: Uuid = conn["id"].as_str().unwrap().parse().unwrap();
+    let ws = WorkspaceId(owner.workspace_id);
+    let store = app.store.clone();
+    let job_id = Uuid::now_v7();
+    store
+        .create_job(&NewJob {
+            id: job_id,
+            workspace_id: ws,
+            connection_id: Some(connection_id),
+            provider: "sandbox",
+            object: Some("projects"),
+            kind: "sync",
+            status: JobStatus::Queued,
+            idempotency_key: None,
+            metadata: serde_json::json!({}),
+            requested_by: None,
+            at: now(),
+        })
+        .await
+        .unwrap();
+    let (worker_a, worker_b) = (Uuid::now_v7(), Uuid::now_v7());
+    let lease_for = |secs: i64| now() + Duration::seconds(secs);
+    let claimed = store
+        .claim_sync_job(worker_a, now(), lease_for(60))
+        .await
+        .unwrap()
+        .expect("A claims the job");
+    assert_eq!((claimed.job.id, claimed.attempts), (job_id, 1));
+    assert!(
+        store
+            .claim_sync_job(worker_b, now(), lease_for(60))
+            .await
+            .unwrap()
+            .is_none(),
+        "held jobs aren't claimed twice"
+    );
+    let lease_a = claimed.lease(worker_a);
+
+    let row = |id: &str| RecordRow::new(id.into(), serde_json::json!({"id": id}), false, false);
+    let commit = |lease: plugboard::sync::leases::Lease,
+                  checkpoint: serde_json::Value,
+                  rows: Vec<RecordRow>| {
+        let store = store.clone();
+        async move {
+            let counts = serde_json::json!({});
+            store
+                .commit_record_page(
+                    &lease,
+                    &PageCommit {
+                        checkpoint: &checkpoint,
+                        counts: &counts,
+                        lease_until: now() + Duration::seconds(60),
+                    },
+                    &RecordBatch {
+                        workspace: ws,
+                        connection_id,
+                        object: "projects",
+                        run_id: job_id,
+                        full_read: true,
+                        rows: &rows,
+                        at: now(),
+                    },
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let c = commit(
+        lease_a,
+        serde_json::json!({"at": "offset", "offset": 2}),
+        vec![row("p1"), row("p2")],
+    )
+    .await;
+    assert_eq!(c.unwrap().created, 2);
+
+    // A dies: its lease runs out. B claims and sees A's checkpoint.
+    app.db
+        .execute("UPDATE jobs SET lease_until = '2000-01-01T00:00:00Z'")
+        .await;
+    let resumed = store
+        .claim_sync_job(worker_b, now(), lease_for(60))
+        .await
+        .unwrap()
+        .expect("B reclaims");
+    assert_eq!((resumed.job.id, resumed.attempts), (job_id, 2));
+    assert_eq!(
+        resumed.checkpoint.0,
+        serde_json::json!({"at": "offset", "offset": 2})
+    );
+    let lease_b = resumed.lease(worker_b);
+
+    // A wakes up and tries to write page 2: refused, nothing written.
+    assert!(
+        commit(
+            lease_a,
+            serde_json::json!({"at": "offset", "offset": 4}),
+            vec![row("zombie")]
+        )
+        .await
+        .is_none()
+    );
+    assert!(!store.heartbeat_job(&lease_a, lease_for(60)).await.unwrap());
+    assert!(store.heartbeat_job(&lease_b, lease_for(60)).await.unwrap());
+
+    // B writes page 2, and again (a retried page): no duplicates.
+    let c = commit(
+        lease_b,
+        serde_json::json!({"at": "offset", "offset": 3}),
+        vec![row("p3")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.created, 1);
+    let c = commit(lease_b, serde_json::json!({"at": "done"}), vec![row("p3")])
+        .await
+        .unwrap();
+    assert_eq!((c.created, c.unchanged), (0, 1));
+    assert!(
+        !store
+            .finish_sync_job(
+                &lease_a,
+                JobStatus::Succeeded,
+                &serde_json::json!({}),
+                None,
+                now()
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .finish_sync_job(
+                &lease_b,
+                JobStatus::Succeeded,
+                &serde_json::json!({"created": 3}),
+                None,
+                now()
+            )
+            .await
+            .unwrap()
+    );
+    let ids: Vec<String> = store
+        .list_records(ws, connection_id, "projects", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.external_id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["p1", "p2", "p3"],
+        "exactly the uninterrupted run's store"
+    );
+    let job = store.get_job(ws, job_id).await.unwrap().unwrap();
+    assert_eq!(job.status, "succeeded");
+
+    // Cancelled jobs aren't claimed; logs belong to their workspace.
+    let queued = Uuid::now_v7();
+    store
+        .create_job(&NewJob {
+            id: queued,
+            workspace_id: ws,
+            connection_id: Some(connection_id),
+            provider: "sandbox",
+            object: Some("people"),
+            kind: "sync",
+            status: JobStatus::Queued,
+            idempotency_key: None,
+            metadata: serde_json::json!({}),
+            requested_by: None,
+            at: now(),
+        })
+        .await
+        .unwrap();
+    assert!(store.cancel_job(ws, queued, now()).await.unwrap());
+    assert!(
+        store
+            .claim_sync_job(worker_a, now(), lease_for(60))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .append_job_log(ws, job_id, "info", "page 1: 2 records", now())
+        .await
+        .unwrap();
+    assert_eq!(store.job_logs(ws, job_id).await.unwrap().len(), 1);
+    let other = app.signup("x@example.com", "X").await;
+    assert!(
+        store
+            .job_logs(WorkspaceId(other.workspace_id), job_id)
+            .await
+            .unwrap()
+            .is_empty()
     );
     app.stop().await;
 }

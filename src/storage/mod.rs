@@ -31,6 +31,7 @@ use crate::connections::store::ConnectionStore;
 use crate::jobs::store::JobStore;
 use crate::metrics::store::{MetricReadStore, MetricStore};
 use crate::servicekeys::store::ServiceKeyStore;
+use crate::sync::leases::{LeaseStore, PageStore};
 use crate::sync::records::{RecordReadStore, RecordStore};
 use crate::tenancy::store::TenancyStore;
 use crate::vault::store::VaultStore;
@@ -70,6 +71,8 @@ pub trait Store:
     + JobStore
     + RecordStore
     + RecordReadStore
+    + LeaseStore
+    + PageStore
     + Send
     + Sync
     + 'static

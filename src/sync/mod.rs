@@ -1,7 +1,9 @@
 //! The sync engine, built bottom-up: the metadata-driven page reader
-//! ([`fetch`]), the retrying provider client ([`retry`]) and the records
-//! store ([`records`]). The job queue and workers come next.
+//! ([`fetch`]), the retrying provider client ([`retry`]), the records
+//! store ([`records`]) and job leases with fenced, checkpointed page
+//! commits ([`leases`]). The worker loop and the sync API come next.
 
 pub mod fetch;
+pub mod leases;
 pub mod records;
 pub mod retry;

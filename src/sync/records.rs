@@ -180,57 +180,76 @@ fn count(total: usize, returned: &[(Uuid, Uuid, bool)], run_id: Uuid) -> RecordC
     c
 }
 
+/// One page's upsert on PostgreSQL, on any connection (a transaction in
+/// the job engine, so the page and its checkpoint commit together).
+pub(crate) async fn upsert_pg(
+    conn: &mut sqlx::PgConnection,
+    b: &RecordBatch<'_>,
+) -> sqlx::Result<RecordCounts> {
+    let ids: Vec<&str> = b.rows.iter().map(|r| r.external_id.as_str()).collect();
+    let data: Vec<Json<&Value>> = b.rows.iter().map(|r| Json(&r.data)).collect();
+    let hashes: Vec<&str> = b.rows.iter().map(|r| r.content_hash.as_str()).collect();
+    let children: Vec<bool> = b.rows.iter().map(|r| r.is_child).collect();
+    let deleted: Vec<bool> = b.rows.iter().map(|r| r.deleted).collect();
+    let returned: Vec<(Uuid, Uuid, bool)> = sqlx::query_as(PG_UPSERT)
+        .bind(b.workspace)
+        .bind(b.connection_id)
+        .bind(b.object)
+        .bind(b.run_id)
+        .bind(b.at)
+        .bind(&ids)
+        .bind(&data)
+        .bind(&hashes)
+        .bind(&children)
+        .bind(&deleted)
+        .bind(b.full_read)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(count(b.rows.len(), &returned, b.run_id))
+}
+
+/// One page's upsert on SQLite; see [`upsert_pg`].
+pub(crate) async fn upsert_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    b: &RecordBatch<'_>,
+) -> sqlx::Result<RecordCounts> {
+    let rows: Vec<Value> = b
+        .rows
+        .iter()
+        .map(|r| serde_json::json!({"id": r.external_id, "data": r.data, "hash": r.content_hash, "child": r.is_child, "del": r.deleted}))
+        .collect();
+    // $7-$10 are PostgreSQL's column arrays; here all rows travel in $6.
+    let none: Option<&str> = None;
+    let returned: Vec<(Uuid, Uuid, bool)> = sqlx::query_as(SQLITE_UPSERT)
+        .bind(b.workspace)
+        .bind(b.connection_id)
+        .bind(b.object)
+        .bind(b.run_id)
+        .bind(b.at)
+        .bind(Json(&rows))
+        .bind(none)
+        .bind(none)
+        .bind(none)
+        .bind(none)
+        .bind(b.full_read)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(count(b.rows.len(), &returned, b.run_id))
+}
+
 #[async_trait::async_trait]
 impl RecordStore for PgStore {
     async fn upsert_records(&self, b: &RecordBatch<'_>) -> sqlx::Result<RecordCounts> {
-        let ids: Vec<&str> = b.rows.iter().map(|r| r.external_id.as_str()).collect();
-        let data: Vec<Json<&Value>> = b.rows.iter().map(|r| Json(&r.data)).collect();
-        let hashes: Vec<&str> = b.rows.iter().map(|r| r.content_hash.as_str()).collect();
-        let children: Vec<bool> = b.rows.iter().map(|r| r.is_child).collect();
-        let deleted: Vec<bool> = b.rows.iter().map(|r| r.deleted).collect();
-        let returned: Vec<(Uuid, Uuid, bool)> = sqlx::query_as(PG_UPSERT)
-            .bind(b.workspace)
-            .bind(b.connection_id)
-            .bind(b.object)
-            .bind(b.run_id)
-            .bind(b.at)
-            .bind(&ids)
-            .bind(&data)
-            .bind(&hashes)
-            .bind(&children)
-            .bind(&deleted)
-            .bind(b.full_read)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(count(b.rows.len(), &returned, b.run_id))
+        let mut conn = self.pool.acquire().await?;
+        upsert_pg(&mut conn, b).await
     }
 }
 
 #[async_trait::async_trait]
 impl RecordStore for SqliteStore {
     async fn upsert_records(&self, b: &RecordBatch<'_>) -> sqlx::Result<RecordCounts> {
-        let rows: Vec<Value> = b
-            .rows
-            .iter()
-            .map(|r| serde_json::json!({"id": r.external_id, "data": r.data, "hash": r.content_hash, "child": r.is_child, "del": r.deleted}))
-            .collect();
-        // $7-$10 are PostgreSQL's column arrays; here all rows travel in $6.
-        let none: Option<&str> = None;
-        let returned: Vec<(Uuid, Uuid, bool)> = sqlx::query_as(SQLITE_UPSERT)
-            .bind(b.workspace)
-            .bind(b.connection_id)
-            .bind(b.object)
-            .bind(b.run_id)
-            .bind(b.at)
-            .bind(Json(&rows))
-            .bind(none)
-            .bind(none)
-            .bind(none)
-            .bind(none)
-            .bind(b.full_read)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(count(b.rows.len(), &returned, b.run_id))
+        let mut conn = self.pool.acquire().await?;
+        upsert_sqlite(&mut conn, b).await
     }
 }
 
