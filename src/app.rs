@@ -168,6 +168,11 @@ pub async fn spawn(state: AppState, listener: TcpListener) -> anyhow::Result<Ser
     let maintenance = tokio::spawn(maintenance_loop(state.clone(), shutdown.subscribe()));
     let deliveries = tokio::spawn(webhook_loop(state.clone(), shutdown.subscribe()));
     let keepalive = tokio::spawn(keepalive_loop(state.clone(), shutdown.subscribe()));
+    let workers = tokio::spawn(crate::sync::worker::run_workers(
+        state.clone(),
+        state.settings.sync.workers,
+        shutdown.subscribe(),
+    ));
     let handle = tokio::spawn(async move {
         let stop_signal = async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
@@ -181,6 +186,8 @@ pub async fn spawn(state: AppState, listener: TcpListener) -> anyhow::Result<Ser
         maintenance.abort();
         deliveries.abort();
         keepalive.abort();
+        // Workers stop between pages; a job cut short resumes elsewhere.
+        let _ = tokio::time::timeout(Duration::from_secs(10), workers).await;
         state.store.close().await;
         result
     });

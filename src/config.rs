@@ -110,6 +110,13 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "PLUGBOARD_INTERNAL_MAX_METRIC_ROWS",
         "internal.max_metric_rows",
     ),
+    ("PLUGBOARD_INGEST_ENABLED", "sync.enabled"),
+    ("PLUGBOARD_SYNC_WORKERS", "sync.workers"),
+    (
+        "PLUGBOARD_SYNC_MAX_RETRY_AFTER_SECS",
+        "sync.max_retry_after_secs",
+    ),
+    ("PLUGBOARD_SYNC_MAX_PAGES", "sync.max_pages"),
 ];
 
 /// Names the optional extra TOML file; not a setting itself.
@@ -144,6 +151,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub sandbox: SandboxSettings,
     pub internal: InternalSettings,
+    pub sync: SyncSettings,
     /// Every other `PLUGBOARD_*` variable, by name: provider client ids and
     /// secrets and header values that provider.json files refer to.
     #[serde(skip)]
@@ -177,6 +185,14 @@ pub enum SandboxMode {
     Auto,
     True,
     False,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SyncSettings {
+    pub enabled: bool,
+    pub workers: u32,
+    pub max_retry_after_secs: u64,
+    pub max_pages: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

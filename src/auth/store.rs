@@ -121,7 +121,7 @@ macro_rules! user_select {
 impl_for_backends! {
     impl AccountStore {
         async fn create_account(&self, user: &NewUser<'_>, landing: &Landing<'_>, audit: &AuditEntry) -> sqlx::Result<CreateAccountOutcome> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let inserted = sqlx::query(
                 "INSERT INTO users (id, email, email_normalized, name, password_hash, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email_normalized) DO NOTHING",

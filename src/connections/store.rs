@@ -230,7 +230,7 @@ impl_for_backends! {
         }
 
         async fn save_connection(&self, c: &Connection, sealed: &[SealedField], change: Change<'_>) -> sqlx::Result<()> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             sqlx::query(
                 "INSERT INTO connections (id, workspace_id, provider, environment, tenant_key, owner_user_id, owner_key, \
                  flow, status, account_id, account_email, account_name, requested_scopes, granted_scopes, \
@@ -302,7 +302,7 @@ impl_for_backends! {
         }
 
         async fn save_refreshed(&self, workspace: WorkspaceId, id: Uuid, seen_version: i64, tokens: RefreshedTokens<'_>, change: Change<'_>) -> sqlx::Result<bool> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let granted = tokens.granted_scopes.map(|g| sqlx::types::Json(g.to_vec()));
             let has_new_refresh = tokens.sealed.iter().any(|s| s.field == REFRESH_TOKEN);
             let updated = sqlx::query(
@@ -369,7 +369,7 @@ impl_for_backends! {
         }
 
         async fn record_refresh_failure(&self, workspace: WorkspaceId, id: Uuid, failure: RefreshFailure<'_>, change: Change<'_>) -> sqlx::Result<()> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             sqlx::query(
                 "UPDATE connections SET last_error = $4, refresh_failing_since = COALESCE(refresh_failing_since, $5), \
                  status = COALESCE($6, status), updated_at = $5, \
@@ -390,7 +390,7 @@ impl_for_backends! {
         }
 
         async fn set_connection_status(&self, workspace: WorkspaceId, id: Uuid, status: Status, error: Option<&str>, change: Change<'_>) -> sqlx::Result<bool> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let updated = sqlx::query(
                 "UPDATE connections SET status = $3, last_error = COALESCE($4, last_error), updated_at = $5 \
                  WHERE workspace_id = $1 AND id = $2",
@@ -412,7 +412,7 @@ impl_for_backends! {
         }
 
         async fn disconnect_connection(&self, workspace: WorkspaceId, id: Uuid, revoke_error: Option<&str>, change: Change<'_>) -> sqlx::Result<bool> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let updated = sqlx::query(
                 "UPDATE connections SET status = 'NOT_CONNECTED', has_refresh_token = $3, access_expires_at = NULL, \
                  token_version = token_version + 1, refresh_failing_since = NULL, refresh_lease_until = NULL, \
@@ -442,7 +442,7 @@ impl_for_backends! {
         }
 
         async fn set_selected_accounts(&self, workspace: WorkspaceId, id: Uuid, account_ids: &[String], change: Change<'_>) -> sqlx::Result<bool> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let updated = sqlx::query(
                 "UPDATE connections SET selected_account_ids = $3, updated_at = $4 WHERE workspace_id = $1 AND id = $2",
             )
@@ -484,7 +484,7 @@ impl_for_backends! {
         }
 
         async fn insert_oauth_state(&self, row: &OAuthStateRow, verifier: Option<&SealedField>) -> sqlx::Result<()> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             sqlx::query(
                 "INSERT INTO oauth_states (id, workspace_id, user_id, provider, environment, ownership, redirect_uri, created_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -507,7 +507,7 @@ impl_for_backends! {
         }
 
         async fn take_oauth_state(&self, id: Uuid) -> sqlx::Result<Option<(OAuthStateRow, Option<String>)>> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let row: Option<OAuthStateRow> = sqlx::query_as(
                 "DELETE FROM oauth_states WHERE id = $1 RETURNING id, workspace_id, user_id, provider, environment, \
                  ownership, redirect_uri, created_at, expires_at",
@@ -528,7 +528,7 @@ impl_for_backends! {
         }
 
         async fn delete_expired_oauth_states(&self, now: OffsetDateTime) -> sqlx::Result<u64> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             sqlx::query(
                 "DELETE FROM secrets WHERE owner_kind = 'oauth_state' AND owner_id IN \
                  (SELECT id FROM oauth_states WHERE expires_at <= $1)",

@@ -69,6 +69,8 @@ pub struct Job {
     pub summary: Option<Json<Value>>,
     pub error: Option<String>,
     pub metadata: Json<Value>,
+    /// Fetched, created, updated, unchanged, deleted, skipped children, errors.
+    pub counts: Json<Value>,
     pub requested_by: Option<Uuid>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -59,12 +59,20 @@ pub trait JobStore {
         id: Uuid,
         report: &JobReport<'_>,
     ) -> sqlx::Result<ReportOutcome>;
+    async fn list_jobs(
+        &self,
+        workspace: WorkspaceId,
+        provider: &str,
+        object: Option<&str>,
+        status: Option<&str>,
+        limit: i64,
+    ) -> sqlx::Result<Vec<Job>>;
 }
 
 macro_rules! job_select {
     () => {
         "SELECT id, workspace_id, connection_id, provider, object, kind, status, idempotency_key, summary, error, \
-         metadata, requested_by, created_at, started_at, finished_at, updated_at FROM jobs "
+         metadata, counts, requested_by, created_at, started_at, finished_at, updated_at FROM jobs "
     };
 }
 
@@ -115,6 +123,21 @@ impl_for_backends! {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await
+        }
+
+        async fn list_jobs(&self, workspace: WorkspaceId, provider: &str, object: Option<&str>, status: Option<&str>, limit: i64) -> sqlx::Result<Vec<Job>> {
+            sqlx::query_as(concat!(
+                job_select!(),
+                "WHERE workspace_id = $1 AND provider = $2 AND ($3 IS NULL OR object = $3) AND ($4 IS NULL OR status = $4) \
+                 ORDER BY created_at DESC, id DESC LIMIT $5"
+            ))
+            .bind(workspace)
+            .bind(provider)
+            .bind(object)
+            .bind(status)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
         }
 
         async fn find_job(&self, id: Uuid) -> sqlx::Result<Option<Job>> {

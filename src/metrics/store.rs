@@ -101,7 +101,7 @@ fn add(a: WriteCounts, b: WriteCounts) -> WriteCounts {
 #[async_trait::async_trait]
 impl MetricStore for PgStore {
     async fn upsert_metrics(&self, batch: &MetricBatch<'_>) -> sqlx::Result<WriteCounts> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut total = WriteCounts::default();
         for chunk in batch.rows.chunks(CHUNK) {
             let accounts: Vec<&str> = chunk.iter().map(|r| r.account_id.as_str()).collect();
@@ -132,7 +132,7 @@ impl MetricStore for PgStore {
 #[async_trait::async_trait]
 impl MetricStore for SqliteStore {
     async fn upsert_metrics(&self, batch: &MetricBatch<'_>) -> sqlx::Result<WriteCounts> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut total = WriteCounts::default();
         for chunk in batch.rows.chunks(CHUNK) {
             let rows: Vec<Value> = chunk

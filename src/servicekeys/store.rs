@@ -74,7 +74,7 @@ pub trait ServiceKeyStore {
 impl_for_backends! {
     impl ServiceKeyStore {
         async fn create_service_key(&self, key: &NewServiceKey<'_>, audit: &AuditEntry) -> sqlx::Result<()> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             sqlx::query(
                 "INSERT INTO service_keys (id, workspace_id, name, prefix, key_hash, scopes, created_by, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -104,7 +104,7 @@ impl_for_backends! {
         }
 
         async fn revoke_service_key(&self, workspace: WorkspaceId, id: Uuid, at: OffsetDateTime, audit: &AuditEntry) -> sqlx::Result<bool> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let revoked = sqlx::query(
                 "UPDATE service_keys SET revoked_at = $3 WHERE workspace_id = $1 AND id = $2 AND revoked_at IS NULL",
             )

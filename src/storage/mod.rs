@@ -111,6 +111,13 @@ impl PgStore {
     pub(crate) const fn sql(pg: &'static str, _sqlite: &'static str) -> &'static str {
         pg
     }
+
+    /// A transaction that will write.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.pool.begin().await
+    }
 }
 
 impl SqliteStore {
@@ -125,6 +132,16 @@ impl SqliteStore {
     }
     pub(crate) const fn sql(_pg: &'static str, sqlite: &'static str) -> &'static str {
         sqlite
+    }
+
+    /// A transaction that will write, holding SQLite's write lock from the
+    /// start. A deferred transaction that reads first fails outright
+    /// (SQLITE_BUSY_SNAPSHOT) if another writer commits before it writes;
+    /// IMMEDIATE makes it wait its turn (busy_timeout) instead.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 }
 

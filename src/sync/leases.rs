@@ -34,7 +34,6 @@ pub struct Claimed {
     pub job: Job,
     pub attempts: i32,
     pub checkpoint: Json<Value>,
-    pub counts: Json<Value>,
 }
 
 impl Claimed {
@@ -102,6 +101,23 @@ pub trait LeaseStore {
         job_id: Uuid,
         at: OffsetDateTime,
     ) -> sqlx::Result<bool>;
+    async fn worker_heartbeat(
+        &self,
+        worker: Uuid,
+        started_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> sqlx::Result<()>;
+    async fn remove_worker(&self, worker: Uuid) -> sqlx::Result<()>;
+    /// Workers that beat since `since`.
+    async fn live_workers(&self, since: OffsetDateTime) -> sqlx::Result<i64>;
+    /// Queued sync jobs and when the oldest was queued (system-wide health).
+    async fn queue_stats(&self) -> sqlx::Result<(i64, Option<OffsetDateTime>)>;
+    async fn mark_connection_synced(
+        &self,
+        workspace: WorkspaceId,
+        connection_id: Uuid,
+        at: OffsetDateTime,
+    ) -> sqlx::Result<()>;
 }
 
 #[async_trait::async_trait]
@@ -124,7 +140,7 @@ const FENCED_CHECKPOINT: &str = "UPDATE jobs SET checkpoint = $4, counts = $5, l
 macro_rules! claimed_columns {
     () => {
         "id, workspace_id, connection_id, provider, object, kind, status, idempotency_key, summary, error, \
-         metadata, requested_by, created_at, started_at, finished_at, updated_at, attempts, checkpoint, counts"
+         metadata, counts, requested_by, created_at, started_at, finished_at, updated_at, attempts, checkpoint"
     };
 }
 
@@ -187,6 +203,46 @@ impl_for_backends! {
             Ok(done == 1)
         }
 
+        async fn worker_heartbeat(&self, worker: Uuid, started_at: OffsetDateTime, at: OffsetDateTime) -> sqlx::Result<()> {
+            sqlx::query(
+                "INSERT INTO workers (id, started_at, heartbeat_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            )
+            .bind(worker)
+            .bind(started_at)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+        }
+
+        async fn remove_worker(&self, worker: Uuid) -> sqlx::Result<()> {
+            sqlx::query("DELETE FROM workers WHERE id = $1").bind(worker).execute(&self.pool).await.map(|_| ())
+        }
+
+        async fn live_workers(&self, since: OffsetDateTime) -> sqlx::Result<i64> {
+            sqlx::query_scalar("SELECT COUNT(*) FROM workers WHERE heartbeat_at >= $1")
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await
+        }
+
+        async fn queue_stats(&self) -> sqlx::Result<(i64, Option<OffsetDateTime>)> {
+            sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM jobs WHERE kind = 'sync' AND status = 'queued'")
+                .fetch_one(&self.pool)
+                .await
+        }
+
+        async fn mark_connection_synced(&self, workspace: WorkspaceId, connection_id: Uuid, at: OffsetDateTime) -> sqlx::Result<()> {
+            sqlx::query("UPDATE connections SET last_sync_at = $3 WHERE workspace_id = $1 AND id = $2")
+                .bind(workspace)
+                .bind(connection_id)
+                .bind(at)
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+        }
+
         async fn append_job_log(&self, workspace: WorkspaceId, job_id: Uuid, level: &str, message: &str, at: OffsetDateTime) -> sqlx::Result<()> {
             sqlx::query("INSERT INTO job_logs (id, job_id, workspace_id, level, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(Uuid::now_v7())
@@ -232,7 +288,7 @@ impl PageStore for PgStore {
         page: &PageCommit<'_>,
         batch: &RecordBatch<'_>,
     ) -> sqlx::Result<Option<RecordCounts>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // The fenced update comes first and takes the job row's lock, so a
         // concurrent claim can't slip in between the check and the rows.
         let held = sqlx::query(FENCED_CHECKPOINT)
@@ -263,7 +319,7 @@ impl PageStore for SqliteStore {
         page: &PageCommit<'_>,
         batch: &RecordBatch<'_>,
     ) -> sqlx::Result<Option<RecordCounts>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let held = sqlx::query(FENCED_CHECKPOINT)
             .bind(lease.workspace)
             .bind(lease.job_id)

@@ -7,3 +7,5 @@ pub mod fetch;
 pub mod leases;
 pub mod records;
 pub mod retry;
+pub mod service;
+pub mod worker;

@@ -176,7 +176,7 @@ macro_rules! guard_last_owner {
 impl_for_backends! {
     impl TenancyStore {
         async fn create_workspace(&self, ws: &NewWorkspace<'_>, audit: &AuditEntry) -> sqlx::Result<()> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             sqlx::query("INSERT INTO workspaces (id, organization_id, name, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(ws.id)
                 .bind(ws.organization_id)
@@ -221,7 +221,7 @@ impl_for_backends! {
         }
 
         async fn add_member(&self, workspace: WorkspaceId, user_id: Uuid, role: Role, audit: &AuditEntry) -> sqlx::Result<bool> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let inserted = sqlx::query(
                 "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (workspace_id, user_id) DO NOTHING",
@@ -242,7 +242,7 @@ impl_for_backends! {
         }
 
         async fn set_member_role(&self, workspace: WorkspaceId, user_id: Uuid, role: Role, audit: &AuditEntry) -> sqlx::Result<MemberChange> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             guard_last_owner!(tx, workspace, user_id, role == Role::Owner);
             sqlx::query("UPDATE memberships SET role = $3 WHERE workspace_id = $1 AND user_id = $2")
                 .bind(workspace)
@@ -256,7 +256,7 @@ impl_for_backends! {
         }
 
         async fn remove_member(&self, workspace: WorkspaceId, user_id: Uuid, audit: &AuditEntry) -> sqlx::Result<MemberChange> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             guard_last_owner!(tx, workspace, user_id, false);
             sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
                 .bind(workspace)
@@ -269,7 +269,7 @@ impl_for_backends! {
         }
 
         async fn create_invite(&self, invite: &NewInvite<'_>, audit: &AuditEntry) -> sqlx::Result<()> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             sqlx::query(concat!(
                 "UPDATE invites SET revoked_at = $3 WHERE workspace_id = $1 AND email_normalized = $2 AND",
                 open_invite!()
@@ -308,7 +308,7 @@ impl_for_backends! {
         }
 
         async fn revoke_invite(&self, workspace: WorkspaceId, invite_id: Uuid, now: OffsetDateTime, audit: &AuditEntry) -> sqlx::Result<bool> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let changed = sqlx::query(concat!(
                 "UPDATE invites SET revoked_at = $3 WHERE workspace_id = $1 AND id = $2 AND",
                 open_invite!()
@@ -339,7 +339,7 @@ impl_for_backends! {
         }
 
         async fn accept_invite(&self, invite: &InviteLookup, user_id: Uuid, now: OffsetDateTime, audit: &AuditEntry) -> sqlx::Result<AcceptOutcome> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let claimed = sqlx::query(concat!(
                 "UPDATE invites SET accepted_at = $2, accepted_by = $3 WHERE id = $1 AND",
                 open_invite!(),

@@ -177,7 +177,7 @@ impl_for_backends! {
         }
 
         async fn rotate_batch(&self, primary: &str, after: Uuid, limit: i64, reseal: Resealer<'_>) -> sqlx::Result<RotateBatch> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             // SKIP LOCKED lets two rotations (or a rotation and a server
             // writing a fresh secret) proceed without blocking each other.
             let rows: Vec<SealedRow> = sqlx::query_as(Self::sql(

@@ -88,7 +88,7 @@ pub trait WebhookStore {
 impl_for_backends! {
     impl WebhookStore {
         async fn set_webhook(&self, workspace: WorkspaceId, url: &str, secret: &SealedField, audit: &AuditEntry) -> sqlx::Result<()> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             sqlx::query(
                 "INSERT INTO webhook_endpoints (workspace_id, url, created_at, updated_at) VALUES ($1, $2, $3, $3) \
                  ON CONFLICT (workspace_id) DO UPDATE SET url = excluded.url, updated_at = excluded.updated_at",
@@ -111,7 +111,7 @@ impl_for_backends! {
         }
 
         async fn delete_webhook(&self, workspace: WorkspaceId, audit: &AuditEntry) -> sqlx::Result<bool> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let deleted = sqlx::query("DELETE FROM webhook_endpoints WHERE workspace_id = $1")
                 .bind(workspace)
                 .execute(&mut *tx)

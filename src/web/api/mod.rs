@@ -5,6 +5,7 @@ pub mod connections;
 mod integrations;
 mod internal;
 mod keys;
+mod sync;
 mod webhooks;
 mod workspaces;
 
@@ -81,6 +82,16 @@ pub fn routes() -> Router<AppState> {
             post(connections::admin_action),
         )
         .route("/data/select-account", post(connections::select_account))
+        .route("/data/sync", post(sync::sync_data))
+        .route("/integrations/health", get(sync::health))
+        .route("/integrations/{provider}/jobs", get(sync::list))
+        .route(
+            "/integrations/{provider}/{object}/sync",
+            post(sync::sync_object),
+        )
+        .route("/jobs/{id}", get(sync::show))
+        .route("/jobs/{id}/cancel", post(sync::cancel))
+        .route("/jobs/{id}/retry", post(sync::retry))
         .route("/data/disconnect", post(connections::disconnect))
         .route(
             "/workspaces/{workspace_id}/webhook",

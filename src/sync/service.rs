@@ -1,0 +1,192 @@
+//! Asking for syncs: enqueue (one active job per connection and object,
+//! enforced by the database), list, cancel, retry, and health.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::connections::service::resolve;
+use crate::error::{AppError, AppResult};
+use crate::jobs::store::{Created, NewJob};
+use crate::jobs::{Job, JobStatus};
+use crate::providers::ObjectKind;
+use crate::storage::now;
+use crate::tenancy::Tenant;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Enqueued {
+    pub job_id: Uuid,
+    pub provider: String,
+    pub object: String,
+    /// True when a job was already queued or running: that one is returned.
+    pub existing: bool,
+}
+
+async fn require_ready(state: &AppState) -> AppResult<()> {
+    if !state.settings.sync.enabled {
+        return Err(AppError::Unavailable(
+            "syncing is switched off on this server (PLUGBOARD_INGEST_ENABLED=false)".into(),
+        ));
+    }
+    if !super::worker::workers_alive(state).await {
+        return Err(AppError::Unavailable(
+            "background worker unavailable, sync temporarily paused".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn enqueue(
+    state: &AppState,
+    tenant: &Tenant,
+    provider_key: &str,
+    object: Option<&str>,
+) -> AppResult<Vec<Enqueued>> {
+    require_ready(state).await?;
+    let provider = state
+        .providers
+        .get(provider_key)
+        .ok_or_else(|| AppError::not_found(format!("unknown provider {provider_key:?}")))?;
+    let connection = resolve(state, tenant, provider_key, None).await?;
+    if !connection.status().usable() {
+        return Err(AppError::Conflict {
+            field: Some("status".into()),
+            message: format!(
+                "the {provider_key} connection is {}",
+                connection.status().as_str()
+            ),
+        });
+    }
+    let objects: Vec<&str> = match object {
+        Some(key) => {
+            let o = provider.object(key).ok_or_else(|| {
+                AppError::not_found(format!("{provider_key} has no object {key:?}"))
+            })?;
+            if o.kind != ObjectKind::Records {
+                return Err(AppError::validation(
+                    "object",
+                    "metric objects are written by automations for now",
+                ));
+            }
+            vec![o.key.as_str()]
+        }
+        None => provider
+            .meta
+            .objects
+            .iter()
+            .filter(|o| o.kind == ObjectKind::Records)
+            .map(|o| o.key.as_str())
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for key in objects {
+        let id = Uuid::now_v7();
+        let created = state
+            .store
+            .create_job(&NewJob {
+                id,
+                workspace_id: tenant.workspace_id,
+                connection_id: Some(connection.id),
+                provider: provider_key,
+                object: Some(key),
+                kind: "sync",
+                status: JobStatus::Queued,
+                idempotency_key: None,
+                metadata: serde_json::json!({}),
+                requested_by: Some(tenant.user_id),
+                at: now(),
+            })
+            .await?;
+        let (job_id, existing) = match created {
+            Created::New(id) => (id, false),
+            Created::Existing(id) => (id, true),
+        };
+        out.push(Enqueued {
+            job_id,
+            provider: provider_key.to_owned(),
+            object: key.to_owned(),
+            existing,
+        });
+    }
+    Ok(out)
+}
+
+/// Every connected provider of the workspace (as the user resolves them).
+pub async fn enqueue_all(state: &AppState, tenant: &Tenant) -> AppResult<Vec<Enqueued>> {
+    require_ready(state).await?;
+    let mut out = Vec::new();
+    for provider in state.providers.iter() {
+        match enqueue(state, tenant, &provider.meta.key, None).await {
+            Ok(mut jobs) => out.append(&mut jobs),
+            Err(AppError::NotFound(_) | AppError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+pub async fn job(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Job> {
+    state
+        .store
+        .get_job(tenant.workspace_id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("job not found"))
+}
+
+pub async fn cancel(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Job> {
+    let current = job(state, tenant, id).await?;
+    if current.status().is_finished() {
+        return Err(AppError::Conflict {
+            field: Some("status".into()),
+            message: format!("the job already finished ({})", current.status),
+        });
+    }
+    state
+        .store
+        .cancel_job(tenant.workspace_id, id, now())
+        .await?;
+    job(state, tenant, id).await
+}
+
+/// A failed or cancelled sync runs again as a new job.
+pub async fn retry(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Enqueued> {
+    let previous = job(state, tenant, id).await?;
+    if !matches!(previous.status(), JobStatus::Failed | JobStatus::Cancelled)
+        || previous.kind != "sync"
+    {
+        return Err(AppError::Conflict {
+            field: Some("status".into()),
+            message: "only failed or cancelled syncs can be retried".into(),
+        });
+    }
+    let object = previous.object.clone();
+    let jobs = enqueue(state, tenant, &previous.provider, object.as_deref()).await?;
+    jobs.into_iter()
+        .next()
+        .ok_or_else(|| AppError::not_found("nothing to retry"))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub live_workers: i64,
+    pub queued: i64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub oldest_queued_at: Option<time::OffsetDateTime>,
+    pub paused: bool,
+}
+
+pub async fn health(state: &AppState) -> AppResult<Health> {
+    let live_workers = state
+        .store
+        .live_workers(now() - time::Duration::seconds(30))
+        .await?;
+    let (queued, oldest_queued_at) = state.store.queue_stats().await?;
+    Ok(Health {
+        live_workers,
+        queued,
+        oldest_queued_at,
+        paused: !state.settings.sync.enabled,
+    })
+}

@@ -1,0 +1,536 @@
+//! Workers: claim a sync job, read its object page by page with the
+//! connection's token (refreshed on use, one refresh and one retry on a
+//! 401), and commit each page with the job's checkpoint. A job resumes from
+//! its checkpoint after a crash; a lost lease stops the worker without a
+//! write. Full reads end by marking records the provider no longer returns
+//! as deleted; delta reads move the high-water mark.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::fetch::{ObjectReader, Position, ReadSpec};
+use super::leases::{Claimed, Lease, PageCommit};
+use super::records::{RecordBatch, RecordCounts, RecordRow};
+use super::retry::{RetryPolicy, send};
+use crate::app::AppState;
+use crate::connections::Connection;
+use crate::connections::tokens::{self, base_url, provider_of, required_headers};
+use crate::jobs::JobStatus;
+use crate::providers::ObjectKind;
+use crate::storage::now;
+
+const LEASE: time::Duration = time::Duration::seconds(60);
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// The job's resumable state, committed with every page.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub account_index: usize,
+    pub position: Option<Position>,
+    /// The delta bound this run reads from (None: a full read).
+    pub since: Option<String>,
+    /// The newest delta cursor value seen so far.
+    pub high_water: Option<String>,
+    pub counts: Counts,
+    pub pages: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Counts {
+    pub fetched: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub deleted: u64,
+    pub skipped_children: u64,
+    pub errors: u64,
+}
+
+impl Counts {
+    fn add(&mut self, r: RecordCounts) {
+        self.created += r.created;
+        self.updated += r.updated;
+        self.unchanged += r.unchanged;
+        self.deleted += r.deleted;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error("{0}")]
+    Failed(String),
+    /// Another worker holds the job now, or it was cancelled: stop quietly.
+    #[error("lease lost")]
+    LeaseLost,
+}
+
+fn failed(message: impl Into<String>) -> RunError {
+    RunError::Failed(message.into())
+}
+
+/// Runs workers until `stop` turns true; returns when they have stopped.
+pub async fn run_workers(state: AppState, count: u32, stop: watch::Receiver<bool>) {
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        tasks.push(tokio::spawn(worker_loop(state.clone(), stop.clone())));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+async fn worker_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let worker = Uuid::now_v7();
+    let started = now();
+    let mut last_beat: Option<std::time::Instant> = None;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        // Every 10 s is plenty for "is a worker alive" (30 s window) and
+        // keeps idle workers from writing all the time.
+        if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            if let Err(e) = state.store.worker_heartbeat(worker, started, now()).await {
+                tracing::warn!(error = %e, "worker heartbeat failed");
+            }
+            last_beat = Some(std::time::Instant::now());
+        }
+        let claimed = if state.settings.sync.enabled {
+            match state
+                .store
+                .claim_sync_job(worker, now(), now() + LEASE)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming a job failed");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        match claimed {
+            Some(job) => run_job(&state, job, worker).await,
+            None => {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+    let _ = state.store.remove_worker(worker).await;
+}
+
+async fn log(state: &AppState, lease: &Lease, level: &str, message: &str) {
+    // Job logs are written by us, from counts and statuses: no URL, no
+    // body, no token ever reaches them.
+    if let Err(e) = state
+        .store
+        .append_job_log(lease.workspace, lease.job_id, level, message, now())
+        .await
+    {
+        tracing::warn!(error = %e, "writing the job log failed");
+    }
+}
+
+async fn run_job(state: &AppState, claimed: Claimed, worker: Uuid) {
+    let lease = claimed.lease(worker);
+    let lost = Arc::new(AtomicBool::new(false));
+    let heartbeat = {
+        let (state, lost) = (state.clone(), lost.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                match state.store.heartbeat_job(&lease, now() + LEASE).await {
+                    Ok(true) => {}
+                    _ => {
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    if claimed.attempts > 1 {
+        log(
+            state,
+            &lease,
+            "info",
+            &format!(
+                "resuming (attempt {}) from the last committed page",
+                claimed.attempts
+            ),
+        )
+        .await;
+    }
+    let checkpoint: Checkpoint =
+        serde_json::from_value(claimed.checkpoint.0.clone()).unwrap_or_default();
+    let result = execute(state, &claimed, &lease, checkpoint, &lost).await;
+    heartbeat.abort();
+    match result {
+        Ok(counts) => {
+            let counts = serde_json::to_value(counts).unwrap_or(Value::Null);
+            let _ = state
+                .store
+                .finish_sync_job(&lease, JobStatus::Succeeded, &counts, None, now())
+                .await;
+        }
+        Err(RunError::LeaseLost) => {
+            tracing::info!(job = %lease.job_id, "lease lost or job cancelled; stopping");
+        }
+        Err(RunError::Failed(message)) => {
+            log(state, &lease, "error", &message).await;
+            let _ = state
+                .store
+                .finish_sync_job(
+                    &lease,
+                    JobStatus::Failed,
+                    &claimed.job.counts.0,
+                    Some(&message),
+                    now(),
+                )
+                .await;
+        }
+    }
+}
+
+async fn execute(
+    state: &AppState,
+    claimed: &Claimed,
+    lease: &Lease,
+    mut cp: Checkpoint,
+    lost: &AtomicBool,
+) -> Result<Counts, RunError> {
+    let job = &claimed.job;
+    let connection_id = job
+        .connection_id
+        .ok_or_else(|| failed("the job has no connection"))?;
+    let mut connection = state
+        .store
+        .get_connection(job.workspace_id, connection_id)
+        .await
+        .map_err(|e| failed(format!("reading the connection failed: {e}")))?
+        .ok_or_else(|| failed("the connection was deleted"))?;
+    if !connection.status().usable() {
+        return Err(failed(format!(
+            "the connection is {}",
+            connection.status().as_str()
+        )));
+    }
+    let provider = provider_of(state, &connection)
+        .map_err(|e| failed(e.to_string()))?
+        .clone();
+    let object_key = job.object.clone().unwrap_or_default();
+    let object = provider.object(&object_key).ok_or_else(|| {
+        failed(format!(
+            "{} has no object {object_key:?}",
+            provider.meta.key
+        ))
+    })?;
+    if object.kind != ObjectKind::Records {
+        return Err(failed(
+            "metric objects are written by automations through /api/internal/metrics/write for now; syncing them is not built yet",
+        ));
+    }
+    let reader = ObjectReader::new(object, &provider.raw);
+    let base = base_url(state, &provider, &connection.environment)
+        .ok_or_else(|| failed("the provider has no base URL"))?;
+    let headers = required_headers(state, &provider, &connection).map_err(failed)?;
+    let accounts: Vec<Option<String>> = if object.endpoint.contains("{accountId}") {
+        if connection.selected_account_ids.is_empty() {
+            return Err(failed(
+                "no account is selected on the connection; choose one on the Data Hub",
+            ));
+        }
+        connection
+            .selected_account_ids
+            .iter()
+            .cloned()
+            .map(Some)
+            .collect()
+    } else {
+        vec![None]
+    };
+    // The first attempt decides full or delta; a resumed one keeps it.
+    if claimed.attempts <= 1 && cp.position.is_none() && cp.account_index == 0 {
+        cp.since = if object.supports_delta() {
+            state
+                .store
+                .high_water_mark(job.workspace_id, connection_id, &object_key)
+                .await
+                .map_err(|e| failed(e.to_string()))?
+        } else {
+            None
+        };
+        log(
+            state,
+            lease,
+            "info",
+            if cp.since.is_some() {
+                "delta read since the last high-water mark"
+            } else {
+                "full read"
+            },
+        )
+        .await;
+    }
+    let full_read = cp.since.is_none();
+    let parent_only = object
+        .filters
+        .as_ref()
+        .is_some_and(|f| f.parent_only.is_some());
+    let policy = RetryPolicy {
+        max_retry_after: Duration::from_secs(state.settings.sync.max_retry_after_secs),
+        ..RetryPolicy::default()
+    };
+
+    while cp.account_index < accounts.len() {
+        let spec = ReadSpec {
+            base_url: base.clone(),
+            account_id: accounts[cp.account_index].clone(),
+            since: cp.since.clone(),
+            until: Some(now().date().to_string()),
+            parent_only,
+            page_size: None,
+        };
+        let mut position = cp.position.clone().unwrap_or(Position::Start);
+        while position != Position::Done {
+            if lost.load(Ordering::SeqCst) {
+                return Err(RunError::LeaseLost);
+            }
+            if cp.pages >= state.settings.sync.max_pages {
+                return Err(failed(format!(
+                    "stopped after {} pages (PLUGBOARD_SYNC_MAX_PAGES)",
+                    cp.pages
+                )));
+            }
+            let request = reader
+                .request(&spec, &position)
+                .map_err(|e| failed(e.to_string()))?;
+            let (status, response_headers, body, refreshed) =
+                fetch_page(state, &connection, &request, &headers, &policy, lease).await?;
+            if let Some(c) = refreshed {
+                connection = c;
+            }
+            if !(200..300).contains(&status) {
+                return Err(failed(format!(
+                    "{} answered HTTP {status} on page {}",
+                    provider.meta.display_name,
+                    cp.pages + 1
+                )));
+            }
+            let parsed = reader
+                .parse(&position, &response_headers, &body)
+                .map_err(|e| failed(e.to_string()))?;
+            let mut rows = Vec::with_capacity(parsed.records.len());
+            for record in &parsed.records {
+                cp.counts.fetched += 1;
+                let child = reader.is_child(record);
+                if parent_only && child {
+                    // The server-side filter should have kept it out.
+                    cp.counts.skipped_children += 1;
+                    continue;
+                }
+                let Some(id) = reader.external_id(record) else {
+                    cp.counts.errors += 1;
+                    continue;
+                };
+                if let Some(field) = &object.delta_cursor_field
+                    && let Some(value) = reader.field(record, field).and_then(Value::as_str)
+                    && cp.high_water.as_deref().is_none_or(|hw| value > hw)
+                {
+                    cp.high_water = Some(value.to_owned());
+                }
+                rows.push(RecordRow::new(
+                    id,
+                    reader.project(record),
+                    child,
+                    reader.is_deleted(record),
+                ));
+            }
+            position = parsed.next;
+            cp.pages += 1;
+            cp.position = Some(position.clone());
+            let at_end = position == Position::Done;
+            if at_end {
+                cp.position = None;
+                cp.account_index += 1;
+            }
+            let checkpoint = serde_json::to_value(&cp).unwrap_or(Value::Null);
+            let counts = serde_json::to_value(cp.counts).unwrap_or(Value::Null);
+            let written = state
+                .store
+                .commit_record_page(
+                    lease,
+                    &PageCommit {
+                        checkpoint: &checkpoint,
+                        counts: &counts,
+                        lease_until: now() + LEASE,
+                    },
+                    &RecordBatch {
+                        workspace: job.workspace_id,
+                        connection_id,
+                        object: &object_key,
+                        run_id: job.id,
+                        full_read,
+                        rows: &rows,
+                        at: now(),
+                    },
+                )
+                .await
+                .map_err(|e| failed(format!("writing page {} failed: {e}", cp.pages)))?
+                .ok_or(RunError::LeaseLost)?;
+            cp.counts.add(written);
+            log(
+                state,
+                lease,
+                "info",
+                &format!(
+                    "page {}: {} records ({} new, {} changed, {} unchanged)",
+                    cp.pages,
+                    rows.len(),
+                    written.created,
+                    written.updated,
+                    written.unchanged
+                ),
+            )
+            .await;
+            if at_end {
+                break;
+            }
+        }
+    }
+
+    if full_read {
+        let vanished = state
+            .store
+            .mark_vanished(job.workspace_id, connection_id, &object_key, job.id, now())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        cp.counts.deleted += vanished;
+        if vanished > 0 {
+            log(
+                state,
+                lease,
+                "info",
+                &format!("{vanished} records no longer returned: marked deleted"),
+            )
+            .await;
+        }
+    }
+    if let Some(mark) = cp.high_water.as_deref().or(cp.since.as_deref()) {
+        state
+            .store
+            .set_high_water_mark(
+                job.workspace_id,
+                connection_id,
+                &object_key,
+                mark,
+                full_read,
+                now(),
+            )
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+    }
+    let _ = state
+        .store
+        .mark_connection_synced(job.workspace_id, connection_id, now())
+        .await;
+    Ok(cp.counts)
+}
+
+type Fetched = (u16, Vec<(String, String)>, Value, Option<Connection>);
+
+/// One page over the wire: token, headers, retries; one refresh and one
+/// retry on a 401. Retries are logged without URLs or bodies.
+async fn fetch_page(
+    state: &AppState,
+    connection: &Connection,
+    request: &super::fetch::PageRequest,
+    headers: &[(String, String)],
+    policy: &RetryPolicy,
+    lease: &Lease,
+) -> Result<Fetched, RunError> {
+    let mut connection = connection.clone();
+    let mut refreshed = None;
+    for attempt in 0..2 {
+        let (token, current) = tokens::access_token_with_connection(state, &connection)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if current.token_version != connection.token_version {
+            refreshed = Some(current.clone());
+        }
+        connection = current;
+        let mut retries = Vec::new();
+        let client = state.outbound.client();
+        let build = || {
+            let method = reqwest::Method::from_bytes(request.method.as_bytes())
+                .unwrap_or(reqwest::Method::GET);
+            let mut b = client
+                .request(method, &request.url)
+                .query(&request.query)
+                .bearer_auth(token.expose());
+            for (k, v) in headers {
+                b = b.header(k.as_str(), v.as_str());
+            }
+            if let Some(body) = &request.body {
+                b = b.json(body);
+            }
+            b
+        };
+        let response = send(build, policy, |r| {
+            retries.push(format!(
+                "retry {} after {:?}: {}",
+                r.attempt, r.wait, r.reason
+            ))
+        })
+        .await;
+        for line in retries {
+            log(state, lease, "warn", &line).await;
+        }
+        let response = response.map_err(|e| failed(e.to_string()))?;
+        let status = response.status().as_u16();
+        if status == 401 && attempt == 0 && connection.flow != "api_key" {
+            log(
+                state,
+                lease,
+                "warn",
+                "the provider rejected the token; refreshing once",
+            )
+            .await;
+            connection = tokens::refresh(state, &connection, true)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            refreshed = Some(connection.clone());
+            continue;
+        }
+        let response_headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_owned(), v.to_owned()))
+            })
+            .collect();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        return Ok((status, response_headers, body, refreshed));
+    }
+    Err(failed(
+        "the provider rejected the token even after a refresh; reconnect",
+    ))
+}
+
+/// Whether any worker is alive (sync requests are refused otherwise).
+pub async fn workers_alive(state: &AppState) -> bool {
+    let since = now() - time::Duration::seconds(30);
+    state.store.live_workers(since).await.unwrap_or(0) > 0
+}

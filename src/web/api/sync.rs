@@ -1,0 +1,116 @@
+//! Sync requests and jobs.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::extract::{CurrentTenant, CurrentUser};
+use crate::error::{AppError, AppResult};
+use crate::jobs::Job;
+use crate::sync::service::{self, Enqueued, Health};
+use crate::web::extract::parse_json;
+
+#[derive(Deserialize, Default)]
+pub struct SyncAll {
+    #[serde(default)]
+    provider: Option<String>,
+}
+
+pub async fn sync_data(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    body: axum::body::Bytes,
+) -> AppResult<(StatusCode, Json<Vec<Enqueued>>)> {
+    // The body is optional: none means every connected provider.
+    let input: SyncAll = if body.iter().all(u8::is_ascii_whitespace) {
+        SyncAll::default()
+    } else {
+        parse_json(&body)?
+    };
+    let jobs = match input.provider {
+        Some(p) => service::enqueue(&state, &current.tenant, &p, None).await?,
+        None => service::enqueue_all(&state, &current.tenant).await?,
+    };
+    Ok((StatusCode::ACCEPTED, Json(jobs)))
+}
+
+pub async fn sync_object(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path((provider, object)): Path<(String, String)>,
+) -> AppResult<(StatusCode, Json<Vec<Enqueued>>)> {
+    let jobs = service::enqueue(&state, &current.tenant, &provider, Some(&object)).await?;
+    Ok((StatusCode::ACCEPTED, Json(jobs)))
+}
+
+#[derive(Deserialize)]
+pub struct JobsQuery {
+    object: Option<String>,
+    status: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(provider): Path<String>,
+    Query(q): Query<JobsQuery>,
+) -> AppResult<Json<Vec<Job>>> {
+    Ok(Json(
+        state
+            .store
+            .list_jobs(
+                current.tenant.workspace_id,
+                &provider,
+                q.object.as_deref(),
+                q.status.as_deref(),
+                100,
+            )
+            .await?,
+    ))
+}
+
+fn job_id(raw: &str) -> AppResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| AppError::not_found("job not found"))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(id): Path<String>,
+) -> AppResult<Json<serde_json::Value>> {
+    let id = job_id(&id)?;
+    let job = service::job(&state, &current.tenant, id).await?;
+    let log = state
+        .store
+        .job_logs(current.tenant.workspace_id, id)
+        .await?;
+    Ok(Json(serde_json::json!({ "job": job, "log": log })))
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(id): Path<String>,
+) -> AppResult<Json<Job>> {
+    Ok(Json(
+        service::cancel(&state, &current.tenant, job_id(&id)?).await?,
+    ))
+}
+
+pub async fn retry(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(id): Path<String>,
+) -> AppResult<(StatusCode, Json<Enqueued>)> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(service::retry(&state, &current.tenant, job_id(&id)?).await?),
+    ))
+}
+
+pub async fn health(State(state): State<AppState>, _user: CurrentUser) -> AppResult<Json<Health>> {
+    Ok(Json(service::health(&state).await?))
+}
