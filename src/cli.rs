@@ -35,6 +35,12 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Run sync workers only (no HTTP), to scale them apart from servers.
+    Worker {
+        /// How many workers (default: sync.workers, at least 1).
+        #[arg(long)]
+        count: Option<u32>,
+    },
     /// Manage users without the web UI.
     #[command(subcommand)]
     User(UserCommand),

@@ -45,6 +45,18 @@ async fn run(args: Cli) -> anyhow::Result<()> {
             app::serve_until_signal(state).await
         }
         Command::Migrate => cli::migrate(&settings).await,
+        Command::Worker { count } => {
+            let state = app::build_state(settings).await?;
+            let count = count.unwrap_or(state.settings.sync.workers).max(1);
+            tracing::info!(count, "plugboard worker running");
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let workers = tokio::spawn(plugboard::sync::worker::run_workers(state, count, stopped));
+            app::shutdown_signal().await;
+            tracing::info!("stopping workers after their current page");
+            let _ = stop.send(true);
+            let _ = workers.await;
+            Ok(())
+        }
         Command::User(UserCommand::Create(create)) => cli::user_create(&settings, &create).await,
         Command::Keys(KeysCommand::Status) => cli::keys_status(&settings).await,
         Command::Keys(KeysCommand::Rotate { batch_size }) => {

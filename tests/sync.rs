@@ -157,6 +157,28 @@ async fn full_then_delta_sync_of_projects(backend: Backend) {
         .get_json(app.url("/api/integrations/sandbox/jobs?object=projects"))
         .await;
     assert_eq!(jobs.as_array().unwrap().len(), 2);
+    // The job page shows counts and the log.
+    let id = first["job"]["id"].as_str().unwrap();
+    let page = owner
+        .client
+        .get_text(app.url(&format!("/data/jobs/{id}")))
+        .await;
+    assert!(
+        page.contains("data-testid=\"job-status\">succeeded<") && page.contains("page 1"),
+        "{page}"
+    );
+    // Sync now from the Data Hub queues every record object.
+    let token = app.csrf(&owner.client, "/data").await;
+    let res = owner
+        .client
+        .post(app.url("/data/sandbox/sync"))
+        .form(&[("_csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let hub = owner.client.get_text(app.url("/data")).await;
+    assert!(hub.contains("sync job(s) queued"), "{hub}");
     // Another workspace can't see a job.
     let other = app.signup("other@example.com", "Other").await;
     let id = first["job"]["id"].as_str().unwrap();

@@ -48,7 +48,7 @@ const STEPS = [
   'log out, wrong password, log in',
   'invite a member from /settings/members',
   'accept the invite in a fresh browser context',
-  'connect the sandbox from the Data Hub, approve, pick an account, test',
+  'connect the sandbox from the Data Hub, approve, pick an account, test, sync now',
   'mobile viewport has no horizontal overflow',
 ];
 
@@ -299,6 +299,9 @@ async function main() {
       await page.locator('[data-testid="card-sandbox"]').getByRole('button', { name: 'Test' }).click();
       await waitForPath(page, '/data', 'after testing');
       await expectText(page.locator('.flash'), 'Test passed', 'test flash');
+      await page.locator('[data-testid="sync-sandbox"]').click();
+      await waitForPath(page, '/data', 'after Sync now');
+      await expectText(page.locator('.flash'), 'sync job(s) queued', 'sync flash');
       await shot(page, 'data-hub.png');
     },
     // 7

@@ -41,6 +41,8 @@ pub struct Card {
     pub header_fields: Vec<HeaderField>,
     pub has_accounts: bool,
     pub can_change: bool,
+    /// Has objects the workers sync (records).
+    pub syncable: bool,
 }
 
 #[derive(Template, WebTemplate)]
@@ -143,6 +145,11 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
             has_accounts: provider.meta.accounts.is_some(),
             connection: view,
             can_change,
+            syncable: provider
+                .meta
+                .objects
+                .iter()
+                .any(|o| o.kind == crate::providers::ObjectKind::Records),
             key,
         });
     }
@@ -371,4 +378,93 @@ pub async fn admin_action(
         return Err(AppError::NotFound(m.clone()));
     }
     redirect_with_outcome(&form.session, HUB, outcome).await
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "job.html")]
+pub struct JobPage {
+    layout: Layout,
+    provider: String,
+    object: String,
+    status: String,
+    status_class: &'static str,
+    started: String,
+    finished: String,
+    counts: Vec<(String, String)>,
+    error: Option<String>,
+    running: bool,
+    log: Vec<crate::sync::leases::JobLogLine>,
+}
+
+pub async fn job_page(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let id = parse_path_id(&id, "job")?;
+    let CurrentTenant {
+        user,
+        session,
+        tenant,
+    } = current;
+    let job = crate::sync::service::job(&state, &tenant, id).await?;
+    let log = state.store.job_logs(tenant.workspace_id, id).await?;
+    let status = job.status();
+    let when = |t: Option<time::OffsetDateTime>| {
+        t.map_or_else(|| "—".to_owned(), |t| format!("{} {}", t.date(), t.time()))
+    };
+    let counts = job
+        .counts
+        .0
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.replace('_', " "), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(JobPage {
+        layout: Layout::signed_in(&state, &session, &user, &tenant).await?,
+        provider: job.provider.clone(),
+        object: job.object.clone().unwrap_or_default(),
+        status: status.as_str().to_owned(),
+        status_class: match status {
+            crate::jobs::JobStatus::Succeeded => "ok",
+            crate::jobs::JobStatus::Failed => "bad",
+            crate::jobs::JobStatus::Cancelled => "off",
+            _ => "pending",
+        },
+        started: when(job.started_at),
+        finished: when(job.finished_at),
+        counts,
+        error: job.error.clone(),
+        running: !status.is_finished(),
+        log,
+    }
+    .into_response())
+}
+
+pub async fn sync_now(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(provider): Path<String>,
+    form: CsrfForm<serde::de::IgnoredAny>,
+) -> AppResult<Response> {
+    match crate::sync::service::enqueue(&state, &current.tenant, &provider, None).await {
+        Ok(jobs) if jobs.len() == 1 => {
+            Ok(Redirect::to(&format!("/data/jobs/{}", jobs[0].job_id)).into_response())
+        }
+        Ok(jobs) => {
+            let outcome = Ok(format!(
+                "{} sync job(s) queued: {}.",
+                jobs.len(),
+                jobs.iter()
+                    .map(|j| j.object.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            redirect_with_outcome(&form.session, HUB, outcome).await
+        }
+        Err(err) => redirect_with_outcome(&form.session, HUB, Err(err)).await,
+    }
 }
