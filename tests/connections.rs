@@ -30,6 +30,7 @@ on_both_backends!(
     tokens_at_rest_are_sealed,
     keep_alive_refreshes_idle_connections,
     provider_401_refreshes_once_and_retries,
+    account_listing_reads_every_page,
 );
 
 async fn code_flow_with_pkce_account_selection_and_disconnect(backend: Backend) {
@@ -412,6 +413,10 @@ async fn fake_provider_app(
     doc["auth"]["clientSecretEnv"] = "PLUGBOARD_FAKEPROV_CLIENT_SECRET".into();
     doc["baseUrlVariants"][0]["baseUrl"] = format!("{uri}/api").into();
     doc["requiredHeaders"] = json!([]);
+    // Accounts come in pages here, with prefixed ids (like GA4's "properties/123").
+    doc["accounts"]["pagination"] =
+        json!({"strategy": "cursor", "cursorParam": "cursor", "cursorPath": "/next_cursor"});
+    doc["accounts"]["idPrefixToStrip"] = "properties/".into();
     std::fs::create_dir_all(dir.path().join("fakeprov")).unwrap();
     std::fs::write(dir.path().join("fakeprov/provider.json"), doc.to_string()).unwrap();
     let mut env: Vec<(&'static str, &str)> = vec![
@@ -868,5 +873,67 @@ async fn provider_401_refreshes_once_and_retries(backend: Backend) {
         .get_json(app.url("/api/integrations/fakeprov/test"))
         .await;
     assert_eq!(diag["ok"], true, "{diag}");
+    app.stop().await;
+}
+
+async fn account_listing_reads_every_page(backend: Backend) {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "AT", "refresh_token": "RT", "expires_in": 3600, "token_type": "bearer"
+        })))
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/properties"))
+        .and(wiremock::matchers::query_param("cursor", "c2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "properties": [{"id": "properties/3", "name": "Third"}], "next_cursor": null
+        })))
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/properties"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "properties": [{"id": "properties/1", "name": "First"}, {"id": "properties/2", "name": "Second"}], "next_cursor": "c2"
+        })))
+        .mount(&mock)
+        .await;
+    let (app, _dir) = fake_provider_app(backend, &mock, &[]).await;
+    let owner = app.signup("owner@a.example", "Acme").await;
+    assert!(
+        connect_fake(&app, &owner.client)
+            .await
+            .status()
+            .is_redirection()
+    );
+    let listed = owner
+        .client
+        .get_json(app.url("/api/oauth/fakeprov/accounts"))
+        .await;
+    let ids: Vec<&str> = listed["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["1", "2", "3"],
+        "every page, ids without their prefix: {listed}"
+    );
+    let res = owner
+        .client
+        .post_json(
+            app.url("/api/data/select-account"),
+            &json!({"provider": "fakeprov", "accountIds": ["3"]}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "an account from the second page can be chosen"
+    );
     app.stop().await;
 }

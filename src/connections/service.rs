@@ -799,28 +799,64 @@ pub async fn list_accounts(state: &AppState, c: &Connection) -> AppResult<Vec<Ac
         .map(|b| oauth::expand_url(b, &state.settings.public_url(), &[]))
         .or_else(|| base_url(state, provider, &c.environment))
         .unwrap_or_default();
-    let url = if endpoint.starts_with("http") {
-        endpoint.to_owned()
-    } else {
-        format!("{base}{endpoint}")
-    };
-    let response = provider_get(state, c, &url).await?;
-    if response.status != 200 {
-        return Err(AppError::Unavailable(format!(
-            "{} answered HTTP {} when listing accounts",
-            provider.meta.display_name, response.status
-        )));
-    }
     let selector = spec
         .get("recordSelector")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let records = response
-        .body
-        .pointer(selector)
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    // The listing pages like any object: the sync engine's reader walks it.
+    let listing: crate::providers::ObjectMeta = serde_json::from_value(serde_json::json!({
+        "key": "accounts", "label": "Accounts", "kind": "records", "endpoint": endpoint,
+        "method": "GET", "recordSelector": selector, "capabilities": ["list"],
+        "pagination": spec.get("pagination").cloned().unwrap_or(serde_json::json!({"strategy": "none"})),
+        "fields": [{"name": "id", "type": "string", "nullable": false, "identifier": true}],
+    }))
+    .map_err(|e| AppError::internal(anyhow::anyhow!("accounts metadata: {e}")))?;
+    let raw = serde_json::json!({"objects": [{"key": "accounts", "query": spec.get("query").cloned().unwrap_or(Value::Null)}]});
+    let reader = crate::sync::fetch::ObjectReader::new(&listing, &raw);
+    let read = crate::sync::fetch::ReadSpec {
+        base_url: if endpoint.starts_with("http") {
+            String::new()
+        } else {
+            base
+        },
+        account_id: None,
+        since: None,
+        until: None,
+        parent_only: false,
+        page_size: None,
+    };
+    let mut records = Vec::new();
+    let mut position = crate::sync::fetch::Position::Start;
+    // Enough for thousands of accounts; a provider that never ends stops here.
+    for _ in 0..50 {
+        if position == crate::sync::fetch::Position::Done {
+            break;
+        }
+        let request = reader
+            .request(&read, &position)
+            .map_err(|e| AppError::internal(anyhow::anyhow!("accounts request: {e}")))?;
+        let url = if request.query.is_empty() {
+            request.url.clone()
+        } else {
+            format!(
+                "{}?{}",
+                request.url,
+                serde_urlencoded::to_string(&request.query).unwrap_or_default()
+            )
+        };
+        let response = provider_get(state, c, &url).await?;
+        if response.status != 200 {
+            return Err(AppError::Unavailable(format!(
+                "{} answered HTTP {} when listing accounts",
+                provider.meta.display_name, response.status
+            )));
+        }
+        let page = reader
+            .parse(&position, &[], &response.body)
+            .map_err(|e| AppError::Unavailable(format!("{}: {e}", provider.meta.display_name)))?;
+        records.extend(page.records);
+        position = page.next;
+    }
     let nested = spec.get("nestedSelector").and_then(Value::as_str);
     let records: Vec<Value> = match nested {
         Some(ptr) => records
@@ -834,6 +870,10 @@ pub async fn list_accounts(state: &AppState, c: &Connection) -> AppResult<Vec<Ac
             .collect(),
         None => records,
     };
+    let strip = spec
+        .get("idPrefixToStrip")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let id_ptr = spec.get("idField").and_then(Value::as_str).unwrap_or("/id");
     let label_ptr = spec
         .get("labelField")
@@ -842,7 +882,9 @@ pub async fn list_accounts(state: &AppState, c: &Connection) -> AppResult<Vec<Ac
     Ok(records
         .iter()
         .filter_map(|r| {
-            let id = text_at(r, id_ptr)?;
+            let raw_id = text_at(r, id_ptr)?;
+            // e.g. GA4's "properties/123" → "123", what its Data API takes.
+            let id = raw_id.strip_prefix(strip).unwrap_or(&raw_id).to_owned();
             let label = text_at(r, label_ptr).unwrap_or_else(|| id.clone());
             Some(Account { id, label })
         })
