@@ -21,6 +21,7 @@ on_both_backends!(
     concurrent_requests_make_one_job,
     throttling_is_retried_and_long_waits_fail_clearly,
     refused_without_workers_or_when_switched_off,
+    daily_metrics_sync_into_the_metrics_store,
 );
 
 async fn connect(app: &TestApp) -> (TestUser, Uuid) {
@@ -294,4 +295,58 @@ async fn refused_without_workers_or_when_switched_off(backend: Backend) {
         .unwrap();
     api_error(res, StatusCode::SERVICE_UNAVAILABLE).await;
     off.stop().await;
+}
+
+async fn daily_metrics_sync_into_the_metrics_store(backend: Backend) {
+    let app = sandbox_app(backend, &[]).await;
+    let (owner, _) = connect(&app).await;
+    let ws = WorkspaceId(owner.workspace_id);
+    // Metric objects read each selected account; none selected fails clearly.
+    let none = finished(&app, &owner, sync(&app, &owner, "daily_metrics").await).await;
+    assert_eq!(none["job"]["status"], "failed");
+    assert!(
+        none["job"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no account is selected"),
+        "{none}"
+    );
+    let res = owner
+        .client
+        .post_json(
+            app.url("/api/data/select-account"),
+            &json!({"provider": "sandbox", "accountIds": ["prop-1", "prop-2"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let first = finished(&app, &owner, sync(&app, &owner, "daily_metrics").await).await;
+    assert_eq!(first["job"]["status"], "succeeded", "{first}");
+    let rows = app.store.count_metrics(ws, "sandbox").await.unwrap();
+    assert_eq!(rows, 2 * 90, "90 days for each of two properties: {first}");
+    assert_eq!(first["job"]["counts"]["created"], 180);
+    let today = time::OffsetDateTime::now_utc().date();
+    let stored = app
+        .store
+        .list_metrics(ws, "sandbox", today - time::Duration::days(1), today, 10)
+        .await
+        .unwrap();
+    assert!(
+        stored
+            .iter()
+            .all(|r| r.metrics.0["sessions"].is_number() && r.connection_id.is_some())
+    );
+
+    // Again: a delta from the last day; the re-read day is rewritten only if
+    // its numbers changed (the sandbox's didn't), nothing is duplicated.
+    let second = finished(&app, &owner, sync(&app, &owner, "daily_metrics").await).await;
+    assert_eq!(second["job"]["status"], "succeeded", "{second}");
+    assert!(second["log"].to_string().contains("delta read"), "{second}");
+    assert!(
+        second["job"]["counts"]["fetched"].as_u64().unwrap() <= 4,
+        "{second}"
+    );
+    assert_eq!(second["job"]["counts"]["created"], 0);
+    assert_eq!(app.store.count_metrics(ws, "sandbox").await.unwrap(), 180);
+    app.stop().await;
 }

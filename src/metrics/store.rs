@@ -98,32 +98,72 @@ fn add(a: WriteCounts, b: WriteCounts) -> WriteCounts {
     }
 }
 
+/// A batch's upsert on PostgreSQL, on any connection (a transaction: the
+/// internal API's request, or a sync page with its checkpoint).
+pub(crate) async fn upsert_pg(
+    conn: &mut sqlx::PgConnection,
+    batch: &MetricBatch<'_>,
+) -> sqlx::Result<WriteCounts> {
+    let mut total = WriteCounts::default();
+    for chunk in batch.rows.chunks(CHUNK) {
+        let accounts: Vec<&str> = chunk.iter().map(|r| r.account_id.as_str()).collect();
+        let dates: Vec<Date> = chunk.iter().map(|r| r.date).collect();
+        let keys: Vec<&str> = chunk.iter().map(|r| r.dimension_key.as_str()).collect();
+        let dims: Vec<Json<&Value>> = chunk.iter().map(|r| Json(&r.dimensions)).collect();
+        let metrics: Vec<Json<&Value>> = chunk.iter().map(|r| Json(&r.metrics)).collect();
+        let returned: Vec<Uuid> = sqlx::query_scalar(PG_UPSERT)
+            .bind(batch.workspace)
+            .bind(batch.provider)
+            .bind(batch.connection_id)
+            .bind(batch.batch_id)
+            .bind(batch.at)
+            .bind(&accounts)
+            .bind(&dates)
+            .bind(&keys)
+            .bind(&dims)
+            .bind(&metrics)
+            .fetch_all(&mut *conn)
+            .await?;
+        total = add(total, counts(chunk.len(), &returned, batch.batch_id));
+    }
+    Ok(total)
+}
+
+/// A batch's upsert on SQLite; see [`upsert_pg`].
+pub(crate) async fn upsert_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &MetricBatch<'_>,
+) -> sqlx::Result<WriteCounts> {
+    let mut total = WriteCounts::default();
+    for chunk in batch.rows.chunks(CHUNK) {
+        let rows: Vec<Value> = chunk
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "a": r.account_id, "d": r.date.to_string(), "k": r.dimension_key,
+                    "dim": r.dimensions, "m": r.metrics,
+                })
+            })
+            .collect();
+        let returned: Vec<Uuid> = sqlx::query_scalar(SQLITE_UPSERT)
+            .bind(batch.workspace)
+            .bind(batch.provider)
+            .bind(batch.connection_id)
+            .bind(batch.batch_id)
+            .bind(batch.at)
+            .bind(Json(&rows))
+            .fetch_all(&mut *conn)
+            .await?;
+        total = add(total, counts(chunk.len(), &returned, batch.batch_id));
+    }
+    Ok(total)
+}
+
 #[async_trait::async_trait]
 impl MetricStore for PgStore {
     async fn upsert_metrics(&self, batch: &MetricBatch<'_>) -> sqlx::Result<WriteCounts> {
         let mut tx = self.begin_write().await?;
-        let mut total = WriteCounts::default();
-        for chunk in batch.rows.chunks(CHUNK) {
-            let accounts: Vec<&str> = chunk.iter().map(|r| r.account_id.as_str()).collect();
-            let dates: Vec<Date> = chunk.iter().map(|r| r.date).collect();
-            let keys: Vec<&str> = chunk.iter().map(|r| r.dimension_key.as_str()).collect();
-            let dims: Vec<Json<&Value>> = chunk.iter().map(|r| Json(&r.dimensions)).collect();
-            let metrics: Vec<Json<&Value>> = chunk.iter().map(|r| Json(&r.metrics)).collect();
-            let returned: Vec<Uuid> = sqlx::query_scalar(PG_UPSERT)
-                .bind(batch.workspace)
-                .bind(batch.provider)
-                .bind(batch.connection_id)
-                .bind(batch.batch_id)
-                .bind(batch.at)
-                .bind(&accounts)
-                .bind(&dates)
-                .bind(&keys)
-                .bind(&dims)
-                .bind(&metrics)
-                .fetch_all(&mut *tx)
-                .await?;
-            total = add(total, counts(chunk.len(), &returned, batch.batch_id));
-        }
+        let total = upsert_pg(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(total)
     }
@@ -133,28 +173,7 @@ impl MetricStore for PgStore {
 impl MetricStore for SqliteStore {
     async fn upsert_metrics(&self, batch: &MetricBatch<'_>) -> sqlx::Result<WriteCounts> {
         let mut tx = self.begin_write().await?;
-        let mut total = WriteCounts::default();
-        for chunk in batch.rows.chunks(CHUNK) {
-            let rows: Vec<Value> = chunk
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "a": r.account_id, "d": r.date.to_string(), "k": r.dimension_key,
-                        "dim": r.dimensions, "m": r.metrics,
-                    })
-                })
-                .collect();
-            let returned: Vec<Uuid> = sqlx::query_scalar(SQLITE_UPSERT)
-                .bind(batch.workspace)
-                .bind(batch.provider)
-                .bind(batch.connection_id)
-                .bind(batch.batch_id)
-                .bind(batch.at)
-                .bind(Json(&rows))
-                .fetch_all(&mut *tx)
-                .await?;
-            total = add(total, counts(chunk.len(), &returned, batch.batch_id));
-        }
+        let total = upsert_sqlite(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(total)
     }

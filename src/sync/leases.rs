@@ -17,6 +17,8 @@ use uuid::Uuid;
 use super::records::{RecordBatch, RecordCounts, upsert_pg, upsert_sqlite};
 use crate::impl_for_backends;
 use crate::jobs::{Job, JobStatus};
+use crate::metrics::WriteCounts;
+use crate::metrics::store::MetricBatch;
 use crate::storage::{PgStore, SqliteStore};
 use crate::tenancy::WorkspaceId;
 
@@ -130,6 +132,13 @@ pub trait PageStore {
         page: &PageCommit<'_>,
         batch: &RecordBatch<'_>,
     ) -> sqlx::Result<Option<RecordCounts>>;
+    /// The same for a page of daily metrics.
+    async fn commit_metric_page(
+        &self,
+        lease: &Lease,
+        page: &PageCommit<'_>,
+        batch: &MetricBatch<'_>,
+    ) -> sqlx::Result<Option<WriteCounts>>;
 }
 
 // Fencing: the checkpoint update only matches while this worker holds the
@@ -282,6 +291,32 @@ impl_for_backends! {
 
 #[async_trait::async_trait]
 impl PageStore for PgStore {
+    async fn commit_metric_page(
+        &self,
+        lease: &Lease,
+        page: &PageCommit<'_>,
+        batch: &MetricBatch<'_>,
+    ) -> sqlx::Result<Option<WriteCounts>> {
+        let mut tx = self.begin_write().await?;
+        let held = sqlx::query(FENCED_CHECKPOINT)
+            .bind(lease.workspace)
+            .bind(lease.job_id)
+            .bind(lease.owner)
+            .bind(Json(page.checkpoint))
+            .bind(Json(page.counts))
+            .bind(page.lease_until)
+            .bind(batch.at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if held == 0 {
+            return Ok(None);
+        }
+        let counts = crate::metrics::store::upsert_pg(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(Some(counts))
+    }
+
     async fn commit_record_page(
         &self,
         lease: &Lease,
@@ -313,6 +348,32 @@ impl PageStore for PgStore {
 
 #[async_trait::async_trait]
 impl PageStore for SqliteStore {
+    async fn commit_metric_page(
+        &self,
+        lease: &Lease,
+        page: &PageCommit<'_>,
+        batch: &MetricBatch<'_>,
+    ) -> sqlx::Result<Option<WriteCounts>> {
+        let mut tx = self.begin_write().await?;
+        let held = sqlx::query(FENCED_CHECKPOINT)
+            .bind(lease.workspace)
+            .bind(lease.job_id)
+            .bind(lease.owner)
+            .bind(Json(page.checkpoint))
+            .bind(Json(page.counts))
+            .bind(page.lease_until)
+            .bind(batch.at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if held == 0 {
+            return Ok(None);
+        }
+        let counts = crate::metrics::store::upsert_sqlite(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(Some(counts))
+    }
+
     async fn commit_record_page(
         &self,
         lease: &Lease,

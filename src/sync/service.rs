@@ -9,7 +9,6 @@ use crate::connections::service::resolve;
 use crate::error::{AppError, AppResult};
 use crate::jobs::store::{Created, NewJob};
 use crate::jobs::{Job, JobStatus};
-use crate::providers::ObjectKind;
 use crate::storage::now;
 use crate::tenancy::Tenant;
 
@@ -63,19 +62,12 @@ pub async fn enqueue(
             let o = provider.object(key).ok_or_else(|| {
                 AppError::not_found(format!("{provider_key} has no object {key:?}"))
             })?;
-            if o.kind != ObjectKind::Records {
-                return Err(AppError::validation(
-                    "object",
-                    "metric objects are written by automations for now",
-                ));
-            }
             vec![o.key.as_str()]
         }
         None => provider
             .meta
             .objects
             .iter()
-            .filter(|o| o.kind == ObjectKind::Records)
             .map(|o| o.key.as_str())
             .collect(),
     };

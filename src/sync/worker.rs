@@ -22,7 +22,10 @@ use crate::app::AppState;
 use crate::connections::Connection;
 use crate::connections::tokens::{self, base_url, provider_of, required_headers};
 use crate::jobs::JobStatus;
+use crate::metrics::store::MetricBatch;
+use crate::metrics::{MetricInput, MetricRow};
 use crate::providers::ObjectKind;
+use crate::providers::ObjectMeta;
 use crate::storage::now;
 
 const LEASE: time::Duration = time::Duration::seconds(60);
@@ -235,11 +238,6 @@ async fn execute(
             provider.meta.key
         ))
     })?;
-    if object.kind != ObjectKind::Records {
-        return Err(failed(
-            "metric objects are written by automations through /api/internal/metrics/write for now; syncing them is not built yet",
-        ));
-    }
     let reader = ObjectReader::new(object, &provider.raw);
     let base = base_url(state, &provider, &connection.environment)
         .ok_or_else(|| failed("the provider has no base URL"))?;
@@ -331,8 +329,35 @@ async fn execute(
                 .parse(&position, &response_headers, &body)
                 .map_err(|e| failed(e.to_string()))?;
             let mut rows = Vec::with_capacity(parsed.records.len());
+            let mut metric_rows: Vec<MetricRow> = Vec::new();
             for record in &parsed.records {
                 cp.counts.fetched += 1;
+                if let Some(field) = &object.delta_cursor_field
+                    && let Some(value) = reader.field(record, field).and_then(Value::as_str)
+                    && cp.high_water.as_deref().is_none_or(|hw| value > hw)
+                {
+                    cp.high_water = Some(value.to_owned());
+                }
+                if object.kind == ObjectKind::Metrics {
+                    match metric_row(
+                        &reader,
+                        object,
+                        record,
+                        accounts[cp.account_index].as_deref(),
+                    ) {
+                        Some(row) => {
+                            // Same day and dimensions twice in a page: the last wins.
+                            metric_rows.retain(|r| {
+                                !(r.date == row.date
+                                    && r.dimension_key == row.dimension_key
+                                    && r.account_id == row.account_id)
+                            });
+                            metric_rows.push(row);
+                        }
+                        None => cp.counts.errors += 1,
+                    }
+                    continue;
+                }
                 let child = reader.is_child(record);
                 if parent_only && child {
                     // The server-side filter should have kept it out.
@@ -343,12 +368,6 @@ async fn execute(
                     cp.counts.errors += 1;
                     continue;
                 };
-                if let Some(field) = &object.delta_cursor_field
-                    && let Some(value) = reader.field(record, field).and_then(Value::as_str)
-                    && cp.high_water.as_deref().is_none_or(|hw| value > hw)
-                {
-                    cp.high_water = Some(value.to_owned());
-                }
                 rows.push(RecordRow::new(
                     id,
                     reader.project(record),
@@ -366,40 +385,61 @@ async fn execute(
             }
             let checkpoint = serde_json::to_value(&cp).unwrap_or(Value::Null);
             let counts = serde_json::to_value(cp.counts).unwrap_or(Value::Null);
-            let written = state
-                .store
-                .commit_record_page(
-                    lease,
-                    &PageCommit {
-                        checkpoint: &checkpoint,
-                        counts: &counts,
-                        lease_until: now() + LEASE,
-                    },
-                    &RecordBatch {
-                        workspace: job.workspace_id,
-                        connection_id,
-                        object: &object_key,
-                        run_id: job.id,
-                        full_read,
-                        rows: &rows,
-                        at: now(),
-                    },
-                )
-                .await
-                .map_err(|e| failed(format!("writing page {} failed: {e}", cp.pages)))?
-                .ok_or(RunError::LeaseLost)?;
+            let page = PageCommit {
+                checkpoint: &checkpoint,
+                counts: &counts,
+                lease_until: now() + LEASE,
+            };
+            let written = if object.kind == ObjectKind::Metrics {
+                let batch = MetricBatch {
+                    workspace: job.workspace_id,
+                    provider: &provider.meta.key,
+                    connection_id: Some(connection_id),
+                    rows: &metric_rows,
+                    batch_id: Uuid::now_v7(),
+                    at: now(),
+                };
+                let w = state
+                    .store
+                    .commit_metric_page(lease, &page, &batch)
+                    .await
+                    .map_err(|e| failed(format!("writing page {} failed: {e}", cp.pages)))?
+                    .ok_or(RunError::LeaseLost)?;
+                RecordCounts {
+                    created: w.inserted,
+                    updated: w.updated,
+                    unchanged: w.unchanged,
+                    deleted: 0,
+                }
+            } else {
+                state
+                    .store
+                    .commit_record_page(
+                        lease,
+                        &page,
+                        &RecordBatch {
+                            workspace: job.workspace_id,
+                            connection_id,
+                            object: &object_key,
+                            run_id: job.id,
+                            full_read,
+                            rows: &rows,
+                            at: now(),
+                        },
+                    )
+                    .await
+                    .map_err(|e| failed(format!("writing page {} failed: {e}", cp.pages)))?
+                    .ok_or(RunError::LeaseLost)?
+            };
             cp.counts.add(written);
+            let n = rows.len() + metric_rows.len();
             log(
                 state,
                 lease,
                 "info",
                 &format!(
-                    "page {}: {} records ({} new, {} changed, {} unchanged)",
-                    cp.pages,
-                    rows.len(),
-                    written.created,
-                    written.updated,
-                    written.unchanged
+                    "page {}: {n} rows ({} new, {} changed, {} unchanged)",
+                    cp.pages, written.created, written.updated, written.unchanged
                 ),
             )
             .await;
@@ -409,7 +449,7 @@ async fn execute(
         }
     }
 
-    if full_read {
+    if full_read && object.kind == ObjectKind::Records {
         let vanished = state
             .store
             .mark_vanished(job.workspace_id, connection_id, &object_key, job.id, now())
@@ -533,4 +573,58 @@ async fn fetch_page(
 pub async fn workers_alive(state: &AppState) -> bool {
     let since = now() - time::Duration::seconds(30);
     state.store.live_workers(since).await.unwrap_or(0) > 0
+}
+
+/// A provider's metric record as a daily row: the date dimension, the
+/// declared metrics as numbers (some providers send them as strings), the
+/// other dimensions as the row's identity within the day. Validated like
+/// the internal API's rows.
+fn metric_row(
+    reader: &ObjectReader<'_>,
+    object: &ObjectMeta,
+    record: &Value,
+    account: Option<&str>,
+) -> Option<MetricRow> {
+    let is_date = |name: &str| {
+        object
+            .fields
+            .iter()
+            .any(|f| f.name == name && f.field_type == "date")
+    };
+    let date_field = object
+        .dimensions
+        .iter()
+        .find(|d| is_date(d))
+        .or_else(|| object.dimensions.iter().find(|d| d.as_str() == "date"))?;
+    let raw_date = reader.field(record, date_field)?.as_str()?;
+    // GA4 sends 20261120; everyone else 2026-11-20.
+    let date = if raw_date.len() == 8 && raw_date.chars().all(|c| c.is_ascii_digit()) {
+        format!("{}-{}-{}", &raw_date[..4], &raw_date[4..6], &raw_date[6..])
+    } else {
+        raw_date.to_owned()
+    };
+    let mut metrics = serde_json::Map::new();
+    for name in &object.metrics {
+        let value = match reader.field(record, name) {
+            Some(Value::Number(n)) => Value::Number(n.clone()),
+            Some(Value::String(s)) => {
+                serde_json::Number::from_f64(s.parse::<f64>().ok()?).map(Value::Number)?
+            }
+            _ => continue,
+        };
+        metrics.insert(name.clone(), value);
+    }
+    let mut dimensions = serde_json::Map::new();
+    for name in object.dimensions.iter().filter(|d| *d != date_field) {
+        if let Some(v) = reader.field(record, name) {
+            dimensions.insert(name.clone(), v.clone());
+        }
+    }
+    let input = MetricInput {
+        date: Value::String(date),
+        account_id: account.map(|a| Value::String(a.to_owned())),
+        metrics_json: Value::Object(metrics),
+        dimensions_json: Some(Value::Object(dimensions)),
+    };
+    crate::metrics::validate(0, &input).ok()
 }

@@ -41,7 +41,7 @@ pub struct Card {
     pub header_fields: Vec<HeaderField>,
     pub has_accounts: bool,
     pub can_change: bool,
-    /// Has objects the workers sync (records).
+    /// Has objects the workers sync.
     pub syncable: bool,
 }
 
@@ -145,11 +145,7 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
             has_accounts: provider.meta.accounts.is_some(),
             connection: view,
             can_change,
-            syncable: provider
-                .meta
-                .objects
-                .iter()
-                .any(|o| o.kind == crate::providers::ObjectKind::Records),
+            syncable: !provider.meta.objects.is_empty(),
             key,
         });
     }
