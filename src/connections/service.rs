@@ -46,16 +46,6 @@ fn require_oauth_enabled(state: &AppState) -> AppResult<()> {
     }
 }
 
-fn require_admin(tenant: &Tenant, what: &str) -> AppResult<()> {
-    if tenant.role.can_manage_members() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(format!(
-            "only workspace owners and admins can {what}"
-        )))
-    }
-}
-
 fn parse_ownership(raw: Option<&str>) -> AppResult<Ownership> {
     Ownership::parse(raw.unwrap_or("workspace"))
         .ok_or_else(|| AppError::validation("ownership", "expected workspace or user"))
@@ -89,8 +79,7 @@ fn check_environment(provider: &Provider, raw: Option<&str>) -> AppResult<String
 /// Workspace-owned connections are set up by admins; members connect their own.
 fn require_may_own(tenant: &Tenant, ownership: Ownership) -> AppResult<()> {
     if ownership == Ownership::Workspace {
-        require_admin(
-            tenant,
+        tenant.require_admin(
             "connect accounts for the whole workspace; connect your own with ownership=user",
         )?;
     }
@@ -741,24 +730,31 @@ pub async fn resolve(
         }
         return Ok(c);
     }
-    let mut candidates: Vec<Connection> = state
-        .store
-        .list_connections(tenant.workspace_id)
-        .await?
-        .into_iter()
+    let all = state.store.list_connections(tenant.workspace_id).await?;
+    pick(&all, tenant, provider_key)
+        .cloned()
+        .ok_or_else(not_found)
+}
+
+/// The connection the user works with among the workspace's: their own
+/// wins, then the workspace's; disconnected ones don't count.
+pub fn pick<'a>(
+    connections: &'a [Connection],
+    tenant: &Tenant,
+    provider_key: &str,
+) -> Option<&'a Connection> {
+    connections
+        .iter()
         .filter(|c| {
             c.provider == provider_key
                 && visible_to(c, tenant)
                 && c.status() != Status::NotConnected
         })
-        .collect();
-    // A member's own connection wins over the workspace's.
-    candidates.sort_by_key(|c| (c.owner_user_id.is_none(), c.created_at));
-    candidates.into_iter().next().ok_or_else(not_found)
+        .min_by_key(|c| (c.owner_user_id.is_none(), c.created_at))
 }
 
 pub async fn get_for_admin(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Connection> {
-    require_admin(tenant, "manage connections")?;
+    tenant.require_admin("manage connections")?;
     state
         .store
         .get_connection(tenant.workspace_id, id)
@@ -965,7 +961,7 @@ fn require_may_change(tenant: &Tenant, c: &Connection) -> AppResult<()> {
     if c.owner_user_id == Some(tenant.user_id) {
         return Ok(());
     }
-    require_admin(tenant, "change the workspace's connections")
+    tenant.require_admin("change the workspace's connections")
 }
 
 /// Revokes at the provider when it can (a failed revoke is recorded, never

@@ -457,22 +457,23 @@ pub async fn provider_get(
     send_get(state, provider, &refreshed, url, &headers, &token).await
 }
 
-async fn send_get(
-    state: &AppState,
+/// Adds the connection's credentials and required headers to a provider
+/// request: an API key in the header its provider names, else a bearer token.
+pub fn authorize(
+    mut request: reqwest::RequestBuilder,
     provider: &Provider,
     c: &Connection,
-    url: &str,
-    headers: &[(String, String)],
     token: &Secret,
-) -> AppResult<ProviderResponse> {
-    let mut request = state.outbound.client().get(url);
-    request = match provider.meta.auth.flows.iter().find_map(|f| match f {
+    headers: &[(String, String)],
+) -> reqwest::RequestBuilder {
+    let api_key_header = provider.meta.auth.flows.iter().find_map(|f| match f {
         crate::providers::Flow::ApiKey {
             header_name,
             value_prefix,
         } if c.flow == "api_key" => Some((header_name, value_prefix)),
         _ => None,
-    }) {
+    });
+    request = match api_key_header {
         Some((name, prefix)) => request.header(
             name.as_str(),
             format!("{}{}", prefix.as_deref().unwrap_or(""), token.expose()),
@@ -482,6 +483,24 @@ async fn send_get(
     for (k, v) in headers {
         request = request.header(k.as_str(), v.as_str());
     }
+    request
+}
+
+async fn send_get(
+    state: &AppState,
+    provider: &Provider,
+    c: &Connection,
+    url: &str,
+    headers: &[(String, String)],
+    token: &Secret,
+) -> AppResult<ProviderResponse> {
+    let request = authorize(
+        state.outbound.client().get(url),
+        provider,
+        c,
+        token,
+        headers,
+    );
     let response = request.send().await.map_err(|e| {
         AppError::Unavailable(format!(
             "{} could not be reached ({})",
@@ -540,6 +559,43 @@ mod tests {
             created_at: at,
             updated_at: at,
         }
+    }
+
+    #[test]
+    fn api_keys_go_in_their_header_tokens_in_bearer() {
+        crate::outbound::install_crypto_provider();
+        let registry = crate::providers::ProviderRegistry::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("providers"),
+        )
+        .unwrap();
+        let mut provider = (**registry.get("sandbox").unwrap()).clone();
+        provider
+            .meta
+            .auth
+            .flows
+            .push(crate::providers::Flow::ApiKey {
+                header_name: "X-Api-Key".into(),
+                value_prefix: Some("Key ".into()),
+            });
+        let client = reqwest::Client::new();
+        let extra = [("X-Sandbox-Company".to_owned(), "acme".to_owned())];
+        let token = Secret::new("s3cr3t");
+
+        let mut c = conn(None, None);
+        c.flow = "api_key".into();
+        let req = authorize(client.get("http://x.test/a"), &provider, &c, &token, &extra)
+            .build()
+            .unwrap();
+        assert_eq!(req.headers()["x-api-key"], "Key s3cr3t");
+        assert!(req.headers().get("authorization").is_none());
+        assert_eq!(req.headers()["x-sandbox-company"], "acme");
+
+        let c = conn(None, None);
+        let req = authorize(client.get("http://x.test/a"), &provider, &c, &token, &extra)
+            .build()
+            .unwrap();
+        assert_eq!(req.headers()["authorization"], "Bearer s3cr3t");
+        assert!(req.headers().get("x-api-key").is_none());
     }
 
     #[test]

@@ -34,6 +34,19 @@ pub struct WriteCounts {
     pub unchanged: u64,
 }
 
+impl std::ops::Add for WriteCounts {
+    type Output = WriteCounts;
+
+    fn add(self, other: WriteCounts) -> WriteCounts {
+        WriteCounts {
+            written: self.written + other.written,
+            inserted: self.inserted + other.inserted,
+            updated: self.updated + other.updated,
+            unchanged: self.unchanged + other.unchanged,
+        }
+    }
+}
+
 /// As posted by automations (and produced by metric fetchers).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]

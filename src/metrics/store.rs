@@ -89,15 +89,6 @@ fn counts(total: usize, returned: &[Uuid], batch_id: Uuid) -> WriteCounts {
     }
 }
 
-fn add(a: WriteCounts, b: WriteCounts) -> WriteCounts {
-    WriteCounts {
-        written: a.written + b.written,
-        inserted: a.inserted + b.inserted,
-        updated: a.updated + b.updated,
-        unchanged: a.unchanged + b.unchanged,
-    }
-}
-
 /// A batch's upsert on PostgreSQL, on any connection (a transaction: the
 /// internal API's request, or a sync page with its checkpoint).
 pub(crate) async fn upsert_pg(
@@ -124,7 +115,7 @@ pub(crate) async fn upsert_pg(
             .bind(&metrics)
             .fetch_all(&mut *conn)
             .await?;
-        total = add(total, counts(chunk.len(), &returned, batch.batch_id));
+        total = total + counts(chunk.len(), &returned, batch.batch_id);
     }
     Ok(total)
 }
@@ -154,7 +145,7 @@ pub(crate) async fn upsert_sqlite(
             .bind(Json(&rows))
             .fetch_all(&mut *conn)
             .await?;
-        total = add(total, counts(chunk.len(), &returned, batch.batch_id));
+        total = total + counts(chunk.len(), &returned, batch.batch_id);
     }
     Ok(total)
 }

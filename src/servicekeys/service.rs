@@ -11,16 +11,6 @@ use crate::error::{AppError, AppResult};
 use crate::storage::{DynStore, now};
 use crate::tenancy::Tenant;
 
-pub fn require_admin(tenant: &Tenant) -> AppResult<()> {
-    if tenant.role.can_manage_members() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(
-            "only workspace owners and admins manage service keys".into(),
-        ))
-    }
-}
-
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedKey {
@@ -60,7 +50,7 @@ pub async fn create(
     name: &str,
     raw_scopes: &[String],
 ) -> AppResult<CreatedKey> {
-    require_admin(tenant)?;
+    tenant.require_admin("manage service keys")?;
     let name = validate_name("name", name)?;
     let scopes = parse_scopes(raw_scopes)?;
     let key = mint();
@@ -96,7 +86,7 @@ pub async fn create(
 }
 
 pub async fn revoke(store: &DynStore, tenant: &Tenant, id: Uuid) -> AppResult<()> {
-    require_admin(tenant)?;
+    tenant.require_admin("manage service keys")?;
     let audit = AuditEntry::new(
         Some(tenant.workspace_id),
         Some(tenant.user_id),

@@ -289,114 +289,77 @@ impl_for_backends! {
     }
 }
 
-#[async_trait::async_trait]
-impl PageStore for PgStore {
-    async fn commit_metric_page(
-        &self,
-        lease: &Lease,
-        page: &PageCommit<'_>,
-        batch: &MetricBatch<'_>,
-    ) -> sqlx::Result<Option<WriteCounts>> {
-        let mut tx = self.begin_write().await?;
+/// A page's write on a transaction that first takes the fenced
+/// checkpoint: the fenced update comes first and locks the job row, so a
+/// concurrent claim can't slip in between the check and the rows. Yields
+/// `None` (nothing written) when the lease is no longer held.
+macro_rules! fenced_page {
+    ($store:expr, $lease:expr, $page:expr, $at:expr, |$tx:ident| $write:expr) => {{
+        let mut $tx = $store.begin_write().await?;
         let held = sqlx::query(FENCED_CHECKPOINT)
-            .bind(lease.workspace)
-            .bind(lease.job_id)
-            .bind(lease.owner)
-            .bind(Json(page.checkpoint))
-            .bind(Json(page.counts))
-            .bind(page.lease_until)
-            .bind(batch.at)
-            .execute(&mut *tx)
+            .bind($lease.workspace)
+            .bind($lease.job_id)
+            .bind($lease.owner)
+            .bind(Json($page.checkpoint))
+            .bind(Json($page.counts))
+            .bind($page.lease_until)
+            .bind($at)
+            .execute(&mut *$tx)
             .await?
             .rows_affected();
         if held == 0 {
             return Ok(None);
         }
-        let counts = crate::metrics::store::upsert_pg(&mut tx, batch).await?;
-        tx.commit().await?;
+        let counts = $write.await?;
+        $tx.commit().await?;
         Ok(Some(counts))
-    }
+    }};
+}
 
+#[async_trait::async_trait]
+impl PageStore for PgStore {
     async fn commit_record_page(
         &self,
         lease: &Lease,
         page: &PageCommit<'_>,
         batch: &RecordBatch<'_>,
     ) -> sqlx::Result<Option<RecordCounts>> {
-        let mut tx = self.begin_write().await?;
-        // The fenced update comes first and takes the job row's lock, so a
-        // concurrent claim can't slip in between the check and the rows.
-        let held = sqlx::query(FENCED_CHECKPOINT)
-            .bind(lease.workspace)
-            .bind(lease.job_id)
-            .bind(lease.owner)
-            .bind(Json(page.checkpoint))
-            .bind(Json(page.counts))
-            .bind(page.lease_until)
-            .bind(batch.at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if held == 0 {
-            return Ok(None);
-        }
-        let counts = upsert_pg(&mut tx, batch).await?;
-        tx.commit().await?;
-        Ok(Some(counts))
+        fenced_page!(self, lease, page, batch.at, |tx| upsert_pg(&mut tx, batch))
+    }
+
+    async fn commit_metric_page(
+        &self,
+        lease: &Lease,
+        page: &PageCommit<'_>,
+        batch: &MetricBatch<'_>,
+    ) -> sqlx::Result<Option<WriteCounts>> {
+        fenced_page!(self, lease, page, batch.at, |tx| {
+            crate::metrics::store::upsert_pg(&mut tx, batch)
+        })
     }
 }
 
 #[async_trait::async_trait]
 impl PageStore for SqliteStore {
-    async fn commit_metric_page(
-        &self,
-        lease: &Lease,
-        page: &PageCommit<'_>,
-        batch: &MetricBatch<'_>,
-    ) -> sqlx::Result<Option<WriteCounts>> {
-        let mut tx = self.begin_write().await?;
-        let held = sqlx::query(FENCED_CHECKPOINT)
-            .bind(lease.workspace)
-            .bind(lease.job_id)
-            .bind(lease.owner)
-            .bind(Json(page.checkpoint))
-            .bind(Json(page.counts))
-            .bind(page.lease_until)
-            .bind(batch.at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if held == 0 {
-            return Ok(None);
-        }
-        let counts = crate::metrics::store::upsert_sqlite(&mut tx, batch).await?;
-        tx.commit().await?;
-        Ok(Some(counts))
-    }
-
     async fn commit_record_page(
         &self,
         lease: &Lease,
         page: &PageCommit<'_>,
         batch: &RecordBatch<'_>,
     ) -> sqlx::Result<Option<RecordCounts>> {
-        let mut tx = self.begin_write().await?;
-        let held = sqlx::query(FENCED_CHECKPOINT)
-            .bind(lease.workspace)
-            .bind(lease.job_id)
-            .bind(lease.owner)
-            .bind(Json(page.checkpoint))
-            .bind(Json(page.counts))
-            .bind(page.lease_until)
-            .bind(batch.at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if held == 0 {
-            return Ok(None);
-        }
-        let counts = upsert_sqlite(&mut tx, batch).await?;
-        tx.commit().await?;
-        Ok(Some(counts))
+        fenced_page!(self, lease, page, batch.at, |tx| upsert_sqlite(
+            &mut tx, batch
+        ))
+    }
+
+    async fn commit_metric_page(
+        &self,
+        lease: &Lease,
+        page: &PageCommit<'_>,
+        batch: &MetricBatch<'_>,
+    ) -> sqlx::Result<Option<WriteCounts>> {
+        fenced_page!(self, lease, page, batch.at, |tx| {
+            crate::metrics::store::upsert_sqlite(&mut tx, batch)
+        })
     }
 }

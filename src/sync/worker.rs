@@ -313,8 +313,16 @@ async fn execute(
             let request = reader
                 .request(&spec, &position)
                 .map_err(|e| failed(e.to_string()))?;
-            let (status, response_headers, body, refreshed) =
-                fetch_page(state, &connection, &request, &headers, &policy, lease).await?;
+            let (status, response_headers, body, refreshed) = fetch_page(
+                state,
+                &provider,
+                &connection,
+                &request,
+                &headers,
+                &policy,
+                lease,
+            )
+            .await?;
             if let Some(c) = refreshed {
                 connection = c;
             }
@@ -493,6 +501,7 @@ type Fetched = (u16, Vec<(String, String)>, Value, Option<Connection>);
 /// retry on a 401. Retries are logged without URLs or bodies.
 async fn fetch_page(
     state: &AppState,
+    provider: &crate::providers::Provider,
     connection: &Connection,
     request: &super::fetch::PageRequest,
     headers: &[(String, String)],
@@ -514,13 +523,8 @@ async fn fetch_page(
         let build = || {
             let method = reqwest::Method::from_bytes(request.method.as_bytes())
                 .unwrap_or(reqwest::Method::GET);
-            let mut b = client
-                .request(method, &request.url)
-                .query(&request.query)
-                .bearer_auth(token.expose());
-            for (k, v) in headers {
-                b = b.header(k.as_str(), v.as_str());
-            }
+            let request_builder = client.request(method, &request.url).query(&request.query);
+            let mut b = tokens::authorize(request_builder, provider, &connection, &token, headers);
             if let Some(body) = &request.body {
                 b = b.json(body);
             }

@@ -96,6 +96,18 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// Refuses (403) anyone but owners and admins; `what` finishes the
+    /// sentence "only workspace owners and admins can …".
+    pub fn require_admin(&self, what: &str) -> crate::error::AppResult<()> {
+        if self.role.can_manage_members() {
+            Ok(())
+        } else {
+            Err(crate::error::AppError::Forbidden(format!(
+                "only workspace owners and admins can {what}"
+            )))
+        }
+    }
+
     pub fn from_membership(user_id: Uuid, m: &WorkspaceMembership) -> Self {
         Tenant {
             workspace_id: m.workspace_id,

@@ -22,19 +22,9 @@ pub fn parse_role(field: &str, value: &str) -> AppResult<Role> {
         .ok_or_else(|| AppError::validation(field, "expected one of owner, admin, member"))
 }
 
-fn require_admin(tenant: &Tenant) -> AppResult<()> {
-    if tenant.role.can_manage_members() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(
-            "only workspace owners and admins can manage members".into(),
-        ))
-    }
-}
-
 /// Admins may hand out roles up to admin; only owners make or unmake owners.
 fn require_may_grant(tenant: &Tenant, role: Role) -> AppResult<()> {
-    require_admin(tenant)?;
+    tenant.require_admin("manage members")?;
     if role == Role::Owner && tenant.role != Role::Owner {
         return Err(AppError::Forbidden(
             "only owners can grant the owner role".into(),
@@ -48,7 +38,7 @@ pub async fn create_workspace(
     tenant: &Tenant,
     name: &str,
 ) -> AppResult<WorkspaceId> {
-    require_admin(tenant)?;
+    tenant.require_admin("manage members")?;
     let name = validate_name("name", name)?;
     let id = WorkspaceId(Uuid::now_v7());
     let audit = AuditEntry::new(Some(id), Some(tenant.user_id), "workspace.create")
@@ -189,7 +179,7 @@ pub async fn invite(
 }
 
 pub async fn revoke_invite(store: &DynStore, tenant: &Tenant, invite_id: Uuid) -> AppResult<()> {
-    require_admin(tenant)?;
+    tenant.require_admin("manage members")?;
     let audit = AuditEntry::new(
         Some(tenant.workspace_id),
         Some(tenant.user_id),
@@ -251,7 +241,7 @@ pub async fn change_role(
 pub async fn remove_member(store: &DynStore, tenant: &Tenant, user_id: Uuid) -> AppResult<()> {
     let leaving = user_id == tenant.user_id;
     if !leaving {
-        require_admin(tenant)?;
+        tenant.require_admin("manage members")?;
     }
     let target = store
         .get_member(tenant.workspace_id, user_id)

@@ -191,6 +191,11 @@ async fn html_errors(req: Request, next: Next) -> Response {
     page
 }
 
+/// Ids in paths that don't parse are as absent as ids that don't exist.
+pub fn parse_path_id(raw: &str, what: &str) -> Result<uuid::Uuid, AppError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| AppError::not_found(format!("{what} not found")))
+}
+
 pub fn urlencode(value: &str) -> String {
     serde_urlencoded::to_string([("v", value)])
         .map(|s| s.trim_start_matches("v=").to_owned())

@@ -14,6 +14,7 @@ use crate::connections::service::{self, CallbackQuery, CredentialsInput, Diagnos
 use crate::connections::{Connection, ConnectionView};
 use crate::error::{AppError, AppResult, ErrorInfo};
 use crate::web::extract::ApiJson;
+use crate::web::parse_path_id;
 
 pub fn view(state: &AppState, c: &Connection) -> ConnectionView {
     let issues = state
@@ -221,16 +222,12 @@ pub async fn list(
     Ok(Json(list.iter().map(|c| view(&state, c)).collect()))
 }
 
-fn path_id(raw: &str) -> AppResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| AppError::not_found("connection not found"))
-}
-
 pub async fn admin_action(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path((id, action)): Path<(String, String)>,
 ) -> AppResult<Response> {
-    let id = path_id(&id)?;
+    let id = parse_path_id(&id, "connection")?;
     let c = match action.as_str() {
         "disable" => service::set_enabled(&state, &current.tenant, id, false).await?,
         "enable" => service::set_enabled(&state, &current.tenant, id, true).await?,

@@ -20,7 +20,7 @@ pub struct ConnectionQuery {
 
 fn query_id(raw: Option<&str>, field: &str, what: &str) -> AppResult<Uuid> {
     let raw = raw.ok_or_else(|| AppError::validation(field, format!("{field} is required")))?;
-    Uuid::parse_str(raw).map_err(|_| AppError::not_found(format!("{what} not found")))
+    crate::web::parse_path_id(raw, what)
 }
 
 pub async fn connection_tokens(

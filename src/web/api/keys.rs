@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::auth::extract::PathTenant;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::servicekeys::service::{self, CreatedKey};
 use crate::servicekeys::store::ServiceKeyRecord;
 use crate::web::extract::ApiJson;
@@ -31,7 +31,7 @@ pub async fn list(
     State(state): State<AppState>,
     path: PathTenant,
 ) -> AppResult<Json<Vec<ServiceKeyRecord>>> {
-    service::require_admin(&path.tenant)?;
+    path.tenant.require_admin("manage service keys")?;
     Ok(Json(
         state
             .store
@@ -45,8 +45,7 @@ pub async fn revoke(
     path: PathTenant,
     Path((_, key_id)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
-    let id =
-        uuid::Uuid::parse_str(&key_id).map_err(|_| AppError::not_found("service key not found"))?;
+    let id = crate::web::parse_path_id(&key_id, "service key")?;
     service::revoke(&state.store, &path.tenant, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,14 +4,14 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::extract::{CurrentTenant, CurrentUser};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::jobs::Job;
 use crate::sync::service::{self, Enqueued, Health};
 use crate::web::extract::parse_json;
+use crate::web::parse_path_id;
 
 #[derive(Deserialize, Default)]
 pub struct SyncAll {
@@ -72,16 +72,12 @@ pub async fn list(
     ))
 }
 
-fn job_id(raw: &str) -> AppResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| AppError::not_found("job not found"))
-}
-
 pub async fn show(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(id): Path<String>,
 ) -> AppResult<Json<serde_json::Value>> {
-    let id = job_id(&id)?;
+    let id = parse_path_id(&id, "job")?;
     let job = service::job(&state, &current.tenant, id).await?;
     let log = state
         .store
@@ -96,7 +92,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> AppResult<Json<Job>> {
     Ok(Json(
-        service::cancel(&state, &current.tenant, job_id(&id)?).await?,
+        service::cancel(&state, &current.tenant, parse_path_id(&id, "job")?).await?,
     ))
 }
 
@@ -107,7 +103,7 @@ pub async fn retry(
 ) -> AppResult<(StatusCode, Json<Enqueued>)> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(service::retry(&state, &current.tenant, job_id(&id)?).await?),
+        Json(service::retry(&state, &current.tenant, parse_path_id(&id, "job")?).await?),
     ))
 }
 

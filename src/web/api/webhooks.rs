@@ -16,16 +16,6 @@ use crate::web::extract::ApiJson;
 use crate::webhooks::SECRET_FIELD;
 use crate::webhooks::store::{DeliveryRecord, secret_place};
 
-fn require_admin(path: &PathTenant) -> AppResult<()> {
-    if path.tenant.role.can_manage_members() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(
-            "only workspace owners and admins manage webhooks".into(),
-        ))
-    }
-}
-
 #[derive(Deserialize)]
 pub struct WebhookInput {
     url: String,
@@ -37,7 +27,7 @@ pub async fn put(
     path: PathTenant,
     ApiJson(input): ApiJson<WebhookInput>,
 ) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
-    require_admin(&path)?;
+    path.tenant.require_admin("manage webhooks")?;
     let url = input.url.trim();
     if !(url.starts_with("https://") || url.starts_with("http://"))
         || url.len() > 2000
@@ -62,7 +52,7 @@ pub async fn get(
     State(state): State<AppState>,
     path: PathTenant,
 ) -> AppResult<Json<serde_json::Value>> {
-    require_admin(&path)?;
+    path.tenant.require_admin("manage webhooks")?;
     let url = state
         .store
         .get_webhook_url(path.tenant.workspace_id)
@@ -72,7 +62,7 @@ pub async fn get(
 }
 
 pub async fn delete(State(state): State<AppState>, path: PathTenant) -> AppResult<StatusCode> {
-    require_admin(&path)?;
+    path.tenant.require_admin("manage webhooks")?;
     let audit = AuditEntry::new(
         Some(path.tenant.workspace_id),
         Some(path.tenant.user_id),
@@ -93,7 +83,7 @@ pub async fn deliveries(
     State(state): State<AppState>,
     path: PathTenant,
 ) -> AppResult<Json<Vec<DeliveryRecord>>> {
-    require_admin(&path)?;
+    path.tenant.require_admin("manage webhooks")?;
     Ok(Json(
         state
             .store

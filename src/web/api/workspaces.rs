@@ -13,6 +13,7 @@ use crate::storage::now;
 use crate::tenancy::service::{self, CreatedInvite, parse_role};
 use crate::tenancy::{Invite, Member, Tenant, WorkspaceId};
 use crate::web::extract::ApiJson;
+use crate::web::parse_path_id;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -34,11 +35,6 @@ impl From<&Tenant> for WorkspaceDetail {
             role: t.role.as_str(),
         }
     }
-}
-
-/// Path ids that don't parse are as absent as ids that don't exist.
-fn parse_id(raw: &str, what: &str) -> AppResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| AppError::not_found(format!("{what} not found")))
 }
 
 pub async fn list(
@@ -122,7 +118,7 @@ pub async fn change_role(
     Path((_, user_id)): Path<(String, String)>,
     ApiJson(input): ApiJson<RoleInput>,
 ) -> AppResult<Json<Member>> {
-    let user_id = parse_id(&user_id, "member")?;
+    let user_id = parse_path_id(&user_id, "member")?;
     let role = parse_role("role", &input.role)?;
     service::change_role(&state.store, &path.tenant, user_id, role).await?;
     let member = state
@@ -138,7 +134,7 @@ pub async fn remove_member(
     path: PathTenant,
     Path((_, user_id)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
-    let user_id = parse_id(&user_id, "member")?;
+    let user_id = parse_path_id(&user_id, "member")?;
     service::remove_member(&state.store, &path.tenant, user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -147,11 +143,7 @@ pub async fn invites(
     State(state): State<AppState>,
     path: PathTenant,
 ) -> AppResult<Json<Vec<Invite>>> {
-    if !path.tenant.role.can_manage_members() {
-        return Err(AppError::Forbidden(
-            "only workspace owners and admins can see invites".into(),
-        ));
-    }
+    path.tenant.require_admin("see invites")?;
     Ok(Json(
         state
             .store
@@ -183,7 +175,7 @@ pub async fn revoke_invite(
     path: PathTenant,
     Path((_, invite_id)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
-    let invite_id = parse_id(&invite_id, "invite")?;
+    let invite_id = parse_path_id(&invite_id, "invite")?;
     service::revoke_invite(&state.store, &path.tenant, invite_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -192,11 +184,7 @@ pub async fn audit(
     State(state): State<AppState>,
     path: PathTenant,
 ) -> AppResult<Json<Vec<AuditRecord>>> {
-    if !path.tenant.role.can_manage_members() {
-        return Err(AppError::Forbidden(
-            "only workspace owners and admins can read the audit log".into(),
-        ));
-    }
+    path.tenant.require_admin("read the audit log")?;
     Ok(Json(
         state
             .store

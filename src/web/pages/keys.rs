@@ -9,7 +9,7 @@ use super::{Layout, parse_path_id, redirect_with_outcome};
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::auth::session::{self, FlashKind};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::servicekeys::Scope;
 use crate::servicekeys::service;
 use crate::servicekeys::store::ServiceKeyRecord;
@@ -37,7 +37,7 @@ impl KeysPage {
 }
 
 pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
-    service::require_admin(&current.tenant)?;
+    current.tenant.require_admin("manage service keys")?;
     let CurrentTenant {
         user,
         session,
@@ -95,15 +95,11 @@ pub async fn revoke(
     form: CsrfForm<serde::de::IgnoredAny>,
 ) -> AppResult<Response> {
     let id = parse_path_id(&id, "service key")?;
-    match service::revoke(&state.store, &current.tenant, id).await {
-        Err(err @ AppError::NotFound(_)) => Err(err),
-        outcome => {
-            redirect_with_outcome(
-                &form.session,
-                BACK,
-                outcome.map(|()| "Key revoked.".to_owned()),
-            )
-            .await
-        }
-    }
+    let outcome = service::revoke(&state.store, &current.tenant, id).await;
+    redirect_with_outcome(
+        &form.session,
+        BACK,
+        outcome.map(|()| "Key revoked.".to_owned()),
+    )
+    .await
 }

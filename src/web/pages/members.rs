@@ -9,7 +9,7 @@ use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::auth::normalize_email;
 use crate::auth::session::{self, FlashKind};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::storage::now;
 use crate::tenancy::service::{self, parse_role};
 use crate::tenancy::{Invite, Member, Role};
@@ -34,18 +34,8 @@ impl MembersPage {
     }
 }
 
-fn require_manager(current: &CurrentTenant) -> AppResult<()> {
-    if current.tenant.role.can_manage_members() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(
-            "only workspace owners and admins can manage members".into(),
-        ))
-    }
-}
-
 pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
-    require_manager(&current)?;
+    current.tenant.require_admin("manage members")?;
     let CurrentTenant {
         user,
         session,
@@ -146,8 +136,7 @@ pub async fn change_role(
             .map(|()| format!("Role changed to {role}.")),
         Err(err) => Err(err),
     };
-    let message = not_found_stays_not_found(outcome)?;
-    redirect_with_outcome(&form.session, BACK, message).await
+    redirect_with_outcome(&form.session, BACK, outcome).await
 }
 
 pub async fn remove(
@@ -159,9 +148,13 @@ pub async fn remove(
     let user_id = parse_path_id(&user_id, "member")?;
     let leaving = user_id == current.user.id;
     let outcome = service::remove_member(&state.store, &current.tenant, user_id).await;
-    let message = not_found_stays_not_found(outcome.map(|()| "Member removed.".to_owned()))?;
     let back = if leaving { "/" } else { BACK };
-    redirect_with_outcome(&form.session, back, message).await
+    redirect_with_outcome(
+        &form.session,
+        back,
+        outcome.map(|()| "Member removed.".to_owned()),
+    )
+    .await
 }
 
 pub async fn revoke_invite(
@@ -172,15 +165,10 @@ pub async fn revoke_invite(
 ) -> AppResult<Response> {
     let invite_id = parse_path_id(&invite_id, "invite")?;
     let outcome = service::revoke_invite(&state.store, &current.tenant, invite_id).await;
-    let message = not_found_stays_not_found(outcome.map(|()| "Invite revoked.".to_owned()))?;
-    redirect_with_outcome(&form.session, BACK, message).await
-}
-
-/// An id from another workspace must answer 404, not a friendly redirect
-/// that would tell it apart from a real one.
-fn not_found_stays_not_found(outcome: AppResult<String>) -> AppResult<AppResult<String>> {
-    match outcome {
-        Err(err @ AppError::NotFound(_)) => Err(err),
-        other => Ok(other),
-    }
+    redirect_with_outcome(
+        &form.session,
+        BACK,
+        outcome.map(|()| "Invite revoked.".to_owned()),
+    )
+    .await
 }

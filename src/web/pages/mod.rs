@@ -16,13 +16,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use tower_sessions::Session;
-use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::User;
 use crate::auth::session::{self, Flash, FlashKind};
 use crate::error::{AppError, AppResult, ErrorInfo};
 use crate::tenancy::{Tenant, WorkspaceId};
+pub use crate::web::parse_path_id;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -171,7 +171,8 @@ pub fn with_status(status: StatusCode, page: impl IntoResponse) -> Response {
 }
 
 /// After a form: redirect (303) and show the outcome once on the next page.
-/// Expected failures become an error flash; unexpected ones stay errors.
+/// Expected failures become an error flash; unexpected ones and "not
+/// found" stay errors.
 pub async fn redirect_with_outcome(
     session: &Session,
     to: &str,
@@ -183,17 +184,14 @@ pub async fn redirect_with_outcome(
             session::flash(session, FlashKind::Success, message, None).await?;
             Ok(redirect)
         }
-        Err(err @ AppError::Internal(_)) => Err(err),
+        // Not found stays a 404: a friendly redirect for another
+        // workspace's id would tell it apart from an id that doesn't exist.
+        Err(err @ (AppError::Internal(_) | AppError::NotFound(_))) => Err(err),
         Err(err) => {
             session::flash(session, FlashKind::Error, err.to_string(), None).await?;
             Ok(redirect)
         }
     }
-}
-
-/// Path ids that don't parse are as absent as ids that don't exist.
-pub fn parse_path_id(raw: &str, what: &str) -> AppResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| AppError::not_found(format!("{what} not found")))
 }
 
 /// Only local paths: an absolute or protocol-relative URL would make the
