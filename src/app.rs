@@ -40,6 +40,17 @@ pub struct AppContext {
     pub sandbox: Option<crate::sandbox::Sandbox>,
     /// The OAuth app the sandbox provider knows this server as.
     pub sandbox_credentials: Option<AppCredentials>,
+    /// `PLUGBOARD_RATE_LIMITS`, parsed.
+    pub rate_limit_overrides: std::collections::HashMap<String, crate::sync::limits::LimitOverride>,
+    /// `PLUGBOARD_REDACT_FIELDS`, parsed.
+    pub redact_fields: Vec<String>,
+}
+
+impl AppContext {
+    /// The limits a provider's requests run under (provider.json + config).
+    pub fn limits(&self, provider: &crate::providers::Provider) -> crate::sync::limits::Limits {
+        crate::sync::limits::Limits::of(provider, &self.rate_limit_overrides)
+    }
 }
 
 #[derive(Clone)]
@@ -82,6 +93,27 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let outbound = Outbound::new(&settings.http)?;
     let (sandbox, sandbox_credentials) = build_sandbox(&settings, &keys, &providers);
     let key_limiter = crate::internal::KeyLimiter::new(settings.internal.requests_per_minute);
+    let rate_limit_overrides = crate::sync::limits::parse_overrides(&settings.sync.rate_limits)
+        .map_err(|e| anyhow::anyhow!("sync.rate_limits: {e}"))?;
+    let redact_fields = settings
+        .sync
+        .redact_fields
+        .split(',')
+        .map(|f| f.trim().to_owned())
+        .filter(|f| !f.is_empty())
+        .collect();
+    // The job claim reads these: a job of a connection waits while the
+    // provider's limit of that connection's jobs already runs.
+    let concurrency: Vec<(String, u32)> = providers
+        .iter()
+        .map(|p| {
+            let limits = crate::sync::limits::Limits::of(p, &rate_limit_overrides);
+            (p.meta.key.clone(), limits.max_concurrent_per_connection)
+        })
+        .collect();
+    store
+        .set_provider_limits(&concurrency, storage::now())
+        .await?;
     Ok(AppState::new(AppContext {
         settings,
         store,
@@ -94,6 +126,8 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         instance_id: Uuid::new_v4(),
         sandbox,
         sandbox_credentials,
+        rate_limit_overrides,
+        redact_fields,
     }))
 }
 

@@ -117,6 +117,23 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "sync.max_retry_after_secs",
     ),
     ("PLUGBOARD_SYNC_MAX_PAGES", "sync.max_pages"),
+    ("PLUGBOARD_SYNC_LEASE_SECS", "sync.lease_secs"),
+    ("PLUGBOARD_SYNC_SOFT_LIMIT_SECS", "sync.soft_limit_secs"),
+    ("PLUGBOARD_SYNC_HARD_LIMIT_SECS", "sync.hard_limit_secs"),
+    (
+        "PLUGBOARD_SYNC_DELTA_LOOKBACK_SECS",
+        "sync.delta_lookback_secs",
+    ),
+    (
+        "PLUGBOARD_SYNC_METRICS_BACKFILL_DAYS",
+        "sync.metrics_backfill_days",
+    ),
+    (
+        "PLUGBOARD_SYNC_METRICS_LOOKBACK_DAYS",
+        "sync.metrics_lookback_days",
+    ),
+    ("PLUGBOARD_RATE_LIMITS", "sync.rate_limits"),
+    ("PLUGBOARD_REDACT_FIELDS", "sync.redact_fields"),
 ];
 
 /// Names the optional extra TOML file; not a setting itself.
@@ -193,6 +210,18 @@ pub struct SyncSettings {
     pub workers: u32,
     pub max_retry_after_secs: u64,
     pub max_pages: u64,
+    pub lease_secs: u64,
+    pub soft_limit_secs: u64,
+    pub hard_limit_secs: u64,
+    pub delta_lookback_secs: u64,
+    pub metrics_backfill_days: u32,
+    pub metrics_lookback_days: u32,
+    /// Per-provider overrides of provider.json rate limits, e.g.
+    /// `github:rpm=30,global=600,concurrency=1;slack:rpm=20`.
+    pub rate_limits: String,
+    /// Record fields (besides credentials, always redacted) kept out of
+    /// job logs and log lines, comma-separated.
+    pub redact_fields: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -319,6 +348,18 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Err(e) = crate::sync::limits::parse_overrides(&self.sync.rate_limits) {
+            return Err(setting_error("sync.rate_limits", e));
+        }
+        if self.sync.lease_secs < 2 {
+            return Err(setting_error("sync.lease_secs", "expected at least 2 seconds"));
+        }
+        if self.sync.hard_limit_secs == 0 || self.sync.soft_limit_secs > self.sync.hard_limit_secs {
+            return Err(setting_error(
+                "sync.hard_limit_secs",
+                "expected at least 1 second and no less than sync.soft_limit_secs",
+            ));
+        }
         if self.server.port == 0 {
             return Err(setting_error(
                 "server.port",

@@ -538,6 +538,7 @@ async fn leases_fence_pages_and_resume_from_checkpoints(backend: Backend) {
                         checkpoint: &checkpoint,
                         counts: &counts,
                         lease_until: now() + Duration::seconds(60),
+                        dry_run: false,
                     },
                     &RecordBatch {
                         workspace: ws,

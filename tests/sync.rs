@@ -337,15 +337,20 @@ async fn daily_metrics_sync_into_the_metrics_store(backend: Backend) {
             .all(|r| r.metrics.0["sessions"].is_number() && r.connection_id.is_some())
     );
 
-    // Again: a delta from the last day; the re-read day is rewritten only if
-    // its numbers changed (the sandbox's didn't), nothing is duplicated.
+    // Again: from the last day read minus the 3 days providers revise; the
+    // re-read days are rewritten only if their numbers changed (the
+    // sandbox's didn't), nothing is duplicated.
     let second = finished(&app, &owner, sync(&app, &owner, "daily_metrics").await).await;
     assert_eq!(second["job"]["status"], "succeeded", "{second}");
-    assert!(second["log"].to_string().contains("delta read"), "{second}");
+    let from = today - time::Duration::days(3);
     assert!(
-        second["job"]["counts"]["fetched"].as_u64().unwrap() <= 4,
+        second["log"]
+            .to_string()
+            .contains(&format!("reading days from {from}")),
         "{second}"
     );
+    assert_eq!(second["job"]["counts"]["fetched"], 2 * 4, "{second}");
+    assert_eq!(second["job"]["counts"]["unchanged"], 2 * 4, "{second}");
     assert_eq!(second["job"]["counts"]["created"], 0);
     assert_eq!(app.store.count_metrics(ws, "sandbox").await.unwrap(), 180);
     app.stop().await;

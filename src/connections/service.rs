@@ -1020,7 +1020,7 @@ async fn revoke(state: &AppState, c: &Connection) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let mut form = vec![("token", token.expose().to_owned())];
-    let mut request = state.outbound.client().post(url);
+    let mut request = crate::outbound::with_request_id(state.outbound.client().post(url));
     match provider.meta.auth.client_auth_method {
         crate::providers::ClientAuthMethod::Basic => {
             request = request.basic_auth(

@@ -495,7 +495,7 @@ async fn send_get(
     token: &Secret,
 ) -> AppResult<ProviderResponse> {
     let request = authorize(
-        state.outbound.client().get(url),
+        crate::outbound::with_request_id(state.outbound.client().get(url)),
         provider,
         c,
         token,

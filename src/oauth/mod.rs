@@ -410,8 +410,13 @@ async fn send(
     http: &reqwest::Client,
     request: HttpRequest,
 ) -> Result<HttpResponse, TokenHttpError> {
-    let request =
+    let mut request =
         reqwest::Request::try_from(request).map_err(|e| TokenHttpError::Build(e.to_string()))?;
+    if let Ok(id) = crate::outbound::REQUEST_ID.try_with(Clone::clone)
+        && let Ok(value) = reqwest::header::HeaderValue::from_str(&id)
+    {
+        request.headers_mut().insert("x-request-id", value);
+    }
     let response = http
         .execute(request)
         .await

@@ -197,6 +197,13 @@ pub struct ObjectMeta {
     pub capabilities: Vec<Capability>,
     #[serde(default)]
     pub delta_cursor_field: Option<String>,
+    /// `rfc3339` (default), `date` or `epoch_seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_format: Option<String>,
+    /// How far before the high-water mark delta reads start (overrides
+    /// `PLUGBOARD_SYNC_DELTA_LOOKBACK_SECS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_lookback_seconds: Option<u64>,
     #[serde(default)]
     pub hierarchy: Option<Hierarchy>,
     #[serde(default)]

@@ -32,6 +32,7 @@ use crate::jobs::store::JobStore;
 use crate::metrics::store::{MetricReadStore, MetricStore};
 use crate::servicekeys::store::ServiceKeyStore;
 use crate::sync::leases::{LeaseStore, PageStore};
+use crate::sync::limits::RateStore;
 use crate::sync::records::{RecordReadStore, RecordStore};
 use crate::tenancy::store::TenancyStore;
 use crate::vault::store::VaultStore;
@@ -73,6 +74,7 @@ pub trait Store:
     + RecordReadStore
     + LeaseStore
     + PageStore
+    + RateStore
     + Send
     + Sync
     + 'static

@@ -151,6 +151,20 @@ impl<'a> ObjectReader<'a> {
         }
     }
 
+    /// Whether a delta bound reaches the provider (a delta parameter, or a
+    /// `{since}` in the endpoint, query or body). Objects whose delta works
+    /// otherwise (cursors kept by the provider) are read in full, so
+    /// vanished records are still noticed.
+    pub fn sends_since(&self) -> bool {
+        self.object.raw_delta_param(self.raw).is_some()
+            || self.object.endpoint.contains("{since}")
+            || ["query", "body"].iter().any(|k| {
+                self.raw
+                    .get(*k)
+                    .is_some_and(|v| v.to_string().contains("{since}"))
+            })
+    }
+
     /// The request for `position` (which must not be `Done`).
     pub fn request(&self, spec: &ReadSpec, position: &Position) -> Result<PageRequest, FetchError> {
         if let Position::Url { url } = position {

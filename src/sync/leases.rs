@@ -62,6 +62,8 @@ pub struct PageCommit<'a> {
     pub checkpoint: &'a Value,
     pub counts: &'a Value,
     pub lease_until: OffsetDateTime,
+    /// Run the writes for their counts, then roll them back.
+    pub dry_run: bool,
 }
 
 #[async_trait::async_trait]
@@ -156,27 +158,43 @@ macro_rules! claimed_columns {
 impl_for_backends! {
     impl LeaseStore {
         async fn claim_sync_job(&self, owner: Uuid, now: OffsetDateTime, lease_until: OffsetDateTime) -> sqlx::Result<Option<Claimed>> {
-            sqlx::query_as(Self::sql(
+            // Claims are serialised (an advisory lock on PostgreSQL, the
+            // write lock on SQLite) so the count of a connection's running
+            // jobs can't be read stale by two claimers at once; a claim is
+            // one short statement, so the queue stays fast.
+            let mut tx = self.begin_write().await?;
+            sqlx::query(Self::sql("SELECT pg_advisory_xact_lock(72720501)", "SELECT 1"))
+                .execute(&mut *tx)
+                .await?;
+            let claimed = sqlx::query_as(Self::sql(
                 concat!(
                     "UPDATE jobs SET status = 'running', lease_owner = $1, lease_until = $3, attempts = attempts + 1, \
                      started_at = COALESCE(started_at, $2), updated_at = $2 WHERE id = \
-                     (SELECT id FROM jobs WHERE kind = 'sync' AND (status = 'queued' OR (status = 'running' AND lease_until < $2)) \
-                      ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ",
+                     (SELECT j.id FROM jobs j WHERE j.kind = 'sync' AND (j.status = 'queued' OR (j.status = 'running' AND j.lease_until < $2)) \
+                      AND (SELECT COUNT(*) FROM jobs r WHERE r.connection_id = j.connection_id AND r.status = 'running' \
+                           AND r.lease_until >= $2 AND r.id <> j.id) \
+                          < COALESCE((SELECT l.max_concurrent_per_connection FROM provider_limits l WHERE l.provider = j.provider), 1) \
+                      ORDER BY j.created_at, j.id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ",
                     claimed_columns!()
                 ),
                 concat!(
                     "UPDATE jobs SET status = 'running', lease_owner = $1, lease_until = $3, attempts = attempts + 1, \
                      started_at = COALESCE(started_at, $2), updated_at = $2 WHERE id = \
-                     (SELECT id FROM jobs WHERE kind = 'sync' AND (status = 'queued' OR (status = 'running' AND lease_until < $2)) \
-                      ORDER BY created_at, id LIMIT 1) RETURNING ",
+                     (SELECT j.id FROM jobs j WHERE j.kind = 'sync' AND (j.status = 'queued' OR (j.status = 'running' AND j.lease_until < $2)) \
+                      AND (SELECT COUNT(*) FROM jobs r WHERE r.connection_id = j.connection_id AND r.status = 'running' \
+                           AND r.lease_until >= $2 AND r.id <> j.id) \
+                          < COALESCE((SELECT l.max_concurrent_per_connection FROM provider_limits l WHERE l.provider = j.provider), 1) \
+                      ORDER BY j.created_at, j.id LIMIT 1) RETURNING ",
                     claimed_columns!()
                 ),
             ))
             .bind(owner)
             .bind(now)
             .bind(lease_until)
-            .fetch_optional(&self.pool)
-            .await
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(claimed)
         }
 
         async fn heartbeat_job(&self, lease: &Lease, lease_until: OffsetDateTime) -> sqlx::Result<bool> {
@@ -310,7 +328,17 @@ macro_rules! fenced_page {
         if held == 0 {
             return Ok(None);
         }
+        // A dry run's rows are written inside a savepoint and rolled back:
+        // its counts are exactly what a real run would write.
+        if $page.dry_run {
+            sqlx::query("SAVEPOINT dry_run").execute(&mut *$tx).await?;
+        }
         let counts = $write.await?;
+        if $page.dry_run {
+            sqlx::query("ROLLBACK TO SAVEPOINT dry_run")
+                .execute(&mut *$tx)
+                .await?;
+        }
         $tx.commit().await?;
         Ok(Some(counts))
     }};

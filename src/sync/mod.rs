@@ -1,10 +1,13 @@
-//! The sync engine, built bottom-up: the metadata-driven page reader
-//! ([`fetch`]), the retrying provider client ([`retry`]), the records
-//! store ([`records`]) and job leases with fenced, checkpointed page
-//! commits ([`leases`]). The worker loop and the sync API come next.
+//! The sync engine: the metadata-driven page reader ([`fetch`]), the
+//! retrying provider client ([`retry`]), rate budgets and quota headers
+//! ([`limits`]), delta bounds ([`delta`]), the records store
+//! ([`records`]), job leases with fenced, checkpointed page commits
+//! ([`leases`]), the workers ([`worker`]) and the sync API ([`service`]).
 
+pub mod delta;
 pub mod fetch;
 pub mod leases;
+pub mod limits;
 pub mod records;
 pub mod retry;
 pub mod service;

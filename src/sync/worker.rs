@@ -14,8 +14,10 @@ use serde_json::Value;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::delta;
 use super::fetch::{ObjectReader, Position, ReadSpec};
 use super::leases::{Claimed, Lease, PageCommit};
+use super::limits::{self, Limits};
 use super::records::{RecordBatch, RecordCounts, RecordRow};
 use super::retry::{RetryPolicy, send};
 use crate::app::AppState;
@@ -28,16 +30,28 @@ use crate::providers::ObjectKind;
 use crate::providers::ObjectMeta;
 use crate::storage::now;
 
-const LEASE: time::Duration = time::Duration::seconds(60);
-const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How long a claim holds without a heartbeat (`PLUGBOARD_SYNC_LEASE_SECS`).
+fn lease_length(state: &AppState) -> time::Duration {
+    time::Duration::seconds(i64::try_from(state.settings.sync.lease_secs).unwrap_or(60))
+}
+
+/// Four beats per lease: one lost beat never loses the job.
+fn heartbeat_every(state: &AppState) -> Duration {
+    Duration::from_millis(state.settings.sync.lease_secs.saturating_mul(250).max(500))
+}
 
 /// The job's resumable state, committed with every page.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub account_index: usize,
     pub position: Option<Position>,
-    /// The delta bound this run reads from (None: a full read).
+    /// The delta bound this run sends, formatted for the provider (None:
+    /// a full read).
     pub since: Option<String>,
+    /// The stored high-water mark the run started from (UTC); the run's
+    /// new mark is never older.
+    #[serde(default)]
+    pub mark_from: Option<String>,
     /// The newest delta cursor value seen so far.
     pub high_water: Option<String>,
     pub counts: Counts,
@@ -107,7 +121,7 @@ async fn worker_loop(state: AppState, mut stop: watch::Receiver<bool>) {
         let claimed = if state.settings.sync.enabled {
             match state
                 .store
-                .claim_sync_job(worker, now(), now() + LEASE)
+                .claim_sync_job(worker, now(), now() + lease_length(&state))
                 .await
             {
                 Ok(c) => c,
@@ -120,7 +134,13 @@ async fn worker_loop(state: AppState, mut stop: watch::Receiver<bool>) {
             None
         };
         match claimed {
-            Some(job) => run_job(&state, job, worker).await,
+            Some(job) => {
+                // Provider calls of the job carry `job-<id>` as X-Request-ID.
+                let request_id = format!("job-{}", job.job.id);
+                crate::outbound::REQUEST_ID
+                    .scope(request_id, run_job(&state, job, worker))
+                    .await
+            }
             None => {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -144,20 +164,60 @@ async fn log(state: &AppState, lease: &Lease, level: &str, message: &str) {
     }
 }
 
+/// What a rule asked of this job (`metadata.rule`, written by the planner).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct RuleOptions {
+    behaviour: Option<String>,
+    dry_run: bool,
+}
+
+impl RuleOptions {
+    fn of(job: &crate::jobs::Job) -> RuleOptions {
+        job.metadata
+            .0
+            .get("rule")
+            .cloned()
+            .and_then(|r| serde_json::from_value(r).ok())
+            .unwrap_or_default()
+    }
+}
+
 async fn run_job(state: &AppState, claimed: Claimed, worker: Uuid) {
     let lease = claimed.lease(worker);
     let lost = Arc::new(AtomicBool::new(false));
+    let soft_limit = Duration::from_secs(state.settings.sync.soft_limit_secs);
+    let hard_limit = Duration::from_secs(state.settings.sync.hard_limit_secs);
     let heartbeat = {
         let (state, lost) = (state.clone(), lost.clone());
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut warned = false;
             loop {
-                tokio::time::sleep(HEARTBEAT).await;
-                match state.store.heartbeat_job(&lease, now() + LEASE).await {
+                tokio::time::sleep(heartbeat_every(&state)).await;
+                match state
+                    .store
+                    .heartbeat_job(&lease, now() + lease_length(&state))
+                    .await
+                {
                     Ok(true) => {}
                     _ => {
                         lost.store(true, Ordering::SeqCst);
                         return;
                     }
+                }
+                if !warned && started.elapsed() >= soft_limit {
+                    warned = true;
+                    log(
+                        &state,
+                        &lease,
+                        "warn",
+                        &format!(
+                            "still running after the soft time limit of {} s (PLUGBOARD_SYNC_SOFT_LIMIT_SECS)",
+                            soft_limit.as_secs()
+                        ),
+                    )
+                    .await;
                 }
             }
         })
@@ -176,7 +236,20 @@ async fn run_job(state: &AppState, claimed: Claimed, worker: Uuid) {
     }
     let checkpoint: Checkpoint =
         serde_json::from_value(claimed.checkpoint.0.clone()).unwrap_or_default();
-    let result = execute(state, &claimed, &lease, checkpoint, &lost).await;
+    // Past the hard limit the read is dropped mid-flight: an unfinished
+    // page transaction rolls back, committed pages and the checkpoint stay.
+    let result = match tokio::time::timeout(
+        hard_limit,
+        execute(state, &claimed, &lease, checkpoint, &lost),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(failed(format!(
+            "stopped at the hard time limit of {} s (PLUGBOARD_SYNC_HARD_LIMIT_SECS); pages read so far are kept",
+            hard_limit.as_secs()
+        ))),
+    };
     heartbeat.abort();
     match result {
         Ok(counts) => {
@@ -191,15 +264,17 @@ async fn run_job(state: &AppState, claimed: Claimed, worker: Uuid) {
         }
         Err(RunError::Failed(message)) => {
             log(state, &lease, "error", &message).await;
+            let counts = state
+                .store
+                .get_job(lease.workspace, lease.job_id)
+                .await
+                .ok()
+                .flatten()
+                .map(|j| j.counts.0)
+                .unwrap_or_else(|| claimed.job.counts.0.clone());
             let _ = state
                 .store
-                .finish_sync_job(
-                    &lease,
-                    JobStatus::Failed,
-                    &claimed.job.counts.0,
-                    Some(&message),
-                    now(),
-                )
+                .finish_sync_job(&lease, JobStatus::Failed, &counts, Some(&message), now())
                 .await;
         }
     }
@@ -257,30 +332,50 @@ async fn execute(
     } else {
         vec![None]
     };
+    let options = RuleOptions::of(job);
+    let is_metrics = object.kind == ObjectKind::Metrics;
     // The first attempt decides full or delta; a resumed one keeps it.
     if claimed.attempts <= 1 && cp.position.is_none() && cp.account_index == 0 {
-        cp.since = if object.supports_delta() {
-            state
-                .store
-                .high_water_mark(job.workspace_id, connection_id, &object_key)
-                .await
-                .map_err(|e| failed(e.to_string()))?
-        } else {
-            None
+        let stored = state
+            .store
+            .high_water_mark(job.workspace_id, connection_id, &object_key)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let mark = stored
+            .as_deref()
+            .and_then(delta::parse_instant)
+            .filter(|_| options.behaviour.as_deref() != Some("full"));
+        cp.mark_from = mark.map(delta::canonical);
+        let sync = &state.settings.sync;
+        if is_metrics {
+            // Metrics always read a window of days: the backfill first,
+            // then from the last day read, minus the days providers revise.
+            let from = match mark {
+                Some(m) => m - time::Duration::days(i64::from(sync.metrics_lookback_days)),
+                None => now() - time::Duration::days(i64::from(sync.metrics_backfill_days)),
+            };
+            cp.since = Some(from.date().to_string());
+        } else if object.supports_delta() && reader.sends_since() {
+            let lookback = object
+                .delta_lookback_seconds
+                .unwrap_or(sync.delta_lookback_secs);
+            let lookback = time::Duration::seconds(i64::try_from(lookback).unwrap_or(0));
+            cp.since = mark.map(|m| delta::since_value(m, lookback, object.delta_format.as_deref()));
+        }
+        let how = match (&cp.since, is_metrics) {
+            (Some(since), true) => format!("reading days from {since}"),
+            (Some(since), false) => format!("delta read of changes since {since}"),
+            (None, _) => "full read".to_owned(),
         };
-        log(
-            state,
-            lease,
-            "info",
-            if cp.since.is_some() {
-                "delta read since the last high-water mark"
-            } else {
-                "full read"
-            },
-        )
-        .await;
+        let how = if options.dry_run {
+            format!("{how} (dry run: nothing is written)")
+        } else {
+            how
+        };
+        log(state, lease, "info", &how).await;
     }
-    let full_read = cp.since.is_none();
+    let full_read = cp.since.is_none() && !is_metrics;
+    let limits = state.limits(&provider);
     let parent_only = object
         .filters
         .as_ref()
@@ -320,6 +415,7 @@ async fn execute(
                 &request,
                 &headers,
                 &policy,
+                &limits,
                 lease,
             )
             .await?;
@@ -327,11 +423,37 @@ async fn execute(
                 connection = c;
             }
             if !(200..300).contains(&status) {
+                let excerpt = crate::outbound::error_excerpt(&body, &state.redact_fields)
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
                 return Err(failed(format!(
-                    "{} answered HTTP {status} on page {}",
+                    "{} answered HTTP {status} on page {}{excerpt}",
                     provider.meta.display_name,
                     cp.pages + 1
                 )));
+            }
+            if let Some(quota) = &limits.quota
+                && let Some(pause) =
+                    limits::quota_pause(quota, &response_headers, std::time::SystemTime::now())
+            {
+                if pause > policy.max_retry_after {
+                    return Err(failed(format!(
+                        "the provider's quota is used up for {} s, longer than the {} s a job waits; try again later",
+                        pause.as_secs(),
+                        policy.max_retry_after.as_secs()
+                    )));
+                }
+                log(
+                    state,
+                    lease,
+                    "info",
+                    &format!(
+                        "the provider's quota is running low; pausing {:.1} s before the next request",
+                        pause.as_secs_f64()
+                    ),
+                )
+                .await;
+                tokio::time::sleep(pause).await;
             }
             let parsed = reader
                 .parse(&position, &response_headers, &body)
@@ -341,10 +463,13 @@ async fn execute(
             for record in &parsed.records {
                 cp.counts.fetched += 1;
                 if let Some(field) = &object.delta_cursor_field
-                    && let Some(value) = reader.field(record, field).and_then(Value::as_str)
-                    && cp.high_water.as_deref().is_none_or(|hw| value > hw)
+                    && let Some(value) = reader.field(record, field).and_then(|v| match v {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    })
                 {
-                    cp.high_water = Some(value.to_owned());
+                    cp.high_water = delta::later(cp.high_water.as_deref(), Some(&value));
                 }
                 if object.kind == ObjectKind::Metrics {
                     match metric_row(
@@ -396,7 +521,8 @@ async fn execute(
             let page = PageCommit {
                 checkpoint: &checkpoint,
                 counts: &counts,
-                lease_until: now() + LEASE,
+                lease_until: now() + lease_length(state),
+                dry_run: options.dry_run,
             };
             let written = if object.kind == ObjectKind::Metrics {
                 let batch = MetricBatch {
@@ -457,6 +583,16 @@ async fn execute(
         }
     }
 
+    if options.dry_run {
+        log(
+            state,
+            lease,
+            "info",
+            "dry run: counts show what a real run would write; records, marks and deletions are unchanged",
+        )
+        .await;
+        return Ok(cp.counts);
+    }
     if full_read && object.kind == ObjectKind::Records {
         let vanished = state
             .store
@@ -474,14 +610,14 @@ async fn execute(
             .await;
         }
     }
-    if let Some(mark) = cp.high_water.as_deref().or(cp.since.as_deref()) {
+    if let Some(mark) = delta::later(cp.high_water.as_deref(), cp.mark_from.as_deref()) {
         state
             .store
             .set_high_water_mark(
                 job.workspace_id,
                 connection_id,
                 &object_key,
-                mark,
+                &mark,
                 full_read,
                 now(),
             )
@@ -506,11 +642,35 @@ async fn fetch_page(
     request: &super::fetch::PageRequest,
     headers: &[(String, String)],
     policy: &RetryPolicy,
+    limits: &Limits,
     lease: &Lease,
 ) -> Result<Fetched, RunError> {
     let mut connection = connection.clone();
     let mut refreshed = None;
     for attempt in 0..2 {
+        // Both budgets are shared with every process on this database.
+        let budgets = [
+            (
+                format!("provider:{}", provider.meta.key),
+                limits.global_rate(),
+            ),
+            (format!("connection:{}", connection.id), limits.connection_rate()),
+        ];
+        let waited = limits::acquire(state.store.as_ref(), &budgets, policy.max_retry_after)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if waited >= Duration::from_secs(1) {
+            log(
+                state,
+                lease,
+                "info",
+                &format!(
+                    "waited {:.1} s for the provider's request budget",
+                    waited.as_secs_f64()
+                ),
+            )
+            .await;
+        }
         let (token, current) = tokens::access_token_with_connection(state, &connection)
             .await
             .map_err(|e| failed(e.to_string()))?;
@@ -523,7 +683,9 @@ async fn fetch_page(
         let build = || {
             let method = reqwest::Method::from_bytes(request.method.as_bytes())
                 .unwrap_or(reqwest::Method::GET);
-            let request_builder = client.request(method, &request.url).query(&request.query);
+            let request_builder = crate::outbound::with_request_id(
+                client.request(method, &request.url).query(&request.query),
+            );
             let mut b = tokens::authorize(request_builder, provider, &connection, &token, headers);
             if let Some(body) = &request.body {
                 b = b.json(body);

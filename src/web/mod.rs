@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
                                 .latency_unit(tower_http::LatencyUnit::Millis),
                         ),
                 )
+                .layer(middleware::from_fn(scope_request_id))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
                 // Invite links carry tokens in the path: never leak them as a Referer.
                 .layer(SetResponseHeaderLayer::if_not_present(
@@ -144,6 +145,19 @@ async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
         req.headers_mut().remove(REQUEST_ID_HEADER);
     }
     next.run(req).await
+}
+
+/// Makes the request id the one provider calls made for this request carry.
+async fn scope_request_id(req: Request, next: Next) -> Response {
+    match req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    {
+        Some(id) => crate::outbound::REQUEST_ID.scope(id, next.run(req)).await,
+        None => next.run(req).await,
+    }
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
