@@ -165,7 +165,8 @@ fn build_sandbox(
         client_id: client_id.clone(),
         client_secret: client_secret.clone(),
         token_lifetime_secs: settings.sandbox.token_lifetime_secs,
-        dataset: crate::sandbox::Dataset::default(),
+        dataset: crate::sandbox::Dataset::parse(&settings.sandbox.dataset).unwrap_or_default(),
+        requests_per_minute: settings.sandbox.requests_per_minute,
     });
     let credentials = AppCredentials {
         client_id,

@@ -96,6 +96,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "PLUGBOARD_SANDBOX_TOKEN_LIFETIME_SECS",
         "sandbox.token_lifetime_secs",
     ),
+    ("PLUGBOARD_SANDBOX_DATASET", "sandbox.dataset"),
+    (
+        "PLUGBOARD_SANDBOX_REQUESTS_PER_MINUTE",
+        "sandbox.requests_per_minute",
+    ),
     ("AGENT_SERVICE_KEY", "internal.agent_service_key"),
     ("PLUGBOARD_AGENT_SERVICE_KEY", "internal.agent_service_key"),
     (
@@ -236,6 +241,9 @@ pub struct InternalSettings {
 pub struct SandboxSettings {
     pub enabled: SandboxMode,
     pub token_lifetime_secs: u64,
+    /// Sizes of the generated data, e.g. `projects=5000,people=100000`.
+    pub dataset: String,
+    pub requests_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -348,11 +356,17 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Err(e) = crate::sandbox::Dataset::parse(&self.sandbox.dataset) {
+            return Err(setting_error("sandbox.dataset", e));
+        }
         if let Err(e) = crate::sync::limits::parse_overrides(&self.sync.rate_limits) {
             return Err(setting_error("sync.rate_limits", e));
         }
         if self.sync.lease_secs < 2 {
-            return Err(setting_error("sync.lease_secs", "expected at least 2 seconds"));
+            return Err(setting_error(
+                "sync.lease_secs",
+                "expected at least 2 seconds",
+            ));
         }
         if self.sync.hard_limit_secs == 0 || self.sync.soft_limit_secs > self.sync.hard_limit_secs {
             return Err(setting_error(

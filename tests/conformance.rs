@@ -5,11 +5,18 @@
 //! provider's end signal, the records it extracts (ids, children, deleted),
 //! and the delta read's request.
 
+mod common;
+
 use std::path::Path;
 
-use plugboard::providers::ProviderRegistry;
+use common::{Backend, ClientExt, SANDBOX_ID, SANDBOX_SECRET, sandbox_app};
+use plugboard::providers::{ObjectKind, ProviderRegistry};
+use plugboard::storage::now;
 use plugboard::sync::fetch::{ObjectReader, Position, ReadSpec};
+use plugboard::sync::records::{RecordBatch, RecordRow};
+use plugboard::tenancy::WorkspaceId;
 use serde_json::Value;
+use uuid::Uuid;
 
 const BASE: &str = "http://fixture.test/base";
 
@@ -32,6 +39,8 @@ fn query_of(url: &str) -> Vec<(String, String)> {
 }
 
 struct Walk {
+    /// Each page's records as the engine stores them.
+    pages: Vec<Vec<RecordRow>>,
     ids: Vec<String>,
     children: usize,
     deleted: usize,
@@ -47,6 +56,7 @@ fn walk(
 ) -> Result<Walk, String> {
     let mut position = Position::Start;
     let mut walk = Walk {
+        pages: Vec::new(),
         ids: Vec::new(),
         children: 0,
         deleted: 0,
@@ -117,14 +127,22 @@ fn walk(
                 response.get("body").unwrap_or(&Value::Null),
             )
             .map_err(|e| format!("{at}: {e}"))?;
+        let mut rows = Vec::new();
         for record in &parsed.records {
             walk.records += 1;
             if let Some(id) = reader.external_id(record) {
-                walk.ids.push(id);
+                walk.ids.push(id.clone());
+                rows.push(RecordRow::new(
+                    id,
+                    reader.project(record),
+                    reader.is_child(record),
+                    reader.is_deleted(record),
+                ));
             }
             walk.children += usize::from(reader.is_child(record));
             walk.deleted += usize::from(reader.is_deleted(record));
         }
+        walk.pages.push(rows);
         position = parsed.next;
     }
     if position != Position::Done {
@@ -257,4 +275,152 @@ fn every_shipped_object_reads_its_recorded_pages() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Every shipped records object's recorded pages, as stored rows.
+fn recorded_record_pages() -> Vec<(String, Vec<Vec<RecordRow>>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let registry = ProviderRegistry::load(&root.join("providers")).expect("shipped providers");
+    let mut out = Vec::new();
+    for provider in registry.iter() {
+        for object in &provider.meta.objects {
+            if object.kind != ObjectKind::Records {
+                continue;
+            }
+            let label = format!("{}/{}", provider.meta.key, object.key);
+            let text = std::fs::read_to_string(
+                root.join(format!("tests/fixtures/conformance/{label}.json")),
+            )
+            .expect("fixture");
+            let fixture: Value = serde_json::from_str(&text).expect("fixture JSON");
+            let reader = ObjectReader::new(object, &provider.raw);
+            let spec = ReadSpec {
+                base_url: BASE.to_owned(),
+                account_id: fixture
+                    .get("accountId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                since: None,
+                until: None,
+                parent_only: false,
+                page_size: None,
+            };
+            let pages = fixture["pages"].as_array().cloned().unwrap_or_default();
+            let walk = walk(&reader, &spec, &pages, &label).expect("walk");
+            out.push((label, walk.pages));
+        }
+    }
+    out
+}
+
+on_both_backends!(full_reads_are_idempotent_and_resumable_for_every_records_object);
+
+/// Store-level conformance, per shipped records object: a second full read
+/// of the same pages changes nothing, and a read interrupted after page k
+/// and resumed with page k read again ends with exactly the store of an
+/// uninterrupted read.
+async fn full_reads_are_idempotent_and_resumable_for_every_records_object(backend: Backend) {
+    let app = sandbox_app(backend, &[]).await;
+    let mut connections = Vec::new();
+    for n in 0..2 {
+        let owner = app
+            .signup(&format!("conf{n}@example.com"), &format!("Conf {n}"))
+            .await;
+        let res = owner
+            .client
+            .post_json(
+                app.url("/api/integrations/sandbox/connect"),
+                &serde_json::json!({"flow": "client_credentials", "clientId": SANDBOX_ID, "clientSecret": SANDBOX_SECRET, "headers": {"X-Sandbox-Company": "acme"}}),
+            )
+            .await;
+        let conn: Value = res.json().await.unwrap();
+        let id: Uuid = conn["id"].as_str().unwrap().parse().unwrap();
+        connections.push((WorkspaceId(owner.workspace_id), id));
+    }
+    let store = app.store.clone();
+    let write = |(ws, connection_id): (WorkspaceId, Uuid),
+                 object: String,
+                 run: Uuid,
+                 rows: Vec<RecordRow>| {
+        let store = store.clone();
+        async move {
+            store
+                .upsert_records(&RecordBatch {
+                    workspace: ws,
+                    connection_id,
+                    object: &object,
+                    run_id: run,
+                    full_read: true,
+                    rows: &rows,
+                    at: now(),
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let snapshot = |(ws, connection_id): (WorkspaceId, Uuid), object: String| {
+        let store = store.clone();
+        async move {
+            let mut rows: Vec<(String, Value, bool, bool)> = store
+                .list_records(ws, connection_id, &object, 100_000)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.external_id, r.data.0, r.is_child, r.deleted_at.is_some()))
+                .collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            rows
+        }
+    };
+    let objects = recorded_record_pages();
+    assert!(objects.len() >= 20, "{} records objects", objects.len());
+    for (label, pages) in objects {
+        let total: usize = pages.iter().map(Vec::len).sum();
+        let (whole, resumed) = (connections[0], connections[1]);
+        // Two uninterrupted full reads.
+        for pass in 0..2 {
+            let run = Uuid::now_v7();
+            let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+            for page in &pages {
+                let c = write(whole, label.clone(), run, page.clone()).await;
+                created += c.created;
+                updated += c.updated;
+                unchanged += c.unchanged;
+            }
+            let vanished = store
+                .mark_vanished(whole.0, whole.1, &label, run, now())
+                .await
+                .unwrap();
+            assert_eq!(vanished, 0, "{label} pass {pass}");
+            if pass == 1 {
+                assert_eq!(
+                    (created, updated),
+                    (0, 0),
+                    "{label}: a second full read rewrote rows"
+                );
+                assert_eq!(unchanged as usize, total, "{label}");
+            }
+        }
+        // Interrupted after page k and resumed from page k again (the
+        // worst case: its commit raced the crash, so it is read twice).
+        let k = pages.len().div_ceil(2);
+        let run = Uuid::now_v7();
+        for page in &pages[..k] {
+            write(resumed, label.clone(), run, page.clone()).await;
+        }
+        for page in &pages[k - 1..] {
+            write(resumed, label.clone(), run, page.clone()).await;
+        }
+        store
+            .mark_vanished(resumed.0, resumed.1, &label, run, now())
+            .await
+            .unwrap();
+        let (a, b) = (
+            snapshot(whole, label.clone()).await,
+            snapshot(resumed, label.clone()).await,
+        );
+        assert!(!a.is_empty(), "{label}: nothing stored");
+        assert_eq!(a, b, "{label}: the resumed read's store differs");
+    }
+    app.stop().await;
 }

@@ -20,7 +20,60 @@ on_both_backends!(
     rotation_skips_what_it_cannot_open,
     records_store_counts_deletes_and_vanishes,
     leases_fence_pages_and_resume_from_checkpoints,
+    rate_budgets_are_shared_by_every_process,
 );
+
+/// Two processes (two stores with their own pools) draw from one budget:
+/// 60 a minute with a burst of 3 grants three requests at once, then one
+/// a second, whichever process asks.
+async fn rate_budgets_are_shared_by_every_process(backend: Backend) {
+    use plugboard::sync::limits::Rate;
+    use std::time::{Duration as StdDuration, UNIX_EPOCH};
+    let app = spawn_app(backend).await;
+    let other = plugboard::storage::connect(&app.settings).await.unwrap();
+    let stores = [app.store.clone(), other.clone()];
+    let rate = Rate::per_minute(60, 3);
+    let t0 = UNIX_EPOCH + StdDuration::from_secs(1_795_000_000);
+    for i in 0..3 {
+        let granted = stores[i % 2]
+            .take_rate_slot("provider:sandbox", rate, t0)
+            .await
+            .unwrap();
+        assert_eq!(granted, None, "burst request {i}");
+    }
+    let wait = other
+        .take_rate_slot("provider:sandbox", rate, t0)
+        .await
+        .unwrap()
+        .expect("the fourth request waits");
+    assert_eq!(wait, StdDuration::from_secs(1));
+    // A denied request takes nothing: it is granted once its turn comes.
+    let t1 = t0 + StdDuration::from_secs(1);
+    assert_eq!(
+        app.store
+            .take_rate_slot("provider:sandbox", rate, t1)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        other
+            .take_rate_slot("provider:sandbox", rate, t1)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Budgets are independent per key.
+    assert_eq!(
+        other
+            .take_rate_slot("connection:x", rate, t1)
+            .await
+            .unwrap(),
+        None
+    );
+    other.close().await;
+    app.stop().await;
+}
 
 async fn sessions_expire_and_are_swept(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -530,13 +583,14 @@ async fn leases_fence_pages_and_resume_from_checkpoints(backend: Backend) {
                   rows: Vec<RecordRow>| {
         let store = store.clone();
         async move {
-            let counts = serde_json::json!({});
+            let checkpoint_for = move |_: plugboard::sync::records::RecordCounts| {
+                (checkpoint.clone(), serde_json::json!({}))
+            };
             store
                 .commit_record_page(
                     &lease,
                     &PageCommit {
-                        checkpoint: &checkpoint,
-                        counts: &counts,
+                        checkpoint: &checkpoint_for,
                         lease_until: now() + Duration::seconds(60),
                         dry_run: false,
                     },

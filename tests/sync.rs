@@ -22,6 +22,13 @@ on_both_backends!(
     throttling_is_retried_and_long_waits_fail_clearly,
     refused_without_workers_or_when_switched_off,
     daily_metrics_sync_into_the_metrics_store,
+    jobs_of_one_connection_run_within_its_concurrency_limit,
+    quota_headers_slow_a_job_down_before_429,
+    hard_time_limit_fails_the_job_and_calls_carry_request_ids,
+    dry_run_counts_without_writing_and_full_behaviour_ignores_the_mark,
+    provider_errors_reach_the_log_redacted,
+    a_future_high_water_mark_reads_nothing,
+    a_killed_worker_process_is_resumed_by_another,
 );
 
 async fn connect(app: &TestApp) -> (TestUser, Uuid) {
@@ -353,5 +360,417 @@ async fn daily_metrics_sync_into_the_metrics_store(backend: Backend) {
     assert_eq!(second["job"]["counts"]["unchanged"], 2 * 4, "{second}");
     assert_eq!(second["job"]["counts"]["created"], 0);
     assert_eq!(app.store.count_metrics(ws, "sandbox").await.unwrap(), 180);
+    app.stop().await;
+}
+
+async fn select_properties(app: &TestApp, owner: &TestUser) {
+    let res = owner
+        .client
+        .post_json(
+            app.url("/api/data/select-account"),
+            &json!({"provider": "sandbox", "accountIds": ["prop-1", "prop-2"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+async fn jobs_of_one_connection_run_within_its_concurrency_limit(backend: Backend) {
+    let app = sandbox_app(
+        backend,
+        &[
+            ("PLUGBOARD_SYNC_WORKERS", "3"),
+            ("PLUGBOARD_RATE_LIMITS", "sandbox:concurrency=1"),
+        ],
+    )
+    .await;
+    let (owner, _) = connect(&app).await;
+    select_properties(&app, &owner).await;
+    // Slow pages keep jobs running long enough to overlap if they could.
+    set_faults(&app, json!({"slow_ms": 150})).await;
+    let res = owner
+        .client
+        .post_json(app.url("/api/data/sync"), &json!({"provider": "sandbox"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let jobs: Value = res.json().await.unwrap();
+    let ids: Vec<Uuid> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["jobId"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{jobs}");
+    let mut most_running = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = owner
+            .client
+            .get_json(app.url("/api/integrations/sandbox/jobs"))
+            .await;
+        let statuses: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["status"].as_str().unwrap().to_owned())
+            .collect();
+        most_running = most_running.max(statuses.iter().filter(|s| *s == "running").count());
+        if statuses.iter().all(|s| s == "succeeded" || s == "failed") {
+            assert!(statuses.iter().all(|s| s == "succeeded"), "{list}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(
+        most_running, 1,
+        "three idle workers, one connection limited to one running job"
+    );
+    app.stop().await;
+}
+
+async fn quota_headers_slow_a_job_down_before_429(backend: Backend) {
+    let app = sandbox_app(backend, &[]).await;
+    let (owner, _) = connect(&app).await;
+    select_properties(&app, &owner).await;
+    // The first answer says the quota is spent until 2 s from now.
+    set_faults(
+        &app,
+        json!({"quota_exhausted_next": 1, "quota_reset_secs": 2}),
+    )
+    .await;
+    let requests_before = common::sandbox_stats(&app).await["api_requests"]
+        .as_u64()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let done = finished(&app, &owner, sync(&app, &owner, "daily_metrics").await).await;
+    let elapsed = started.elapsed();
+    assert_eq!(done["job"]["status"], "succeeded", "{done}");
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "the job waited for the quota reset: {elapsed:?}"
+    );
+    assert!(
+        done["log"]
+            .to_string()
+            .contains("quota is running low; pausing 2.0 s"),
+        "{done}"
+    );
+    let stats = common::sandbox_stats(&app).await;
+    assert_eq!(
+        stats["api_requests"].as_u64().unwrap() - requests_before,
+        6,
+        "three pages for each of two properties, none refused: {stats}"
+    );
+    app.stop().await;
+}
+
+async fn hard_time_limit_fails_the_job_and_calls_carry_request_ids(backend: Backend) {
+    let app = sandbox_app(
+        backend,
+        &[
+            ("PLUGBOARD_SYNC_SOFT_LIMIT_SECS", "1"),
+            ("PLUGBOARD_SYNC_HARD_LIMIT_SECS", "2"),
+            ("PLUGBOARD_SYNC_LEASE_SECS", "2"),
+        ],
+    )
+    .await;
+    let (owner, _) = connect(&app).await;
+    let id = sync(&app, &owner, "people").await;
+    let ok = finished(&app, &owner, id).await;
+    assert_eq!(ok["job"]["status"], "succeeded", "{ok}");
+    let stats = common::sandbox_stats(&app).await;
+    assert_eq!(stats["last_request_id"], format!("job-{id}"), "{stats}");
+
+    // A request's own id reaches the provider calls it makes.
+    let res = owner
+        .client
+        .get(app.url("/api/oauth/sandbox/accounts"))
+        .header("x-request-id", "req-accounts-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let stats = common::sandbox_stats(&app).await;
+    assert_eq!(stats["last_request_id"], "req-accounts-1", "{stats}");
+
+    set_faults(&app, json!({"slow_ms": 3000})).await;
+    let slow = finished(&app, &owner, sync(&app, &owner, "people").await).await;
+    assert_eq!(slow["job"]["status"], "failed", "{slow}");
+    let error = slow["job"]["error"].as_str().unwrap();
+    assert!(error.contains("hard time limit of 2 s"), "{error}");
+    assert!(
+        slow["log"].to_string().contains("soft time limit of 1 s"),
+        "{slow}"
+    );
+    set_faults(&app, json!({})).await;
+    app.stop().await;
+}
+
+async fn dry_run_counts_without_writing_and_full_behaviour_ignores_the_mark(backend: Backend) {
+    use plugboard::jobs::JobStatus;
+    use plugboard::jobs::store::NewJob;
+    let app = sandbox_app(backend, &[]).await;
+    let (owner, connection_id) = connect(&app).await;
+    let ws = WorkspaceId(owner.workspace_id);
+    let enqueue = |rule: Value| {
+        let store = app.store.clone();
+        async move {
+            let id = Uuid::now_v7();
+            store
+                .create_job(&NewJob {
+                    id,
+                    workspace_id: ws,
+                    connection_id: Some(connection_id),
+                    provider: "sandbox",
+                    object: Some("projects"),
+                    kind: "sync",
+                    status: JobStatus::Queued,
+                    idempotency_key: None,
+                    metadata: json!({ "rule": rule }),
+                    requested_by: None,
+                    at: plugboard::storage::now(),
+                })
+                .await
+                .unwrap();
+            id
+        }
+    };
+    let dry = finished(&app, &owner, enqueue(json!({"dryRun": true})).await).await;
+    assert_eq!(dry["job"]["status"], "succeeded", "{dry}");
+    assert_eq!(dry["job"]["counts"]["created"], 60, "{dry}");
+    assert!(dry["log"].to_string().contains("dry run"), "{dry}");
+    let stored = app
+        .store
+        .list_records(ws, connection_id, "projects", 1000)
+        .await
+        .unwrap();
+    assert!(
+        stored.is_empty(),
+        "a dry run wrote {} records",
+        stored.len()
+    );
+    assert_eq!(
+        app.store
+            .high_water_mark(ws, connection_id, "projects")
+            .await
+            .unwrap(),
+        None
+    );
+
+    let real = finished(&app, &owner, sync(&app, &owner, "projects").await).await;
+    assert_eq!(real["job"]["counts"]["created"], 60, "{real}");
+    // With a mark in place, behaviour "full" still reads everything.
+    let full = finished(&app, &owner, enqueue(json!({"behaviour": "full"})).await).await;
+    assert_eq!(full["job"]["status"], "succeeded", "{full}");
+    assert!(full["log"].to_string().contains("full read"), "{full}");
+    assert_eq!(full["job"]["counts"]["fetched"], 60, "{full}");
+    assert_eq!(full["job"]["counts"]["unchanged"], 60, "{full}");
+    app.stop().await;
+}
+
+async fn provider_errors_reach_the_log_redacted(backend: Backend) {
+    let app = sandbox_app(backend, &[]).await;
+    let (owner, _) = connect(&app).await;
+    set_faults(&app, json!({"bad_request_next": 1})).await;
+    let failed = finished(&app, &owner, sync(&app, &owner, "people").await).await;
+    assert_eq!(failed["job"]["status"], "failed", "{failed}");
+    let text = failed.to_string();
+    assert!(
+        text.contains("HTTP 400") && text.contains("invalid_filter"),
+        "the provider's reason is kept: {text}"
+    );
+    assert!(
+        !text.contains("sandbox-leaked-token") && !text.contains("ann@example.com"),
+        "credentials and configured personal fields are redacted: {text}"
+    );
+    app.stop().await;
+}
+
+async fn a_future_high_water_mark_reads_nothing(backend: Backend) {
+    let app = sandbox_app(backend, &[]).await;
+    let (owner, connection_id) = connect(&app).await;
+    let ws = WorkspaceId(owner.workspace_id);
+    let first = finished(&app, &owner, sync(&app, &owner, "projects").await).await;
+    assert_eq!(first["job"]["status"], "succeeded");
+    let before = app
+        .store
+        .list_records(ws, connection_id, "projects", 1000)
+        .await
+        .unwrap();
+    let future = "2099-01-01T00:00:00Z";
+    app.store
+        .set_high_water_mark(
+            ws,
+            connection_id,
+            "projects",
+            future,
+            false,
+            plugboard::storage::now(),
+        )
+        .await
+        .unwrap();
+    let delta = finished(&app, &owner, sync(&app, &owner, "projects").await).await;
+    assert_eq!(delta["job"]["status"], "succeeded", "{delta}");
+    let counts = &delta["job"]["counts"];
+    assert_eq!(counts["fetched"], 0, "{counts}");
+    assert_eq!(
+        counts["deleted"], 0,
+        "a delta read never marks vanished records: {counts}"
+    );
+    let after = app
+        .store
+        .list_records(ws, connection_id, "projects", 1000)
+        .await
+        .unwrap();
+    assert_eq!(before.len(), after.len());
+    assert!(
+        after
+            .iter()
+            .zip(&before)
+            .all(|(a, b)| a.deleted_at == b.deleted_at && a.updated_at == b.updated_at)
+    );
+    assert_eq!(
+        app.store
+            .high_water_mark(ws, connection_id, "projects")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(future),
+        "the mark never moves back"
+    );
+    app.stop().await;
+}
+
+/// A worker process killed (SIGKILL) mid-job: another process claims the
+/// job when the lease expires and resumes from the last committed page;
+/// the store ends exactly as after an uninterrupted run, counted once.
+async fn a_killed_worker_process_is_resumed_by_another(backend: Backend) {
+    use secrecy::ExposeSecret;
+    let app = sandbox_app(
+        backend,
+        &[
+            ("PLUGBOARD_SYNC_WORKERS", "0"),
+            ("PLUGBOARD_SANDBOX_DATASET", "people=450"),
+        ],
+    )
+    .await;
+    let (owner, connection_id) = connect(&app).await;
+    let other = app.signup("other@example.com", "Other").await;
+    let other_conn: Value = other
+        .client
+        .post_json(
+            app.url("/api/integrations/sandbox/connect"),
+            &json!({"flow": "client_credentials", "clientId": SANDBOX_ID, "clientSecret": SANDBOX_SECRET, "headers": {"X-Sandbox-Company": "acme"}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let other_connection: Uuid = other_conn["id"].as_str().unwrap().parse().unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let worker = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_plugboard"))
+            .args(["worker", "--count", "1"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", app.settings.database.url.expose_secret())
+            .env("PLUGBOARD_PUBLIC_URL", &app.base)
+            .env("PLUGBOARD_ENCRYPTION_KEYS", common::test_keys())
+            .env(
+                "PLUGBOARD_PROVIDERS_DIR",
+                format!("{}/providers", env!("CARGO_MANIFEST_DIR")),
+            )
+            .env("PLUGBOARD_DATA_DIR", data_dir.path())
+            .env("PLUGBOARD_SANDBOX", "true")
+            .env("PLUGBOARD_SANDBOX_CLIENT_ID", SANDBOX_ID)
+            .env("PLUGBOARD_SANDBOX_CLIENT_SECRET", SANDBOX_SECRET)
+            .env("PLUGBOARD_SYNC_LEASE_SECS", "2")
+            .env("PLUGBOARD_OAUTH_KEEPALIVE_INTERVAL_MINUTES", "0")
+            .env("PLUGBOARD_LOG_LEVEL", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("worker process")
+    };
+    let mut first = worker();
+    // Sync requests need a live worker: wait for its heartbeat.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let job = loop {
+        let res = owner
+            .client
+            .post_json(app.url("/api/integrations/sandbox/people/sync"), &json!({}))
+            .await;
+        if res.status() == StatusCode::ACCEPTED {
+            let jobs: Value = res.json().await.unwrap();
+            break jobs[0]["jobId"].as_str().unwrap().parse::<Uuid>().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no worker came up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Slow pages; kill the worker once page 1 of 5 is committed.
+    set_faults(&app, json!({"slow_ms": 400})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = owner
+            .client
+            .get_json(app.url(&format!("/api/jobs/{job}")))
+            .await;
+        let fetched = body["job"]["counts"]["fetched"].as_u64().unwrap_or(0);
+        if fetched >= 100 {
+            assert!(fetched < 450, "the job finished before the kill: {body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill().expect("kill");
+    first.wait().ok();
+    set_faults(&app, json!({})).await;
+
+    let mut second = worker();
+    let resumed = finished(&app, &owner, job).await;
+    assert_eq!(resumed["job"]["status"], "succeeded", "{resumed}");
+    assert!(
+        resumed["log"].to_string().contains("resuming (attempt 2)"),
+        "{resumed}"
+    );
+    let counts = &resumed["job"]["counts"];
+    assert_eq!(counts["fetched"], 450, "each record counted once: {counts}");
+    assert_eq!(counts["created"], 450, "{counts}");
+
+    // The same data read without interruption, for comparison.
+    let res = other
+        .client
+        .post_json(app.url("/api/integrations/sandbox/people/sync"), &json!({}))
+        .await;
+    let jobs: Value = res.json().await.unwrap();
+    let whole = finished(
+        &app,
+        &other,
+        jobs[0]["jobId"].as_str().unwrap().parse().unwrap(),
+    )
+    .await;
+    assert_eq!(whole["job"]["status"], "succeeded", "{whole}");
+    second.kill().ok();
+    second.wait().ok();
+
+    let snapshot = |ws: Uuid, conn: Uuid| {
+        let store = app.store.clone();
+        async move {
+            let mut rows: Vec<(String, Value, bool)> = store
+                .list_records(WorkspaceId(ws), conn, "people", 10_000)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.external_id, r.data.0, r.deleted_at.is_some()))
+                .collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            rows
+        }
+    };
+    let interrupted = snapshot(owner.workspace_id, connection_id).await;
+    let uninterrupted = snapshot(other.workspace_id, other_connection).await;
+    assert_eq!(interrupted.len(), 450);
+    assert_eq!(interrupted, uninterrupted);
     app.stop().await;
 }

@@ -127,7 +127,9 @@ pub fn redact_json(value: &serde_json::Value, pii_fields: &[String]) -> serde_js
                 })
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(items.iter().map(|v| redact_json(v, pii_fields)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| redact_json(v, pii_fields)).collect())
+        }
         other => other.clone(),
     }
 }

@@ -19,9 +19,6 @@ use time::{Date, OffsetDateTime};
 use super::oauth::invalid_token;
 use super::{Dataset, Inner, Params, bump, json_response, lock, sha256};
 
-/// Advertised in the quota headers (matches provider.json). Only reported:
-/// real throttling comes from injected faults, so tests stay fast.
-const RATE_LIMIT_PER_MINUTE: u32 = 60;
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 const MAX_SLOW_MS: u64 = 600_000;
 const MAX_COMPANY_LEN: usize = 100;
@@ -48,8 +45,10 @@ impl RateWindow {
         }
     }
 
-    /// Counts a request; returns (remaining, seconds until reset).
-    fn note(&mut self, now: Instant) -> (u32, u64) {
+    /// Counts a request; returns (remaining, seconds until reset). Only
+    /// reported: real throttling comes from injected faults, so tests stay
+    /// fast.
+    fn note(&mut self, now: Instant, per_minute: u32) -> (u32, u64) {
         if now.saturating_duration_since(self.started) >= RATE_WINDOW {
             self.started = now;
             self.used = 0;
@@ -57,18 +56,30 @@ impl RateWindow {
         self.used = self.used.saturating_add(1);
         let elapsed = now.saturating_duration_since(self.started);
         let reset = RATE_WINDOW.saturating_sub(elapsed).as_secs_f64().ceil() as u64;
-        (RATE_LIMIT_PER_MINUTE.saturating_sub(self.used), reset)
+        (per_minute.saturating_sub(self.used), reset)
     }
 }
 
 enum ApiFault {
     RateLimited { retry_after: u64 },
     Unavailable,
+    BadRequest,
 }
 
-fn take_api_fault(inner: &Inner) -> (Option<ApiFault>, u64) {
+/// The fault for this request, the delay, and a quota reset to report as
+/// used up.
+fn take_api_fault(inner: &Inner) -> (Option<ApiFault>, u64, Option<u64>) {
     let mut faults = lock(&inner.faults);
-    let fault = if faults.rate_limit_next > 0 {
+    let quota_exhausted = if faults.quota_exhausted_next > 0 {
+        faults.quota_exhausted_next -= 1;
+        Some(faults.quota_reset_secs)
+    } else {
+        None
+    };
+    let fault = if faults.bad_request_next > 0 {
+        faults.bad_request_next -= 1;
+        Some(ApiFault::BadRequest)
+    } else if faults.rate_limit_next > 0 {
         faults.rate_limit_next -= 1;
         Some(ApiFault::RateLimited {
             retry_after: faults.retry_after_secs,
@@ -79,7 +90,7 @@ fn take_api_fault(inner: &Inner) -> (Option<ApiFault>, u64) {
     } else {
         None
     };
-    (fault, faults.slow_ms)
+    (fault, faults.slow_ms, quota_exhausted)
 }
 
 /// A JSON error answer; small, unlike a whole `Response`.
@@ -131,11 +142,17 @@ where
     F: FnOnce(&Inner, &str) -> Response,
 {
     bump(&inner.stats.api_requests);
-    let (fault, slow_ms) = take_api_fault(inner);
+    inner.stats.note_request_id(headers);
+    let (fault, slow_ms, quota_exhausted) = take_api_fault(inner);
     if slow_ms > 0 {
         tokio::time::sleep(Duration::from_millis(slow_ms.min(MAX_SLOW_MS))).await;
     }
-    let (mut remaining, mut reset) = lock(&inner.rate_window).note(Instant::now());
+    let (mut remaining, mut reset) =
+        lock(&inner.rate_window).note(Instant::now(), inner.requests_per_minute);
+    if let Some(reset_secs) = quota_exhausted {
+        remaining = 0;
+        reset = reset_secs;
+    }
     let mut response = match fault {
         Some(ApiFault::RateLimited { retry_after }) => {
             remaining = 0;
@@ -149,6 +166,14 @@ where
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             response
         }
+        Some(ApiFault::BadRequest) => json_response(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({
+                "error": "invalid_filter",
+                "error_description": "the filter is not valid (injected fault)",
+                "echo": {"access_token": "sandbox-leaked-token", "email": "ann@example.com"},
+            }),
+        ),
         Some(ApiFault::Unavailable) => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"error": "unavailable", "error_description": "service unavailable (injected fault)"}),

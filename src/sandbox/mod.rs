@@ -41,6 +41,8 @@ pub struct SandboxConfig {
     /// Access token lifetime; 0 makes tokens expire at once (for tests).
     pub token_lifetime_secs: u64,
     pub dataset: Dataset,
+    /// The request budget its quota headers advertise.
+    pub requests_per_minute: u32,
 }
 
 impl fmt::Debug for SandboxConfig {
@@ -51,6 +53,7 @@ impl fmt::Debug for SandboxConfig {
             .field("client_secret", &"[redacted]")
             .field("token_lifetime_secs", &self.token_lifetime_secs)
             .field("dataset", &self.dataset)
+            .field("requests_per_minute", &self.requests_per_minute)
             .finish()
     }
 }
@@ -79,6 +82,30 @@ impl Default for Dataset {
 }
 
 impl Dataset {
+    /// `properties=3,days=90,projects=60,children=2,people=40`; unnamed
+    /// sizes keep their defaults.
+    pub fn parse(raw: &str) -> Result<Dataset, String> {
+        let mut d = Dataset::default();
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected name=number"))?;
+            let n: usize = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: expected a whole number"))?;
+            match name.trim() {
+                "properties" => d.properties = n,
+                "days" => d.days = u32::try_from(n).unwrap_or(u32::MAX),
+                "projects" => d.projects = n,
+                "children" => d.children_per_project = n,
+                "people" => d.people = n,
+                other => return Err(format!("{other:?}: unknown size")),
+            }
+        }
+        Ok(d)
+    }
+
     /// Caps keep a mistyped size from exhausting memory (projects are held in
     /// memory; the rest is generated per request) or overflowing dates.
     fn clamped(self) -> Dataset {
@@ -107,6 +134,13 @@ pub struct Faults {
     pub token_error_next: u32,
     /// The next N token requests answer 200 with truncated JSON.
     pub token_malformed_next: u32,
+    /// The next N data-API answers report the quota used up, resetting in
+    /// `quota_reset_secs`.
+    pub quota_exhausted_next: u32,
+    pub quota_reset_secs: u64,
+    /// The next N data-API requests answer 400 with a body that carries a
+    /// token and an email address (for redaction tests).
+    pub bad_request_next: u32,
 }
 
 /// Requests that reached each handler, failed ones included.
@@ -121,6 +155,8 @@ pub struct SandboxStats {
     pub revoke: u64,
     pub userinfo: u64,
     pub api_requests: u64,
+    /// The X-Request-ID of the latest API or token request.
+    pub last_request_id: Option<String>,
 }
 
 /// The sandbox; cheap to clone (shared state).
@@ -144,6 +180,7 @@ struct Inner {
     client_secret_digest: [u8; 32],
     token_lifetime_secs: u64,
     dataset: Dataset,
+    requests_per_minute: u32,
     /// Redirect URIs must be on this origin (or loopback).
     public_origin: Option<Origin>,
     /// CSP source for the pages' inline stylesheet.
@@ -174,6 +211,7 @@ impl Sandbox {
             client_secret_digest: sha256(config.client_secret.as_bytes()),
             token_lifetime_secs: config.token_lifetime_secs,
             dataset,
+            requests_per_minute: config.requests_per_minute.max(1),
             style_hash: format!("'sha256-{}'", STANDARD.encode(sha256(PAGE_CSS.as_bytes()))),
             created_at,
             grants: Mutex::new(oauth::Grants::default()),
@@ -240,6 +278,7 @@ struct Counters {
     revoke: AtomicU64,
     userinfo: AtomicU64,
     api_requests: AtomicU64,
+    last_request_id: Mutex<Option<String>>,
 }
 
 impl Counters {
@@ -254,6 +293,13 @@ impl Counters {
             revoke: get(&self.revoke),
             userinfo: get(&self.userinfo),
             api_requests: get(&self.api_requests),
+            last_request_id: lock(&self.last_request_id).clone(),
+        }
+    }
+
+    fn note_request_id(&self, headers: &HeaderMap) {
+        if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+            *lock(&self.last_request_id) = Some(id.to_owned());
         }
     }
 }

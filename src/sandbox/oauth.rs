@@ -666,6 +666,7 @@ pub(super) async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    inner.stats.note_request_id(&headers);
     let response = token_response(&inner, &headers, &body);
     if response.status().is_client_error() || response.status().is_server_error() {
         bump(&inner.stats.token_errors);

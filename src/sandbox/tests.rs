@@ -28,6 +28,7 @@ fn sandbox_with(secret: &str, lifetime: u64) -> Sandbox {
         client_secret: secret.into(),
         token_lifetime_secs: lifetime,
         dataset: Dataset::default(),
+        requests_per_minute: 60,
     })
 }
 
@@ -1202,6 +1203,7 @@ async fn stats_count_every_request() {
         revoke: 1,
         userinfo: 1,
         api_requests: 2,
+        last_request_id: None,
     };
     assert_eq!(sandbox.stats(), expected);
     let reply = send(&app, get("/_stats")).await;
@@ -1226,6 +1228,7 @@ async fn index_page_and_debug_hide_the_secret() {
         client_secret: CLIENT_SECRET.into(),
         token_lifetime_secs: 1,
         dataset: Dataset::default(),
+        requests_per_minute: 60,
     };
     assert!(!format!("{config:?}").contains(CLIENT_SECRET));
     assert!(!format!("{sandbox:?}").contains(CLIENT_SECRET));
@@ -1245,6 +1248,7 @@ fn huge_settings_do_not_panic() {
             children_per_project: usize::MAX,
             people: usize::MAX,
         },
+        requests_per_minute: u32::MAX,
     });
     assert_eq!(sandbox.inner.dataset.children_per_project, 20);
     assert_eq!(lock(&sandbox.inner.projects).len(), 210);

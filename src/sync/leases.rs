@@ -57,10 +57,14 @@ pub struct JobLogLine {
     pub created_at: OffsetDateTime,
 }
 
+/// The job state to commit with a page's rows, made from what the page
+/// wrote so that a resumed job's counts include every committed page.
+pub type CheckpointFor<'a> = dyn Fn(RecordCounts) -> (Value, Value) + Send + Sync + 'a;
+
 /// A page's state to commit with its rows.
 pub struct PageCommit<'a> {
-    pub checkpoint: &'a Value,
-    pub counts: &'a Value,
+    /// (checkpoint, counts) given the page's own counts.
+    pub checkpoint: &'a CheckpointFor<'a>,
     pub lease_until: OffsetDateTime,
     /// Run the writes for their counts, then roll them back.
     pub dry_run: bool,
@@ -143,10 +147,12 @@ pub trait PageStore {
     ) -> sqlx::Result<Option<WriteCounts>>;
 }
 
-// Fencing: the checkpoint update only matches while this worker holds the
-// lease on a running job.
-const FENCED_CHECKPOINT: &str = "UPDATE jobs SET checkpoint = $4, counts = $5, lease_until = $6, updated_at = $7 \
+// Fencing: the update only matches while this worker holds the lease on
+// a running job, and it locks the job row for the page's transaction.
+const FENCE: &str = "UPDATE jobs SET lease_until = $4, updated_at = $5 \
      WHERE workspace_id = $1 AND id = $2 AND lease_owner = $3 AND status = 'running'";
+const SAVE_CHECKPOINT: &str =
+    "UPDATE jobs SET checkpoint = $3, counts = $4 WHERE workspace_id = $1 AND id = $2";
 
 macro_rules! claimed_columns {
     () => {
@@ -314,12 +320,10 @@ impl_for_backends! {
 macro_rules! fenced_page {
     ($store:expr, $lease:expr, $page:expr, $at:expr, |$tx:ident| $write:expr) => {{
         let mut $tx = $store.begin_write().await?;
-        let held = sqlx::query(FENCED_CHECKPOINT)
+        let held = sqlx::query(FENCE)
             .bind($lease.workspace)
             .bind($lease.job_id)
             .bind($lease.owner)
-            .bind(Json($page.checkpoint))
-            .bind(Json($page.counts))
             .bind($page.lease_until)
             .bind($at)
             .execute(&mut *$tx)
@@ -339,6 +343,14 @@ macro_rules! fenced_page {
                 .execute(&mut *$tx)
                 .await?;
         }
+        let (checkpoint, job_counts) = ($page.checkpoint)(RecordCounts::from(counts));
+        sqlx::query(SAVE_CHECKPOINT)
+            .bind($lease.workspace)
+            .bind($lease.job_id)
+            .bind(Json(checkpoint))
+            .bind(Json(job_counts))
+            .execute(&mut *$tx)
+            .await?;
         $tx.commit().await?;
         Ok(Some(counts))
     }};

@@ -126,9 +126,7 @@ impl Limits {
     /// The provider-wide budget; its burst scales with the rate so one
     /// second's worth can go at once.
     pub fn global_rate(&self) -> Rate {
-        let burst = self
-            .burst
-            .max(self.global_requests_per_minute.div_ceil(60));
+        let burst = self.burst.max(self.global_requests_per_minute.div_ceil(60));
         Rate::per_minute(self.global_requests_per_minute, burst)
     }
 }
@@ -338,8 +336,16 @@ mod tests {
         assert_eq!(o["slack"].max_concurrent_per_connection, Some(1));
         assert!(parse_overrides("").unwrap().is_empty());
         assert!(parse_overrides("github").unwrap_err().contains("expected"));
-        assert!(parse_overrides("github:rpm=0").unwrap_err().contains("positive"));
-        assert!(parse_overrides("github:speed=3").unwrap_err().contains("speed"));
+        assert!(
+            parse_overrides("github:rpm=0")
+                .unwrap_err()
+                .contains("positive")
+        );
+        assert!(
+            parse_overrides("github:speed=3")
+                .unwrap_err()
+                .contains("speed")
+        );
     }
 
     fn quota(format: ResetFormat) -> QuotaHeaders {

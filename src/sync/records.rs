@@ -51,6 +51,17 @@ pub struct RecordCounts {
     pub deleted: u64,
 }
 
+impl From<crate::metrics::WriteCounts> for RecordCounts {
+    fn from(w: crate::metrics::WriteCounts) -> Self {
+        RecordCounts {
+            created: w.inserted,
+            updated: w.updated,
+            unchanged: w.unchanged,
+            deleted: 0,
+        }
+    }
+}
+
 impl std::ops::Add for RecordCounts {
     type Output = RecordCounts;
 

@@ -360,7 +360,8 @@ async fn execute(
                 .delta_lookback_seconds
                 .unwrap_or(sync.delta_lookback_secs);
             let lookback = time::Duration::seconds(i64::try_from(lookback).unwrap_or(0));
-            cp.since = mark.map(|m| delta::since_value(m, lookback, object.delta_format.as_deref()));
+            cp.since =
+                mark.map(|m| delta::since_value(m, lookback, object.delta_format.as_deref()));
         }
         let how = match (&cp.since, is_metrics) {
             (Some(since), true) => format!("reading days from {since}"),
@@ -376,6 +377,8 @@ async fn execute(
     }
     let full_read = cp.since.is_none() && !is_metrics;
     let limits = state.limits(&provider);
+    // Quota headers of one answer pace the request after it.
+    let mut pause_before_next: Option<Duration> = None;
     let parent_only = object
         .filters
         .as_ref()
@@ -405,37 +408,7 @@ async fn execute(
                     cp.pages
                 )));
             }
-            let request = reader
-                .request(&spec, &position)
-                .map_err(|e| failed(e.to_string()))?;
-            let (status, response_headers, body, refreshed) = fetch_page(
-                state,
-                &provider,
-                &connection,
-                &request,
-                &headers,
-                &policy,
-                &limits,
-                lease,
-            )
-            .await?;
-            if let Some(c) = refreshed {
-                connection = c;
-            }
-            if !(200..300).contains(&status) {
-                let excerpt = crate::outbound::error_excerpt(&body, &state.redact_fields)
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default();
-                return Err(failed(format!(
-                    "{} answered HTTP {status} on page {}{excerpt}",
-                    provider.meta.display_name,
-                    cp.pages + 1
-                )));
-            }
-            if let Some(quota) = &limits.quota
-                && let Some(pause) =
-                    limits::quota_pause(quota, &response_headers, std::time::SystemTime::now())
-            {
+            if let Some(pause) = pause_before_next.take() {
                 if pause > policy.max_retry_after {
                     return Err(failed(format!(
                         "the provider's quota is used up for {} s, longer than the {} s a job waits; try again later",
@@ -455,6 +428,35 @@ async fn execute(
                 .await;
                 tokio::time::sleep(pause).await;
             }
+            let request = reader
+                .request(&spec, &position)
+                .map_err(|e| failed(e.to_string()))?;
+            let (status, response_headers, body, refreshed) = fetch_page(
+                state,
+                &provider,
+                &connection,
+                &request,
+                &headers,
+                (&policy, &limits),
+                lease,
+            )
+            .await?;
+            if let Some(c) = refreshed {
+                connection = c;
+            }
+            if !(200..300).contains(&status) {
+                let excerpt = crate::outbound::error_excerpt(&body, &state.redact_fields)
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                return Err(failed(format!(
+                    "{} answered HTTP {status} on page {}{excerpt}",
+                    provider.meta.display_name,
+                    cp.pages + 1
+                )));
+            }
+            pause_before_next = limits.quota.as_ref().and_then(|quota| {
+                limits::quota_pause(quota, &response_headers, std::time::SystemTime::now())
+            });
             let parsed = reader
                 .parse(&position, &response_headers, &body)
                 .map_err(|e| failed(e.to_string()))?;
@@ -516,11 +518,18 @@ async fn execute(
                 cp.position = None;
                 cp.account_index += 1;
             }
-            let checkpoint = serde_json::to_value(&cp).unwrap_or(Value::Null);
-            let counts = serde_json::to_value(cp.counts).unwrap_or(Value::Null);
+            // The checkpoint committed with the page counts the page too.
+            let before = cp.clone();
+            let checkpoint_for = move |written: RecordCounts| {
+                let mut after = before.clone();
+                after.counts.add(written);
+                (
+                    serde_json::to_value(&after).unwrap_or(Value::Null),
+                    serde_json::to_value(after.counts).unwrap_or(Value::Null),
+                )
+            };
             let page = PageCommit {
-                checkpoint: &checkpoint,
-                counts: &counts,
+                checkpoint: &checkpoint_for,
                 lease_until: now() + lease_length(state),
                 dry_run: options.dry_run,
             };
@@ -533,18 +542,13 @@ async fn execute(
                     batch_id: Uuid::now_v7(),
                     at: now(),
                 };
-                let w = state
+                state
                     .store
                     .commit_metric_page(lease, &page, &batch)
                     .await
                     .map_err(|e| failed(format!("writing page {} failed: {e}", cp.pages)))?
-                    .ok_or(RunError::LeaseLost)?;
-                RecordCounts {
-                    created: w.inserted,
-                    updated: w.updated,
-                    unchanged: w.unchanged,
-                    deleted: 0,
-                }
+                    .ok_or(RunError::LeaseLost)?
+                    .into()
             } else {
                 state
                     .store
@@ -641,8 +645,7 @@ async fn fetch_page(
     connection: &Connection,
     request: &super::fetch::PageRequest,
     headers: &[(String, String)],
-    policy: &RetryPolicy,
-    limits: &Limits,
+    (policy, limits): (&RetryPolicy, &Limits),
     lease: &Lease,
 ) -> Result<Fetched, RunError> {
     let mut connection = connection.clone();
@@ -654,7 +657,10 @@ async fn fetch_page(
                 format!("provider:{}", provider.meta.key),
                 limits.global_rate(),
             ),
-            (format!("connection:{}", connection.id), limits.connection_rate()),
+            (
+                format!("connection:{}", connection.id),
+                limits.connection_rate(),
+            ),
         ];
         let waited = limits::acquire(state.store.as_ref(), &budgets, policy.max_retry_after)
             .await
