@@ -117,6 +117,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "sync.max_retry_after_secs",
     ),
     ("PLUGBOARD_SYNC_MAX_PAGES", "sync.max_pages"),
+    (
+        "PLUGBOARD_PLANNER_INTERVAL_SECS",
+        "sync.planner_interval_secs",
+    ),
 ];
 
 /// Names the optional extra TOML file; not a setting itself.
@@ -193,6 +197,8 @@ pub struct SyncSettings {
     pub workers: u32,
     pub max_retry_after_secs: u64,
     pub max_pages: u64,
+    /// Seconds between sync-rule planner passes; 0 turns the planner off.
+    pub planner_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

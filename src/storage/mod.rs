@@ -30,6 +30,7 @@ use crate::config::Settings;
 use crate::connections::store::ConnectionStore;
 use crate::jobs::store::JobStore;
 use crate::metrics::store::{MetricReadStore, MetricStore};
+use crate::rules::store::RuleStore;
 use crate::servicekeys::store::ServiceKeyStore;
 use crate::sync::leases::{LeaseStore, PageStore};
 use crate::sync::records::{RecordReadStore, RecordStore};
@@ -73,6 +74,7 @@ pub trait Store:
     + RecordReadStore
     + LeaseStore
     + PageStore
+    + RuleStore
     + Send
     + Sync
     + 'static
