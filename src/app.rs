@@ -203,6 +203,7 @@ pub async fn spawn(state: AppState, listener: TcpListener) -> anyhow::Result<Ser
     let maintenance = tokio::spawn(maintenance_loop(state.clone(), shutdown.subscribe()));
     let deliveries = tokio::spawn(webhook_loop(state.clone(), shutdown.subscribe()));
     let keepalive = tokio::spawn(keepalive_loop(state.clone(), shutdown.subscribe()));
+    let planner = tokio::spawn(planner_loop(state.clone(), shutdown.subscribe()));
     let workers = tokio::spawn(crate::sync::worker::run_workers(
         state.clone(),
         state.settings.sync.workers,
@@ -221,6 +222,8 @@ pub async fn spawn(state: AppState, listener: TcpListener) -> anyhow::Result<Ser
         maintenance.abort();
         deliveries.abort();
         keepalive.abort();
+        // A pass in progress finishes, so a claimed slot gets its job.
+        let _ = tokio::time::timeout(Duration::from_secs(5), planner).await;
         // Workers stop between pages; a job cut short resumes elsewhere.
         let _ = tokio::time::timeout(Duration::from_secs(10), workers).await;
         state.store.close().await;
@@ -242,6 +245,34 @@ async fn webhook_loop(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {
                 if let Err(err) = crate::webhooks::deliver_due(&state, 50).await {
                     tracing::warn!(error = %err, "webhook deliveries failed");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Queues the syncs that sync rules make due.
+async fn planner_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let secs = state.settings.sync.planner_interval_secs;
+    if secs == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match crate::rules::planner::plan_due(&state, crate::storage::now()).await {
+                    Ok(report) if report.claimed > 0 => tracing::info!(
+                        claimed = report.claimed,
+                        queued = report.queued.len(),
+                        existing = report.existing,
+                        skipped = report.skipped,
+                        "planned due sync rules"
+                    ),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "planning sync rules failed"),
                 }
             }
             _ = stop.changed() => return,

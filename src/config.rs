@@ -139,6 +139,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("PLUGBOARD_RATE_LIMITS", "sync.rate_limits"),
     ("PLUGBOARD_REDACT_FIELDS", "sync.redact_fields"),
+    (
+        "PLUGBOARD_PLANNER_INTERVAL_SECS",
+        "sync.planner_interval_secs",
+    ),
 ];
 
 /// Names the optional extra TOML file; not a setting itself.
@@ -227,6 +231,8 @@ pub struct SyncSettings {
     /// Record fields (besides credentials, always redacted) kept out of
     /// job logs and log lines, comma-separated.
     pub redact_fields: String,
+    /// Seconds between sync-rule planner passes; 0 turns the planner off.
+    pub planner_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod outbound;
 pub mod providers;
+pub mod rules;
 pub mod sandbox;
 pub mod servicekeys;
 pub mod storage;

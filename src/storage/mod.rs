@@ -30,6 +30,7 @@ use crate::config::Settings;
 use crate::connections::store::ConnectionStore;
 use crate::jobs::store::JobStore;
 use crate::metrics::store::{MetricReadStore, MetricStore};
+use crate::rules::store::RuleStore;
 use crate::servicekeys::store::ServiceKeyStore;
 use crate::sync::leases::{LeaseStore, PageStore};
 use crate::sync::limits::RateStore;
@@ -75,6 +76,7 @@ pub trait Store:
     + LeaseStore
     + PageStore
     + RateStore
+    + RuleStore
     + Send
     + Sync
     + 'static

@@ -170,6 +170,8 @@ async fn log(state: &AppState, lease: &Lease, level: &str, message: &str) {
 struct RuleOptions {
     behaviour: Option<String>,
     dry_run: bool,
+    initial_sync_mode: Option<String>,
+    initial_sync_since: Option<String>,
 }
 
 impl RuleOptions {
@@ -341,9 +343,20 @@ async fn execute(
             .high_water_mark(job.workspace_id, connection_id, &object_key)
             .await
             .map_err(|e| failed(e.to_string()))?;
+        // Without a mark, the rule's initial mode says where a delta starts
+        // (the planner seeds it for real runs; a dry run must not write it).
+        let initial = match options.initial_sync_mode.as_deref() {
+            Some("delta_only_after_date") => options
+                .initial_sync_since
+                .as_deref()
+                .and_then(delta::parse_instant),
+            Some("delta_only_from_now") => Some(job.created_at),
+            _ => None,
+        };
         let mark = stored
             .as_deref()
             .and_then(delta::parse_instant)
+            .or(initial)
             .filter(|_| options.behaviour.as_deref() != Some("full"));
         cp.mark_from = mark.map(delta::canonical);
         let sync = &state.settings.sync;

@@ -5,6 +5,7 @@ pub mod connections;
 mod integrations;
 mod internal;
 mod keys;
+mod rules;
 mod sync;
 mod webhooks;
 mod workspaces;
@@ -88,6 +89,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/integrations/{provider}/{object}/sync",
             post(sync::sync_object),
+        )
+        .route(
+            "/integrations/{provider}/{object}/rules",
+            get(rules::list).put(rules::put).delete(rules::delete),
         )
         .route("/jobs/{id}", get(sync::show))
         .route("/jobs/{id}/cancel", post(sync::cancel))
