@@ -44,6 +44,8 @@ pub struct AppContext {
     pub rate_limit_overrides: std::collections::HashMap<String, crate::sync::limits::LimitOverride>,
     /// `PLUGBOARD_REDACT_FIELDS`, parsed.
     pub redact_fields: Vec<String>,
+    /// `PLUGBOARD_HANDOFF`: provider → the automation's URL.
+    pub handoff_targets: std::collections::HashMap<String, String>,
 }
 
 impl AppContext {
@@ -102,6 +104,8 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         .map(|f| f.trim().to_owned())
         .filter(|f| !f.is_empty())
         .collect();
+    let handoff_targets = crate::sync::handoff::parse_targets(&settings.sync.handoff)
+        .map_err(|e| anyhow::anyhow!("sync.handoff: {e}"))?;
     // The job claim reads these: a job of a connection waits while the
     // provider's limit of that connection's jobs already runs.
     let concurrency: Vec<(String, u32)> = providers
@@ -128,6 +132,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         sandbox_credentials,
         rate_limit_overrides,
         redact_fields,
+        handoff_targets,
     }))
 }
 
@@ -204,6 +209,12 @@ pub async fn spawn(state: AppState, listener: TcpListener) -> anyhow::Result<Ser
     let deliveries = tokio::spawn(webhook_loop(state.clone(), shutdown.subscribe()));
     let keepalive = tokio::spawn(keepalive_loop(state.clone(), shutdown.subscribe()));
     let planner = tokio::spawn(planner_loop(state.clone(), shutdown.subscribe()));
+    let handoff_expiry = (!state.handoff_targets.is_empty()).then(|| {
+        tokio::spawn(crate::sync::handoff::expiry_loop(
+            state.clone(),
+            shutdown.subscribe(),
+        ))
+    });
     let workers = tokio::spawn(crate::sync::worker::run_workers(
         state.clone(),
         state.settings.sync.workers,
@@ -222,6 +233,9 @@ pub async fn spawn(state: AppState, listener: TcpListener) -> anyhow::Result<Ser
         maintenance.abort();
         deliveries.abort();
         keepalive.abort();
+        if let Some(expiry) = handoff_expiry {
+            expiry.abort();
+        }
         // A pass in progress finishes, so a claimed slot gets its job.
         let _ = tokio::time::timeout(Duration::from_secs(5), planner).await;
         // Workers stop between pages; a job cut short resumes elsewhere.

@@ -139,6 +139,12 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("PLUGBOARD_RATE_LIMITS", "sync.rate_limits"),
     ("PLUGBOARD_REDACT_FIELDS", "sync.redact_fields"),
+    ("PLUGBOARD_HANDOFF", "sync.handoff"),
+    ("PLUGBOARD_HANDOFF_SECRET", "sync.handoff_secret"),
+    (
+        "PLUGBOARD_HANDOFF_TIMEOUT_SECS",
+        "sync.handoff_timeout_secs",
+    ),
     (
         "PLUGBOARD_PLANNER_INTERVAL_SECS",
         "sync.planner_interval_secs",
@@ -231,6 +237,11 @@ pub struct SyncSettings {
     /// Record fields (besides credentials, always redacted) kept out of
     /// job logs and log lines, comma-separated.
     pub redact_fields: String,
+    /// Providers synced by an automation: `provider=https://…;…`.
+    pub handoff: String,
+    /// Signs hand-off requests (HMAC-SHA256).
+    pub handoff_secret: SecretString,
+    pub handoff_timeout_secs: u64,
     /// Seconds between sync-rule planner passes; 0 turns the planner off.
     pub planner_interval_secs: u64,
 }
@@ -364,6 +375,24 @@ impl Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         if let Err(e) = crate::sandbox::Dataset::parse(&self.sandbox.dataset) {
             return Err(setting_error("sandbox.dataset", e));
+        }
+        match crate::sync::handoff::parse_targets(&self.sync.handoff) {
+            Err(e) => return Err(setting_error("sync.handoff", e)),
+            Ok(targets)
+                if !targets.is_empty() && self.sync.handoff_secret.expose_secret().len() < 16 =>
+            {
+                return Err(setting_error(
+                    "sync.handoff_secret",
+                    "hand-off needs a signing secret of at least 16 characters",
+                ));
+            }
+            Ok(_) => {}
+        }
+        if self.sync.handoff_timeout_secs == 0 {
+            return Err(setting_error(
+                "sync.handoff_timeout_secs",
+                "expected at least 1 second",
+            ));
         }
         if let Err(e) = crate::sync::limits::parse_overrides(&self.sync.rate_limits) {
             return Err(setting_error("sync.rate_limits", e));

@@ -29,6 +29,7 @@ on_both_backends!(
     provider_errors_reach_the_log_redacted,
     a_future_high_water_mark_reads_nothing,
     a_killed_worker_process_is_resumed_by_another,
+    handed_off_providers_are_synced_by_the_automation,
 );
 
 async fn connect(app: &TestApp) -> (TestUser, Uuid) {
@@ -772,5 +773,151 @@ async fn a_killed_worker_process_is_resumed_by_another(backend: Backend) {
     let uninterrupted = snapshot(other.workspace_id, other_connection).await;
     assert_eq!(interrupted.len(), 450);
     assert_eq!(interrupted, uninterrupted);
+    app.stop().await;
+}
+
+/// A provider configured for hand-off: the sync request POSTs a signed
+/// description to the automation (verifiable with the documented recipe,
+/// no token in it), the job waits for the automation's report, and a job
+/// never reported fails after the timeout.
+async fn handed_off_providers_are_synced_by_the_automation(backend: Backend) {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    const SECRET: &str = "handoff-secret-0123456789";
+    const AGENT_KEY: &str = "agent-key-0123456789-abcdefghijklmnopqrstuvwxyz";
+    let automation = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&automation)
+        .await;
+    let target = format!("sandbox={}/hook", automation.uri());
+    let app = sandbox_app(
+        backend,
+        &[
+            // No workers: the automation does the work.
+            ("PLUGBOARD_SYNC_WORKERS", "0"),
+            ("PLUGBOARD_HANDOFF", &target),
+            ("PLUGBOARD_HANDOFF_SECRET", SECRET),
+            ("PLUGBOARD_HANDOFF_TIMEOUT_SECS", "2"),
+            ("AGENT_SERVICE_KEY", AGENT_KEY),
+        ],
+    )
+    .await;
+    let (owner, connection_id) = connect(&app).await;
+    let res = owner
+        .client
+        .post_json(
+            app.url("/api/integrations/sandbox/projects/sync"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let jobs: Value = res.json().await.unwrap();
+    let job: Uuid = jobs[0]["jobId"].as_str().unwrap().parse().unwrap();
+    // A second request while it waits returns the same job.
+    let again: Value = owner
+        .client
+        .post_json(
+            app.url("/api/integrations/sandbox/projects/sync"),
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again[0]["jobId"], job.to_string());
+    assert_eq!(again[0]["existing"], true);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let request = loop {
+        let received = automation.received_requests().await.unwrap_or_default();
+        if let Some(r) = received.into_iter().next() {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no hand-off arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body["jobId"], job.to_string());
+    assert_eq!(body["provider"], "sandbox");
+    assert_eq!(body["connectionId"], connection_id.to_string());
+    assert_eq!(
+        body["tenant"]["workspaceId"],
+        owner.workspace_id.to_string()
+    );
+    assert_eq!(body["tenant"]["userId"], owner.id.to_string());
+    assert!(body["selectedAccountIds"].is_array());
+    let text = String::from_utf8_lossy(&request.body).to_lowercase();
+    assert!(
+        !text.contains("token\"") && !text.contains(SANDBOX_SECRET),
+        "{text}"
+    );
+    // The documented recipe: HMAC-SHA256 over "<t>.<body>", header t=…,v1=….
+    let header = request
+        .headers
+        .get("plugboard-signature")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (t, v1) = header
+        .split_once(",v1=")
+        .map(|(t, v)| (t.trim_start_matches("t=").to_owned(), v.to_owned()))
+        .unwrap();
+    let age = time::OffsetDateTime::now_utc().unix_timestamp() - t.parse::<i64>().unwrap();
+    assert!(
+        (0..300).contains(&age),
+        "timestamp within the replay window"
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(&request.body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(v1, expected);
+
+    let waiting = owner
+        .client
+        .get_json(app.url(&format!("/api/jobs/{job}")))
+        .await;
+    assert_eq!(waiting["job"]["status"], "waiting_external", "{waiting}");
+    // The automation reports the end.
+    let res = common::client()
+        .post(app.url("/api/internal/runs/callback"))
+        .header("X-AGENT-SERVICE-KEY", AGENT_KEY)
+        .json(&json!({"jobId": job, "status": "succeeded", "summary": {"records": 60}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let done = owner
+        .client
+        .get_json(app.url(&format!("/api/jobs/{job}")))
+        .await;
+    assert_eq!(done["job"]["status"], "succeeded", "{done}");
+
+    // Never reported: failed after the timeout, with a clear message.
+    let res = owner
+        .client
+        .post_json(app.url("/api/integrations/sandbox/people/sync"), &json!({}))
+        .await;
+    let jobs: Value = res.json().await.unwrap();
+    let silent: Uuid = jobs[0]["jobId"].as_str().unwrap().parse().unwrap();
+    let expired = finished(&app, &owner, silent).await;
+    assert_eq!(expired["job"]["status"], "failed", "{expired}");
+    assert!(
+        expired["job"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not report on this job within 2 s"),
+        "{expired}"
+    );
     app.stop().await;
 }

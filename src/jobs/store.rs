@@ -59,6 +59,14 @@ pub trait JobStore {
         id: Uuid,
         report: &JobReport<'_>,
     ) -> sqlx::Result<ReportOutcome>;
+    /// Fails external jobs (waiting or running) not reported on since
+    /// `before`.
+    async fn expire_external_jobs(
+        &self,
+        before: OffsetDateTime,
+        message: &str,
+        at: OffsetDateTime,
+    ) -> sqlx::Result<u64>;
     async fn list_jobs(
         &self,
         workspace: WorkspaceId,
@@ -123,6 +131,19 @@ impl_for_backends! {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await
+        }
+
+        async fn expire_external_jobs(&self, before: OffsetDateTime, message: &str, at: OffsetDateTime) -> sqlx::Result<u64> {
+            sqlx::query(
+                "UPDATE jobs SET status = 'failed', error = $2, finished_at = $3, updated_at = $3 \
+                 WHERE kind = 'external' AND status IN ('waiting_external', 'running') AND updated_at < $1",
+            )
+            .bind(before)
+            .bind(message)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected())
         }
 
         async fn list_jobs(&self, workspace: WorkspaceId, provider: &str, object: Option<&str>, status: Option<&str>, limit: i64) -> sqlx::Result<Vec<Job>> {

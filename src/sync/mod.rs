@@ -6,6 +6,7 @@
 
 pub mod delta;
 pub mod fetch;
+pub mod handoff;
 pub mod leases;
 pub mod limits;
 pub mod records;

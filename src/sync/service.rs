@@ -22,11 +22,15 @@ pub struct Enqueued {
     pub existing: bool,
 }
 
-async fn require_ready(state: &AppState) -> AppResult<()> {
+async fn require_ready(state: &AppState, provider: Option<&str>) -> AppResult<()> {
     if !state.settings.sync.enabled {
         return Err(AppError::Unavailable(
             "syncing is switched off on this server (PLUGBOARD_INGEST_ENABLED=false)".into(),
         ));
+    }
+    // A handed-off provider is synced by its automation, not our workers.
+    if provider.is_some_and(|p| super::handoff::is_handed_off(state, p)) {
+        return Ok(());
     }
     if !super::worker::workers_alive(state).await {
         return Err(AppError::Unavailable(
@@ -42,7 +46,7 @@ pub async fn enqueue(
     provider_key: &str,
     object: Option<&str>,
 ) -> AppResult<Vec<Enqueued>> {
-    require_ready(state).await?;
+    require_ready(state, Some(provider_key)).await?;
     let provider = state
         .providers
         .get(provider_key)
@@ -73,6 +77,17 @@ pub async fn enqueue(
     };
     let mut out = Vec::new();
     for key in objects {
+        if super::handoff::is_handed_off(state, provider_key) {
+            let (job_id, existing) =
+                super::handoff::hand_off(state, tenant, &connection, key).await?;
+            out.push(Enqueued {
+                job_id,
+                provider: provider_key.to_owned(),
+                object: key.to_owned(),
+                existing,
+            });
+            continue;
+        }
         let id = Uuid::now_v7();
         let created = state
             .store
@@ -106,7 +121,9 @@ pub async fn enqueue(
 
 /// Every connected provider of the workspace (as the user resolves them).
 pub async fn enqueue_all(state: &AppState, tenant: &Tenant) -> AppResult<Vec<Enqueued>> {
-    require_ready(state).await?;
+    if !state.settings.sync.enabled {
+        require_ready(state, None).await?;
+    }
     let mut out = Vec::new();
     for provider in state.providers.iter() {
         match enqueue(state, tenant, &provider.meta.key, None).await {
@@ -145,7 +162,7 @@ pub async fn cancel(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Jo
 pub async fn retry(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Enqueued> {
     let previous = job(state, tenant, id).await?;
     if !matches!(previous.status(), JobStatus::Failed | JobStatus::Cancelled)
-        || previous.kind != "sync"
+        || !(previous.kind == "sync" || previous.metadata.0.get("handoff").is_some())
     {
         return Err(AppError::Conflict {
             field: Some("status".into()),
