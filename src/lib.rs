@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connections;
+pub mod entities;
 pub mod error;
 pub mod internal;
 pub mod jobs;

@@ -28,6 +28,7 @@ use crate::audit::AuditStore;
 use crate::auth::store::{AccountStore, SessionRecordStore};
 use crate::config::Settings;
 use crate::connections::store::ConnectionStore;
+use crate::entities::store::EntityStore;
 use crate::jobs::store::JobStore;
 use crate::metrics::store::{MetricReadStore, MetricStore};
 use crate::rules::store::RuleStore;
@@ -66,6 +67,7 @@ pub trait Store:
     + AuditStore
     + VaultStore
     + ConnectionStore
+    + EntityStore
     + WebhookStore
     + ServiceKeyStore
     + MetricStore

@@ -2,6 +2,7 @@
 
 mod auth;
 pub mod connections;
+mod entities;
 mod integrations;
 mod internal;
 mod keys;
@@ -68,6 +69,46 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/integrations/{provider}/{object}/mapping/defaults",
             get(integrations::mapping_defaults),
+        )
+        .route(
+            "/integrations/{provider}/{object}/mapping",
+            get(entities::get_mapping).put(entities::put_mapping),
+        )
+        .route(
+            "/integrations/{provider}/{object}/apply",
+            post(entities::apply),
+        )
+        .route(
+            "/integrations/{provider}/{object}/matching/suggestions",
+            get(entities::suggestions),
+        )
+        .route(
+            "/integrations/{provider}/{object}/matching/confirm",
+            post(entities::confirm),
+        )
+        .route(
+            "/projects",
+            get(entities::list_projects).post(entities::create_project),
+        )
+        .route(
+            "/projects/{id}",
+            get(entities::show_project).patch(entities::update_project),
+        )
+        .route(
+            "/projects/{id}/reset-field",
+            post(entities::reset_project_field),
+        )
+        .route(
+            "/people",
+            get(entities::list_people).post(entities::create_person),
+        )
+        .route(
+            "/people/{id}",
+            get(entities::show_person).patch(entities::update_person),
+        )
+        .route(
+            "/people/{id}/reset-field",
+            post(entities::reset_person_field),
         )
         .route("/oauth/{provider}/start", get(connections::start))
         .route("/oauth/{provider}/callback", get(connections::callback))
