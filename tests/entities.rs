@@ -26,6 +26,7 @@ on_both_backends!(
     matching_suggestions_and_confirm_in_one_transaction,
     two_connections_cannot_claim_one_external_id,
     tenancy_and_roles,
+    a_rule_maps_synced_records_and_a_stale_mapping_stops_its_jobs,
 );
 
 async fn connect_as(app: &TestApp, user: &TestUser, ownership: &str) -> Uuid {
@@ -1160,5 +1161,108 @@ async fn tenancy_and_roles(backend: Backend) {
     ] {
         api_error(res, StatusCode::FORBIDDEN).await;
     }
+    app.stop().await;
+}
+
+/// The worker end to end: "Sync now" under a rule maps the synced records
+/// into local projects with the rule's policies; without a rule local
+/// entities are left alone; a stale mapping fails the object's jobs with
+/// the documented message until an admin saves the mapping again.
+async fn a_rule_maps_synced_records_and_a_stale_mapping_stops_its_jobs(backend: Backend) {
+    let app = sandbox_app(backend, &[("PLUGBOARD_PLANNER_INTERVAL_SECS", "0")]).await;
+    let (owner, connection_id) = connect(&app, "rule-sync@example.com").await;
+    // No rule: records only.
+    sync(&app, &owner, "projects").await;
+    assert!(list(&app, &owner, "projects").await.is_empty());
+
+    let res = owner
+        .client
+        .put(app.url("/api/integrations/sandbox/projects/rules"))
+        .json(&json!({"interval": {"minutes": 60}, "behaviour": "full", "conflictPolicy": "auto_create",
+                      "deletionPolicy": "mark_inactive_keep_link"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    sync(&app, &owner, "projects").await;
+    let projects = list(&app, &owner, "projects").await;
+    assert_eq!(
+        projects.len(),
+        60,
+        "every parent project, created by the rule"
+    );
+    let inactive = projects
+        .iter()
+        .filter(|p| p["status"] == "inactive")
+        .count();
+    let records = app
+        .store
+        .list_records(
+            plugboard::tenancy::WorkspaceId(owner.workspace_id),
+            connection_id,
+            "projects",
+            1000,
+        )
+        .await
+        .unwrap();
+    let expected = records
+        .iter()
+        .filter(|r| r.deleted_at.is_some() || r.data.0["status"] == "inactive")
+        .count();
+    assert!(records.iter().filter(|r| r.deleted_at.is_some()).count() == 6);
+    assert_eq!(
+        inactive, expected,
+        "deleted upstream (kept, inactive) or inactive upstream"
+    );
+    // Again: nothing changes locally.
+    sync(&app, &owner, "projects").await;
+    assert_eq!(list(&app, &owner, "projects").await.len(), 60);
+
+    // The provider's fields changed since the mapping was saved.
+    let res = put_mapping(&app, &owner, "projects", project_mapping("preserve_local")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    app.db
+        .execute("UPDATE mappings SET field_signature_hash = 'sha256:before'")
+        .await;
+    let res = owner
+        .client
+        .post_json(
+            app.url("/api/integrations/sandbox/projects/sync"),
+            &json!({}),
+        )
+        .await;
+    let jobs: Value = res.json().await.unwrap();
+    let id = jobs[0]["jobId"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let body = owner
+            .client
+            .get_json(app.url(&format!("/api/jobs/{id}")))
+            .await;
+        if body["job"]["status"] == "failed" {
+            break body;
+        }
+        assert_ne!(body["job"]["status"], "succeeded", "{body}");
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    };
+    assert_eq!(
+        failed["job"]["error"], "Mappings out of date; review in Integrations Hub",
+        "{failed}"
+    );
+    let mut saved = project_mapping("preserve_local");
+    saved["version"] = owner
+        .client
+        .get_json(app.url("/api/integrations/sandbox/projects/mapping"))
+        .await["version"]
+        .clone();
+    let res = put_mapping(&app, &owner, "projects", saved).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap()
+    );
+    sync(&app, &owner, "projects").await;
     app.stop().await;
 }

@@ -189,11 +189,18 @@ fn decide(due: &DueRule, now: OffsetDateTime) -> Claim {
 
 /// The job's `metadata`: what the worker needs of the rule, camelCase.
 pub fn job_metadata(due: &DueRule) -> serde_json::Value {
-    let r = &due.rule.0;
+    let mut metadata = rule_metadata(due.id, due.revision, &due.rule.0);
+    metadata["rule"]["firstRun"] = json!(due.first_run);
+    metadata["rule"]["slot"] = json!(format_mark(due.next_run_at));
+    metadata
+}
+
+/// A rule as job metadata, for planned runs and for "Sync now" alike.
+pub fn rule_metadata(id: uuid::Uuid, revision: i32, r: &serde_json::Value) -> serde_json::Value {
     json!({
         "rule": {
-            "id": due.id,
-            "revision": due.revision,
+            "id": id,
+            "revision": revision,
             "behaviour": r["behaviour"],
             "dryRun": r["dryRun"],
             "initialSyncMode": r["initialSyncMode"],
@@ -203,8 +210,6 @@ pub fn job_metadata(due: &DueRule) -> serde_json::Value {
             "conflictPolicy": r["conflictPolicy"],
             "deletionPolicy": r["deletionPolicy"],
             "includeSubprojects": r["includeSubprojects"],
-            "firstRun": due.first_run,
-            "slot": format_mark(due.next_run_at),
         }
     })
 }

@@ -88,6 +88,17 @@ pub async fn enqueue(
             });
             continue;
         }
+        // "Sync now" runs under the object's rule, when it has one.
+        let metadata = match state
+            .store
+            .get_rule(tenant.workspace_id, connection.id, key)
+            .await?
+        {
+            Some(rule) => {
+                crate::rules::planner::rule_metadata(rule.id, rule.revision, &rule.rule.0)
+            }
+            None => serde_json::json!({}),
+        };
         let id = Uuid::now_v7();
         let created = state
             .store
@@ -100,7 +111,7 @@ pub async fn enqueue(
                 kind: "sync",
                 status: JobStatus::Queued,
                 idempotency_key: None,
-                metadata: serde_json::json!({}),
+                metadata,
                 requested_by: Some(tenant.user_id),
                 at: now(),
             })

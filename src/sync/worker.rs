@@ -336,6 +336,22 @@ async fn execute(
     };
     let options = RuleOptions::of(job);
     let is_metrics = object.kind == ObjectKind::Metrics;
+    // Objects that feed local projects or people need a current mapping:
+    // syncing on with a stale one would map fields that no longer exist.
+    let feeds_entities = object
+        .mapping_defaults
+        .as_ref()
+        .is_some_and(|m| matches!(m.target.as_str(), "projects" | "people"));
+    if feeds_entities {
+        crate::entities::mapping::ensure_mapping_current(
+            state,
+            job.workspace_id,
+            &provider.meta.key,
+            &object_key,
+        )
+        .await
+        .map_err(failed)?;
+    }
     // The first attempt decides full or delta; a resumed one keeps it.
     if claimed.attempts <= 1 && cp.position.is_none() && cp.account_index == 0 {
         let stored = state
@@ -608,6 +624,9 @@ async fn execute(
             "dry run: counts show what a real run would write; records, marks and deletions are unchanged",
         )
         .await;
+        if feeds_entities && job.metadata.0.get("rule").is_some() {
+            apply_to_entities(state, lease, &connection, &object_key, job, true).await?;
+        }
         return Ok(cp.counts);
     }
     if full_read && object.kind == ObjectKind::Records {
@@ -641,11 +660,79 @@ async fn execute(
             .await
             .map_err(|e| failed(e.to_string()))?;
     }
+    if feeds_entities {
+        if job.metadata.0.get("rule").is_some() {
+            apply_to_entities(state, lease, &connection, &object_key, job, false).await?;
+        } else {
+            // Local entities change only under a rule's policies.
+            log(
+                state,
+                lease,
+                "info",
+                "no sync rule for this object: records are stored; local projects and people are unchanged",
+            )
+            .await;
+        }
+    }
     let _ = state
         .store
         .mark_connection_synced(job.workspace_id, connection_id, now())
         .await;
     Ok(cp.counts)
+}
+
+/// Maps the object's stored records into local projects or people with the
+/// rule's policies (defaults without a rule). Idempotent and resumable on
+/// its own (each link remembers what it applied), so it runs after the
+/// records are committed; a crash in between is caught up next run.
+async fn apply_to_entities(
+    state: &AppState,
+    lease: &Lease,
+    connection: &Connection,
+    object_key: &str,
+    job: &crate::jobs::Job,
+    dry_run: bool,
+) -> Result<(), RunError> {
+    let mut apply: crate::entities::ApplyOptions = job
+        .metadata
+        .0
+        .get("rule")
+        .cloned()
+        .and_then(|rule| serde_json::from_value(rule).ok())
+        .unwrap_or_default();
+    apply.dry_run = dry_run;
+    let counts = crate::entities::apply::apply_records(
+        state,
+        job.workspace_id,
+        connection.id,
+        &connection.provider,
+        object_key,
+        apply,
+    )
+    .await
+    .map_err(|e| failed(format!("mapping records into local entities failed: {e}")))?;
+    let prefix = if dry_run {
+        "dry run, against the records already stored: would map"
+    } else {
+        "mapped"
+    };
+    log(
+        state,
+        lease,
+        "info",
+        &format!(
+            "{prefix}: {} created, {} updated, {} linked, {} unchanged, {} left for review, {} deactivated, {} deleted",
+            counts.created,
+            counts.updated,
+            counts.linked,
+            counts.unchanged,
+            counts.skipped,
+            counts.deactivated,
+            counts.deleted
+        ),
+    )
+    .await;
+    Ok(())
 }
 
 type Fetched = (u16, Vec<(String, String)>, Value, Option<Connection>);
