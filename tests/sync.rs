@@ -30,6 +30,7 @@ on_both_backends!(
     a_future_high_water_mark_reads_nothing,
     a_killed_worker_process_is_resumed_by_another,
     handed_off_providers_are_synced_by_the_automation,
+    data_hub_cards_show_jobs_in_flight,
 );
 
 async fn connect(app: &TestApp) -> (TestUser, Uuid) {
@@ -918,6 +919,54 @@ async fn handed_off_providers_are_synced_by_the_automation(backend: Backend) {
             .unwrap()
             .contains("did not report on this job within 2 s"),
         "{expired}"
+    );
+    app.stop().await;
+}
+
+async fn data_hub_cards_show_jobs_in_flight(backend: Backend) {
+    let app = sandbox_app(backend, &[]).await;
+    let (owner, _) = connect(&app).await;
+    let page = owner
+        .client
+        .get(app.url("/data"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("data-testid=\"syncing-sandbox\""));
+    set_faults(&app, json!({"slow_ms": 1500})).await;
+    let id = sync(&app, &owner, "people").await;
+    let page = owner
+        .client
+        .get(app.url("/data"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("data-testid=\"syncing-sandbox\""), "{page}");
+    assert!(
+        page.contains(&format!("href=\"/data/jobs/{id}\">people: ")),
+        "{page}"
+    );
+    set_faults(&app, json!({})).await;
+    finished(&app, &owner, id).await;
+    let page = owner
+        .client
+        .get(app.url("/data"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("data-testid=\"syncing-sandbox\""), "{page}");
+    assert!(
+        page.contains(" UTC</dd>"),
+        "the last sync time is shown: {page}"
     );
     app.stop().await;
 }

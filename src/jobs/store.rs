@@ -67,6 +67,9 @@ pub trait JobStore {
         message: &str,
         at: OffsetDateTime,
     ) -> sqlx::Result<u64>;
+    /// Queued, running and waiting jobs of the workspace (the Data Hub's
+    /// "syncing now" state), oldest first.
+    async fn list_active_jobs(&self, workspace: WorkspaceId) -> sqlx::Result<Vec<Job>>;
     async fn list_jobs(
         &self,
         workspace: WorkspaceId,
@@ -144,6 +147,16 @@ impl_for_backends! {
             .execute(&self.pool)
             .await
             .map(|r| r.rows_affected())
+        }
+
+        async fn list_active_jobs(&self, workspace: WorkspaceId) -> sqlx::Result<Vec<Job>> {
+            sqlx::query_as(concat!(
+                job_select!(),
+                "WHERE workspace_id = $1 AND status IN ('queued', 'running', 'waiting_external') ORDER BY created_at, id LIMIT 200"
+            ))
+            .bind(workspace)
+            .fetch_all(&self.pool)
+            .await
         }
 
         async fn list_jobs(&self, workspace: WorkspaceId, provider: &str, object: Option<&str>, status: Option<&str>, limit: i64) -> sqlx::Result<Vec<Job>> {

@@ -43,6 +43,14 @@ pub struct Card {
     pub can_change: bool,
     /// Has objects the workers sync.
     pub syncable: bool,
+    /// Its queued, running or waiting sync jobs.
+    pub active_jobs: Vec<ActiveJob>,
+}
+
+pub struct ActiveJob {
+    pub id: uuid::Uuid,
+    pub object: String,
+    pub status: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -75,6 +83,7 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
     let mut banners = Vec::new();
     // One query for every card, not one per provider.
     let connections = state.store.list_connections(tenant.workspace_id).await?;
+    let active_jobs = state.store.list_active_jobs(tenant.workspace_id).await?;
     for provider in state.providers.iter() {
         let key = provider.meta.key.clone();
         let connection = service::pick(&connections, &tenant, &key);
@@ -144,6 +153,20 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
             connection: view,
             can_change,
             syncable: !provider.meta.objects.is_empty(),
+            active_jobs: active_jobs
+                .iter()
+                .filter(|j| {
+                    j.provider == key
+                        && connection
+                            .as_ref()
+                            .is_some_and(|c| j.connection_id == Some(c.id))
+                })
+                .map(|j| ActiveJob {
+                    id: j.id,
+                    object: j.object.clone().unwrap_or_default(),
+                    status: j.status.replace('_', " "),
+                })
+                .collect(),
             key,
         });
     }
