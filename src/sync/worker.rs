@@ -169,7 +169,8 @@ async fn log(state: &AppState, lease: &Lease, level: &str, message: &str) {
 #[serde(rename_all = "camelCase", default)]
 struct RuleOptions {
     behaviour: Option<String>,
-    dry_run: bool,
+    // Option: a null in the metadata must not void the other options.
+    dry_run: Option<bool>,
     initial_sync_mode: Option<String>,
     initial_sync_since: Option<String>,
 }
@@ -397,7 +398,7 @@ async fn execute(
             (Some(since), false) => format!("delta read of changes since {since}"),
             (None, _) => "full read".to_owned(),
         };
-        let how = if options.dry_run {
+        let how = if options.dry_run.unwrap_or(false) {
             format!("{how} (dry run: nothing is written)")
         } else {
             how
@@ -560,7 +561,7 @@ async fn execute(
             let page = PageCommit {
                 checkpoint: &checkpoint_for,
                 lease_until: now() + lease_length(state),
-                dry_run: options.dry_run,
+                dry_run: options.dry_run.unwrap_or(false),
             };
             let written = if object.kind == ObjectKind::Metrics {
                 let batch = MetricBatch {
@@ -616,7 +617,7 @@ async fn execute(
         }
     }
 
-    if options.dry_run {
+    if options.dry_run.unwrap_or(false) {
         log(
             state,
             lease,
