@@ -1251,6 +1251,8 @@ fn huge_settings_do_not_panic() {
         requests_per_minute: u32::MAX,
     });
     assert_eq!(sandbox.inner.dataset.children_per_project, 20);
+    assert_eq!(sandbox.inner.dataset.properties, 1_000);
+    assert_eq!(sandbox.inner.dataset.people, 1_000_000);
     assert_eq!(lock(&sandbox.inner.projects).len(), 210);
 }
 
