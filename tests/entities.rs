@@ -1218,6 +1218,36 @@ async fn a_rule_maps_synced_records_and_a_stale_mapping_stops_its_jobs(backend: 
     sync(&app, &owner, "projects").await;
     assert_eq!(list(&app, &owner, "projects").await.len(), 60);
 
+    // A second workspace whose rule keeps only one client's projects.
+    let (other, _) = connect(&app, "rule-filter@example.com").await;
+    let client = records[0].data.0["client_name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = other
+        .client
+        .put(app.url("/api/integrations/sandbox/projects/rules"))
+        .json(&json!({"interval": {"minutes": 60}, "behaviour": "full", "conflictPolicy": "auto_create",
+                      "filters": [{"field": "client_name", "op": "eq", "value": client}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    sync(&app, &other, "projects").await;
+    let theirs = list(&app, &other, "projects").await;
+    let wanted = records
+        .iter()
+        .filter(|r| r.data.0["client_name"] == client.as_str())
+        .count();
+    assert!(wanted > 0 && wanted < 60);
+    assert_eq!(theirs.len(), wanted, "only the filtered client's projects");
+    assert!(
+        theirs
+            .iter()
+            .all(|p| p["clientName"] == client.as_str() || p["client_name"] == client.as_str()),
+        "{theirs:?}"
+    );
+
     // The provider's fields changed since the mapping was saved.
     let res = put_mapping(&app, &owner, "projects", project_mapping("preserve_local")).await;
     assert_eq!(res.status(), StatusCode::OK);

@@ -153,6 +153,8 @@ struct Run<'a> {
     mapping: &'a [MappingField],
     fingerprint: &'a str,
     opts: ApplyOptions,
+    /// The rule's filters: records outside them are left alone.
+    scope: &'a crate::rules::Scope,
     at: OffsetDateTime,
 }
 
@@ -187,6 +189,11 @@ impl Run<'_> {
         let ws = self.workspace;
         let rec = pending.record;
         let data = &rec.data.0;
+        // Outside the rule's filters: neither created, linked nor updated.
+        if !self.scope.admits(data) {
+            counts.skipped += 1;
+            return Ok(());
+        }
         let (mut entity, mut link, linking) = match pending.link {
             // Another connection claimed this external id first.
             Some(link) if link.connection_id != self.connection_id || link.kind != self.kind => {
@@ -319,6 +326,30 @@ pub async fn apply_records(
     object: &str,
     opts: ApplyOptions,
 ) -> AppResult<ApplyCounts> {
+    let scope = crate::rules::Scope::default();
+    apply_records_scoped(
+        state,
+        workspace,
+        connection_id,
+        provider,
+        object,
+        opts,
+        &scope,
+    )
+    .await
+}
+
+/// [`apply_records`] under a rule's scope: only records passing its
+/// filters are applied, and only the mapped fields it keeps are written.
+pub async fn apply_records_scoped(
+    state: &AppState,
+    workspace: WorkspaceId,
+    connection_id: Uuid,
+    provider: &str,
+    object: &str,
+    opts: ApplyOptions,
+    scope: &crate::rules::Scope,
+) -> AppResult<ApplyCounts> {
     ensure_mapping_current(state, workspace, provider, object)
         .await
         .map_err(|message| AppError::conflict("mapping", message))?;
@@ -330,6 +361,12 @@ pub async fn apply_records(
         .filter(|c| c.provider == provider)
         .ok_or_else(|| AppError::not_found("connection not found"))?;
     let fingerprint = mapping.fingerprint();
+    let fields: Vec<MappingField> = mapping
+        .fields
+        .iter()
+        .filter(|f| scope.keeps_field(&f.source))
+        .cloned()
+        .collect();
     let mut counts = ApplyCounts::default();
     let mut after = String::new();
     loop {
@@ -358,9 +395,10 @@ pub async fn apply_records(
             provider,
             object,
             kind: mapping.kind,
-            mapping: &mapping.fields,
+            mapping: &fields,
             fingerprint: &fingerprint,
             opts,
+            scope,
             at: now(),
         };
         for pending in batch {

@@ -95,6 +95,71 @@ pub struct Filter {
     pub value: Option<Value>,
 }
 
+impl Filter {
+    /// Whether a stored record (its declared fields by name) passes.
+    pub fn matches(&self, record: &Value) -> bool {
+        use std::cmp::Ordering;
+        let field = record.get(&self.field).filter(|v| !v.is_null());
+        let order = |v: &Value| -> Option<Ordering> {
+            match (field?, v) {
+                (Value::Number(a), Value::Number(b)) => a.as_f64()?.partial_cmp(&b.as_f64()?),
+                (Value::String(a), Value::String(b)) => Some(a.as_str().cmp(b.as_str())),
+                _ => None,
+            }
+        };
+        let equal = |v: &Value| match (field, v) {
+            (Some(a), b) if a == b => true,
+            // Providers send ids and numbers as strings or numbers alike.
+            (Some(Value::String(a)), Value::Number(b))
+            | (Some(Value::Number(b)), Value::String(a)) => *a == b.to_string(),
+            _ => false,
+        };
+        let value = self.value.as_ref().unwrap_or(&Value::Null);
+        match self.op {
+            FilterOp::Eq => equal(value),
+            FilterOp::Ne => !equal(value),
+            FilterOp::Gt => order(value) == Some(Ordering::Greater),
+            FilterOp::Gte => matches!(order(value), Some(Ordering::Greater | Ordering::Equal)),
+            FilterOp::Lt => order(value) == Some(Ordering::Less),
+            FilterOp::Lte => matches!(order(value), Some(Ordering::Less | Ordering::Equal)),
+            FilterOp::In => value
+                .as_array()
+                .is_some_and(|items| items.iter().any(equal)),
+            FilterOp::Contains => match (field, value) {
+                (Some(Value::String(a)), Value::String(b)) => {
+                    a.to_lowercase().contains(&b.to_lowercase())
+                }
+                (Some(Value::Array(items)), v) => items.contains(v),
+                _ => false,
+            },
+            FilterOp::Exists => field.is_some() == value.as_bool().unwrap_or(true),
+        }
+    }
+}
+
+/// The part of a rule that scopes what a sync maps into local entities.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Scope {
+    /// None or empty: every mapped field. (Options, so a null in job
+    /// metadata reads as "none" instead of voiding the filters.)
+    pub fields: Option<Vec<String>>,
+    pub filters: Option<Vec<Filter>>,
+}
+
+impl Scope {
+    pub fn admits(&self, record: &Value) -> bool {
+        self.filters.iter().flatten().all(|f| f.matches(record))
+    }
+
+    pub fn keeps_field(&self, source: &str) -> bool {
+        match &self.fields {
+            Some(fields) if !fields.is_empty() => fields.iter().any(|f| f == source),
+            _ => true,
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -611,5 +676,39 @@ mod tests {
     fn marks_are_fixed_width_utc() {
         let t = time::macros::datetime!(2026-01-02 03:04:05.678 +01:00);
         assert_eq!(format_mark(t), "2026-01-02T02:04:05Z");
+    }
+
+    #[test]
+    fn filters_compare_like_the_provider_means() {
+        let record =
+            json!({"status": "active", "level": 2, "code": "P-1", "tags": ["a"], "none": null});
+        let f = |field: &str, op: FilterOp, value: Value| Filter {
+            field: field.into(),
+            op,
+            value: Some(value),
+        };
+        assert!(f("status", FilterOp::Eq, json!("active")).matches(&record));
+        assert!(f("level", FilterOp::Eq, json!("2")).matches(&record));
+        assert!(f("status", FilterOp::Ne, json!("inactive")).matches(&record));
+        assert!(f("level", FilterOp::Gte, json!(2)).matches(&record));
+        assert!(!f("level", FilterOp::Gt, json!(2)).matches(&record));
+        assert!(f("code", FilterOp::Lt, json!("P-2")).matches(&record));
+        assert!(f("status", FilterOp::In, json!(["x", "active"])).matches(&record));
+        assert!(f("code", FilterOp::Contains, json!("p-")).matches(&record));
+        assert!(f("tags", FilterOp::Contains, json!("a")).matches(&record));
+        assert!(f("none", FilterOp::Exists, json!(false)).matches(&record));
+        assert!(!f("missing", FilterOp::Exists, json!(true)).matches(&record));
+        // Mismatched types never pass an ordering.
+        assert!(!f("status", FilterOp::Gt, json!(1)).matches(&record));
+        let scope = Scope {
+            fields: Some(vec!["name".into()]),
+            filters: Some(vec![f("status", FilterOp::Eq, json!("active"))]),
+        };
+        assert!(scope.admits(&record) && scope.keeps_field("name") && !scope.keeps_field("code"));
+        let from_metadata: Scope = serde_json::from_value(
+            json!({"fields": null, "filters": [{"field": "status", "op": "eq", "value": "x"}]}),
+        )
+        .unwrap();
+        assert!(!from_metadata.admits(&record) && from_metadata.keeps_field("code"));
     }
 }

@@ -702,13 +702,21 @@ async fn apply_to_entities(
         .and_then(|rule| serde_json::from_value(rule).ok())
         .unwrap_or_default();
     apply.dry_run = dry_run;
-    let counts = crate::entities::apply::apply_records(
+    let scope: crate::rules::Scope = job
+        .metadata
+        .0
+        .get("rule")
+        .cloned()
+        .and_then(|rule| serde_json::from_value(rule).ok())
+        .unwrap_or_default();
+    let counts = crate::entities::apply::apply_records_scoped(
         state,
         job.workspace_id,
         connection.id,
         &connection.provider,
         object_key,
         apply,
+        &scope,
     )
     .await
     .map_err(|e| failed(format!("mapping records into local entities failed: {e}")))?;
