@@ -920,6 +920,21 @@ async fn handed_off_providers_are_synced_by_the_automation(backend: Backend) {
             .contains("did not report on this job within 2 s"),
         "{expired}"
     );
+    // Syncing everything without a live worker still hands off what the
+    // automation syncs.
+    let res = owner
+        .client
+        .post_json(app.url("/api/data/sync"), &json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let all: Value = res.json().await.unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 3, "{all}");
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["provider"] == "sandbox")
+    );
     app.stop().await;
 }
 

@@ -132,16 +132,31 @@ pub async fn enqueue(
 
 /// Every connected provider of the workspace (as the user resolves them).
 pub async fn enqueue_all(state: &AppState, tenant: &Tenant) -> AppResult<Vec<Enqueued>> {
-    if !state.settings.sync.enabled {
-        require_ready(state, None).await?;
-    }
+    // Checked once up front, so a batch is never half queued: without a
+    // live worker only handed-off providers go ahead, and if there are
+    // none of those the whole request is refused.
+    let paused = match require_ready(state, None).await {
+        Ok(()) => None,
+        Err(e) if state.handoff_targets.is_empty() || !state.settings.sync.enabled => {
+            return Err(e);
+        }
+        Err(e) => Some(e),
+    };
     let mut out = Vec::new();
     for provider in state.providers.iter() {
+        if paused.is_some() && !super::handoff::is_handed_off(state, &provider.meta.key) {
+            continue;
+        }
         match enqueue(state, tenant, &provider.meta.key, None).await {
             Ok(mut jobs) => out.append(&mut jobs),
             Err(AppError::NotFound(_) | AppError::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }
+    }
+    if let Some(e) = paused
+        && out.is_empty()
+    {
+        return Err(e);
     }
     Ok(out)
 }
