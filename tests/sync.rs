@@ -34,7 +34,12 @@ on_both_backends!(
 );
 
 async fn connect(app: &TestApp) -> (TestUser, Uuid) {
-    let owner = app.signup("sync@example.com", "Sync").await;
+    connect_as(app, "sync@example.com").await
+}
+
+/// A new user and workspace with a sandbox connection (company "acme").
+async fn connect_as(app: &TestApp, email: &str) -> (TestUser, Uuid) {
+    let owner = app.signup(email, email).await;
     let conn: Value = owner
         .client
         .post_json(
@@ -320,14 +325,7 @@ async fn daily_metrics_sync_into_the_metrics_store(backend: Backend) {
             .contains("no account is selected"),
         "{none}"
     );
-    let res = owner
-        .client
-        .post_json(
-            app.url("/api/data/select-account"),
-            &json!({"provider": "sandbox", "accountIds": ["prop-1", "prop-2"]}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    select_properties(&app, &owner).await;
 
     let first = finished(&app, &owner, sync(&app, &owner, "daily_metrics").await).await;
     assert_eq!(first["job"]["status"], "succeeded", "{first}");
@@ -657,18 +655,7 @@ async fn a_killed_worker_process_is_resumed_by_another(backend: Backend) {
     )
     .await;
     let (owner, connection_id) = connect(&app).await;
-    let other = app.signup("other@example.com", "Other").await;
-    let other_conn: Value = other
-        .client
-        .post_json(
-            app.url("/api/integrations/sandbox/connect"),
-            &json!({"flow": "client_credentials", "clientId": SANDBOX_ID, "clientSecret": SANDBOX_SECRET, "headers": {"X-Sandbox-Company": "acme"}}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let other_connection: Uuid = other_conn["id"].as_str().unwrap().parse().unwrap();
+    let (other, other_connection) = connect_as(&app, "other@example.com").await;
     let data_dir = tempfile::tempdir().unwrap();
     let worker = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_plugboard"))

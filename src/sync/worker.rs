@@ -175,15 +175,15 @@ struct RuleOptions {
     initial_sync_since: Option<String>,
 }
 
-impl RuleOptions {
-    fn of(job: &crate::jobs::Job) -> RuleOptions {
-        job.metadata
-            .0
-            .get("rule")
-            .cloned()
-            .and_then(|r| serde_json::from_value(r).ok())
-            .unwrap_or_default()
-    }
+/// One view of the job's `metadata.rule` (the defaults when the job has
+/// no rule or the view doesn't read).
+fn rule_part<T: serde::de::DeserializeOwned + Default>(job: &crate::jobs::Job) -> T {
+    job.metadata
+        .0
+        .get("rule")
+        .cloned()
+        .and_then(|r| serde_json::from_value(r).ok())
+        .unwrap_or_default()
 }
 
 async fn run_job(state: &AppState, claimed: Claimed, worker: Uuid) {
@@ -335,7 +335,7 @@ async fn execute(
     } else {
         vec![None]
     };
-    let options = RuleOptions::of(job);
+    let options: RuleOptions = rule_part(job);
     let is_metrics = object.kind == ObjectKind::Metrics;
     // Objects that feed local projects or people need a current mapping:
     // syncing on with a stale one would map fields that no longer exist.
@@ -694,21 +694,9 @@ async fn apply_to_entities(
     job: &crate::jobs::Job,
     dry_run: bool,
 ) -> Result<(), RunError> {
-    let mut apply: crate::entities::ApplyOptions = job
-        .metadata
-        .0
-        .get("rule")
-        .cloned()
-        .and_then(|rule| serde_json::from_value(rule).ok())
-        .unwrap_or_default();
+    let mut apply: crate::entities::ApplyOptions = rule_part(job);
     apply.dry_run = dry_run;
-    let scope: crate::rules::Scope = job
-        .metadata
-        .0
-        .get("rule")
-        .cloned()
-        .and_then(|rule| serde_json::from_value(rule).ok())
-        .unwrap_or_default();
+    let scope: crate::rules::Scope = rule_part(job);
     let counts = crate::entities::apply::apply_records_scoped(
         state,
         job.workspace_id,
