@@ -8,6 +8,7 @@ pub mod config;
 pub mod connections;
 pub mod entities;
 pub mod error;
+pub mod input;
 pub mod internal;
 pub mod jobs;
 pub mod metrics;

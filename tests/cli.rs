@@ -92,7 +92,7 @@ async fn user_create_then_log_in() {
         ("two@example.com", "another long password"),
     ] {
         let input = plugboard::auth::LoginInput {
-            email: email.into(),
+            email: plugboard::input::SingleLine::parse(email).unwrap(),
             password: password.into(),
         };
         let user = plugboard::auth::authenticate(&store, &input)

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::AuditEntry;
+use crate::input::{Name, SingleLine};
 use crate::error::{AppError, AppResult};
 use crate::storage::{DynStore, now};
 use crate::tenancy::WorkspaceId;
@@ -108,14 +109,15 @@ pub fn validate_password(password: &str, min_len: usize) -> AppResult<()> {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct SignupInput {
-    pub email: String,
+    pub email: SingleLine,
+    /// Any characters: only its hash is stored.
     pub password: String,
-    pub name: String,
+    pub name: Name,
     /// Required unless `invite_token` is given.
     #[serde(default)]
-    pub organization: Option<String>,
+    pub organization: Option<Name>,
     #[serde(default, alias = "inviteToken")]
-    pub invite_token: Option<String>,
+    pub invite_token: Option<SingleLine>,
 }
 
 #[derive(Debug, Clone)]
@@ -240,7 +242,8 @@ pub async fn signup(
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct LoginInput {
-    pub email: String,
+    pub email: SingleLine,
+    /// Any characters: it is only compared with a hash.
     pub password: String,
 }
 

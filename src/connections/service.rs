@@ -16,6 +16,7 @@ use super::{
     ACCESS_TOKEN, API_KEY, CLIENT_SECRET, Connection, ConnectionEvent, Ownership, REFRESH_TOKEN,
     Status,
 };
+use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::error::{AppError, AppResult};
@@ -509,27 +510,27 @@ async fn save_new_tokens(
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsInput {
     #[serde(default)]
-    pub flow: Option<String>,
+    pub flow: Option<SingleLine>,
     #[serde(default)]
-    pub client_id: Option<String>,
+    pub client_id: Option<SingleLine>,
     #[serde(default)]
-    pub client_secret: Option<String>,
+    pub client_secret: Option<SingleLine>,
     #[serde(default)]
-    pub api_key: Option<String>,
+    pub api_key: Option<SingleLine>,
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<SingleLine, SingleLine>,
     #[serde(default)]
-    pub environment: Option<String>,
+    pub environment: Option<SingleLine>,
     #[serde(default)]
-    pub ownership: Option<String>,
+    pub ownership: Option<SingleLine>,
     #[serde(default)]
-    pub tenant_key: Option<String>,
+    pub tenant_key: Option<SingleLine>,
 }
 
 /// Header values the connection must carry: validated against metadata.
 fn connection_headers(
     provider: &Provider,
-    given: &BTreeMap<String, String>,
+    given: &BTreeMap<SingleLine, SingleLine>,
 ) -> AppResult<BTreeMap<String, String>> {
     let declared: Vec<_> = provider
         .meta
@@ -573,7 +574,7 @@ fn connection_headers(
     Ok(values)
 }
 
-fn required_text(field: &str, value: Option<&String>) -> AppResult<String> {
+fn required_text(field: &str, value: Option<&SingleLine>) -> AppResult<String> {
     match value.map(|v| v.trim()).filter(|v| !v.is_empty()) {
         Some(v) if v.len() <= 4096 => Ok(v.to_owned()),
         Some(_) => Err(AppError::validation(field, format!("{field} is too long"))),

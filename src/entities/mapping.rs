@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::store::NewMapping;
 use super::{EntityKind, FieldPolicy, MAPPING_OUT_OF_DATE, MappingField};
+use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::error::{AppError, AppResult};
@@ -146,7 +147,7 @@ pub async fn effective(
                 .flat_map(|d| &d.fields)
                 .filter(|f| kind.column(&f.target).is_some())
                 .map(|f| MappingField {
-                    source: f.source.clone(),
+                    source: f.source.to_string(),
                     target: f.target.clone(),
                     policy: FieldPolicy::default(),
                 })
@@ -240,10 +241,10 @@ pub struct MappingInput {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldInput {
-    pub source: String,
-    pub target: String,
+    pub source: SingleLine,
+    pub target: SingleLine,
     #[serde(default)]
-    pub policy: Option<String>,
+    pub policy: Option<SingleLine>,
 }
 
 /// Checks a mapping against the object's fields and the entity's columns;
@@ -298,7 +299,7 @@ pub fn validate(
             })?,
         };
         out.push(MappingField {
-            source: f.source.clone(),
+            source: f.source.to_string(),
             target: target.to_owned(),
             policy,
         });
@@ -375,7 +376,7 @@ mod tests {
         FieldInput {
             source: source.into(),
             target: target.into(),
-            policy: policy.map(str::to_owned),
+            policy: policy.map(Into::into),
         }
     }
 

@@ -18,6 +18,7 @@ use super::apply::apply_fields;
 use super::mapping::{effective, ensure_mapping_current, entity_object};
 use super::store::{Candidate, SourceRecord};
 use super::{Entity, EntityKind, Link, MappingField, normalize};
+use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::connections::service::resolve;
@@ -290,8 +291,8 @@ pub struct ConfirmInput {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PairInput {
-    pub external_id: String,
-    pub entity_id: String,
+    pub external_id: SingleLine,
+    pub entity_id: SingleLine,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

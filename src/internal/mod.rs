@@ -15,6 +15,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use crate::input::{JsonText, MultiLine, SingleLine, TextKind, problem_in_json};
 use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::connections::tokens::{self, place, provider_of, required_headers};
@@ -248,7 +249,7 @@ pub struct TenantRef {
 #[serde(rename_all = "camelCase")]
 pub struct MetricsWrite {
     pub tenant: TenantRef,
-    pub provider: String,
+    pub provider: SingleLine,
     #[serde(default)]
     pub connection_id: Option<Uuid>,
     pub metrics: Vec<MetricInput>,
@@ -256,6 +257,27 @@ pub struct MetricsWrite {
 
 /// Validates every row first; any invalid row rejects the batch and
 /// nothing is written. Valid batches upsert in one transaction.
+/// Automations' dimension values are input: no NUL or other control
+/// characters (tab and newline allowed), named by row and pointer.
+fn refuse_control_text(rows: &[MetricInput]) -> AppResult<()> {
+    for (index, row) in rows.iter().enumerate() {
+        let fields = [
+            ("accountId", row.account_id.as_ref()),
+            ("dimensionsJson", row.dimensions_json.as_ref()),
+        ];
+        for (field, value) in fields {
+            let Some(value) = value else { continue };
+            if let Some((at, problem)) = problem_in_json(value, TextKind::MultiLine) {
+                return Err(AppError::validation(
+                    format!("metrics[{index}].{field}{at}"),
+                    problem,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn write_metrics(
     state: &AppState,
     caller: &ServiceCaller,
@@ -275,7 +297,7 @@ pub async fn write_metrics(
     if let Some(id) = input.connection_id {
         let c = state.store.get_connection(ws, id).await?;
         match c {
-            Some(c) if c.provider == input.provider => {}
+            Some(c) if c.provider == input.provider.as_str() => {}
             Some(_) => {
                 return Err(AppError::validation(
                     "connectionId",
@@ -290,6 +312,7 @@ pub async fn write_metrics(
             }
         }
     }
+    refuse_control_text(&input.metrics)?;
     let rows = validate_batch(&input.metrics, state.settings.internal.max_metric_rows)?;
     let counts = state
         .store
@@ -317,13 +340,13 @@ async fn job_for(state: &AppState, caller: &ServiceCaller, id: Uuid) -> AppResul
 #[serde(rename_all = "camelCase")]
 pub struct RunCallback {
     pub job_id: Uuid,
-    pub status: String,
+    pub status: SingleLine,
     #[serde(default)]
-    pub summary: Option<Value>,
+    pub summary: Option<JsonText>,
     #[serde(default)]
-    pub error: Option<String>,
+    pub error: Option<MultiLine>,
     #[serde(default)]
-    pub metadata: Option<Value>,
+    pub metadata: Option<JsonText>,
 }
 
 pub async fn report_run(
@@ -369,9 +392,9 @@ pub async fn report_run(
     }
     let report = JobReport {
         status,
-        summary: input.summary.as_ref(),
+        summary: input.summary.as_deref(),
         error: input.error.as_deref(),
-        metadata: input.metadata.as_ref(),
+        metadata: input.metadata.as_deref(),
         at: now(),
     };
     match state

@@ -440,9 +440,41 @@ fn load_one(
     })
 }
 
+/// Words a provider key can't be: fixed routes sit where a provider key
+/// goes (`/api/integrations/{provider}` beside `/api/integrations/health`,
+/// `/data/{provider}/…` beside `/data/jobs/{id}`, the Integrations Hub pages
+/// under `/integrations/…`), so such a provider would be shadowed. Taken from
+/// the routes in `web::api` and `web::pages`, plus the ones the hub reserves.
+pub const RESERVED_PROVIDER_KEYS: &[&str] = &[
+    "capabilities",
+    "catalog",
+    "connect",
+    "connections",
+    "docs",
+    "health",
+    "jobs",
+    "metrics",
+    "openapi",
+    "people",
+    "projects",
+    "providers",
+    "settings",
+    "test",
+];
+
 /// Rules JSON Schema can't state: cross-references between parts of a file.
 fn semantic_errors(meta: &ProviderMeta, folder_name: &str) -> Vec<(String, String)> {
     let mut errors = Vec::new();
+    if RESERVED_PROVIDER_KEYS.contains(&meta.key.as_str()) {
+        errors.push((
+            "/key".to_owned(),
+            format!(
+                "key {:?} is reserved: a fixed route uses that name; reserved keys are {}",
+                meta.key,
+                RESERVED_PROVIDER_KEYS.join(", ")
+            ),
+        ));
+    }
     if meta.key != folder_name {
         errors.push((
             "/key".to_owned(),

@@ -21,6 +21,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, UtcOffset};
 
+use crate::input::{TextKind, problem_in_json};
 use crate::error::AppError;
 use crate::providers::ObjectMeta;
 
@@ -306,6 +307,10 @@ pub fn validate(
         // A broken embedded schema is a build defect; refuse rather than
         // accept unchecked input.
         Err(message) => return Err(RuleError::at("/", message)),
+    }
+    // Every text in a rule (fields, filter values, cron) is one line.
+    if let Some((at, problem)) = problem_in_json(doc, TextKind::SingleLine) {
+        return Err(RuleError::at(at, problem));
     }
     let mut rule: Rule = serde_path_to_error::deserialize(doc).map_err(|err| {
         let path = err.path().to_string();

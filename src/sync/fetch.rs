@@ -67,6 +67,26 @@ pub enum FetchError {
     CursorLoop,
     #[error("metadata for this object lacks {0}")]
     Metadata(&'static str),
+    #[error("a value for {0} can't be a path segment (empty, \".\" or \"..\")")]
+    PathValue(&'static str),
+}
+
+/// Bytes kept as they are in a path segment: RFC 3986 unreserved only, so
+/// `/`, `?`, `#`, `:`, `%` and spaces in a value can't change the path.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A value (an account id such as Search Console's `sc-domain:example.com`
+/// or `https://example.com/`) as one path segment. Dot segments would still
+/// move up the path however they are encoded, so they are refused.
+pub fn encode_path_segment(value: &str, placeholder: &'static str) -> Result<String, FetchError> {
+    if matches!(value, "" | "." | "..") {
+        return Err(FetchError::PathValue(placeholder));
+    }
+    Ok(percent_encoding::utf8_percent_encode(value, SEGMENT).to_string())
 }
 
 fn p_str<'a>(pagination: &'a Value, key: &str) -> Option<&'a str> {
@@ -120,6 +140,28 @@ impl<'a> ObjectReader<'a> {
         })
     }
 
+    /// `fill` for the endpoint: every substituted value is one encoded
+    /// path segment.
+    fn fill_path(&self, template: &str, spec: &ReadSpec) -> Result<String, FetchError> {
+        let mut out = template.to_owned();
+        let values = [
+            ("{accountId}", spec.account_id.as_deref()),
+            ("{companyId}", spec.account_id.as_deref()),
+            ("{since}", spec.since.as_deref()),
+            ("{until}", spec.until.as_deref()),
+        ];
+        for (placeholder, value) in values {
+            if let Some(value) = value
+                && out.contains(placeholder)
+            {
+                out = out.replace(placeholder, &encode_path_segment(value, placeholder)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Substitutes placeholders in query and body values, which are encoded
+    /// later as what they are.
     fn fill(&self, template: &str, spec: &ReadSpec) -> String {
         let mut out = template.to_owned();
         if let Some(account) = &spec.account_id {
@@ -185,7 +227,7 @@ impl<'a> ObjectReader<'a> {
         let url = format!(
             "{}{}",
             spec.base_url.trim_end_matches('/'),
-            self.fill(&endpoint, spec)
+            self.fill_path(&endpoint, spec)?
         );
         let mut query: BTreeMap<String, String> = BTreeMap::new();
         if let Some(Value::Object(static_query)) = self.raw.get("query") {
@@ -533,6 +575,49 @@ mod tests {
             None
         );
         assert_eq!(next_link(&[]), None);
+    }
+
+    #[test]
+    fn substituted_path_values_stay_one_segment() {
+        let object: ObjectMeta = serde_json::from_value(serde_json::json!({
+            "key": "rows", "label": "Rows", "kind": "records",
+            "endpoint": "/sites/{accountId}/searchAnalytics/query", "method": "GET",
+            "recordSelector": "rows", "capabilities": ["list"],
+            "pagination": {"strategy": "none"},
+            "fields": [{"name": "id", "type": "string", "nullable": false, "identifier": true}],
+            "query": {"site": "{accountId}"}
+        }))
+        .unwrap();
+        let raw = serde_json::json!({"objects": [{"key": "rows", "query": {"site": "{accountId}"}}]});
+        let reader = ObjectReader::new(&object, &raw);
+        let spec = |account: &str| ReadSpec {
+            base_url: "https://api.example/v3".into(),
+            account_id: Some(account.into()),
+            since: None,
+            until: None,
+            parent_only: false,
+            page_size: None,
+        };
+        let cases = [
+            ("123", "/sites/123/"),
+            ("sc-domain:example.com", "/sites/sc-domain%3Aexample.com/"),
+            ("https://example.com/", "/sites/https%3A%2F%2Fexample.com%2F/"),
+            ("../../admin?x=1", "/sites/..%2F..%2Fadmin%3Fx%3D1/"),
+            ("a b#c%2F", "/sites/a%20b%23c%252F/"),
+        ];
+        for (account, expected) in cases {
+            let req = reader.request(&spec(account), &Position::Start).unwrap();
+            assert_eq!(
+                req.url,
+                format!("https://api.example/v3{expected}searchAnalytics/query"),
+                "{account}"
+            );
+            // Query values are substituted raw: the HTTP client encodes them.
+            assert_eq!(req.query, vec![("site".to_owned(), account.to_owned())]);
+        }
+        for dots in ["", ".", ".."] {
+            assert!(reader.request(&spec(dots), &Position::Start).is_err(), "{dots:?}");
+        }
     }
 
     #[test]

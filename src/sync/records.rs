@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::impl_for_backends;
+use crate::input::{escape_nul_for_storage, escape_nul_in_text};
 use crate::metrics::canonical;
 use crate::storage::{PgStore, SqliteStore};
 use crate::tenancy::WorkspaceId;
@@ -29,8 +30,12 @@ pub struct RecordRow {
 }
 
 impl RecordRow {
+    /// Provider data as it comes, except U+0000, which neither database
+    /// column type can hold (see [`escape_nul_for_storage`]).
     pub fn new(external_id: String, data: Value, is_child: bool, deleted: bool) -> Self {
-        let data = canonical(&data);
+        let mut data = canonical(&data);
+        escape_nul_for_storage(&mut data);
+        let external_id = escape_nul_in_text(&external_id);
         let digest = Sha256::digest(serde_json::to_vec(&data).unwrap_or_default());
         let content_hash = digest.iter().map(|b| format!("{b:02x}")).collect();
         RecordRow {

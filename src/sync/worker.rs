@@ -889,11 +889,14 @@ fn metric_row(
             dimensions.insert(name.clone(), v.clone());
         }
     }
+    // Provider data: kept as sent, but a NUL can't be stored.
+    let mut dimensions = Value::Object(dimensions);
+    crate::input::escape_nul_for_storage(&mut dimensions);
     let input = MetricInput {
         date: Value::String(date),
-        account_id: account.map(|a| Value::String(a.to_owned())),
+        account_id: account.map(|a| Value::String(crate::input::escape_nul_in_text(a))),
         metrics_json: Value::Object(metrics),
-        dimensions_json: Some(Value::Object(dimensions)),
+        dimensions_json: Some(dimensions),
     };
     crate::metrics::validate(0, &input).ok()
 }

@@ -49,9 +49,11 @@ pub fn router(state: AppState) -> Router {
             api::internal_routes(settings.internal.body_limit_bytes),
         )
         .fallback(api_not_found)
-        .layer(middleware::from_fn(require_json_bodies));
+        .layer(middleware::from_fn(require_json_bodies))
+        .layer(middleware::from_fn(refuse_control_paths));
     let pages = pages::routes()
         .fallback(page_not_found)
+        .layer(middleware::from_fn(refuse_control_paths))
         .layer(middleware::from_fn(html_errors));
 
     let body_limit = settings.server.body_limit_bytes;
@@ -178,6 +180,22 @@ async fn require_json_bodies(req: Request, next: Next) -> Response {
             .into_response();
     }
     next.run(req).await
+}
+
+/// Path segments (provider and object keys, ids) that decode to control
+/// characters or invalid UTF-8 name nothing: 404 before any handler, so they
+/// never reach the database.
+async fn refuse_control_paths(req: Request, next: Next) -> Response {
+    if !path_is_plain_text(req.uri().path()) {
+        return AppError::not_found("no such resource").into_response();
+    }
+    next.run(req).await
+}
+
+pub fn path_is_plain_text(path: &str) -> bool {
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .is_ok_and(|decoded| !decoded.chars().any(char::is_control))
 }
 
 /// Turns error responses of page routes into HTML: 401 redirects to the

@@ -7,13 +7,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::auth::extract::{CurrentTenant, MaybeUser};
 use crate::auth::session::{self, FlashKind, WORKSPACE_KEY};
 use crate::connections::service::{self, CallbackQuery, CredentialsInput, Diagnostics, Reconnect};
 use crate::connections::{Connection, ConnectionView};
 use crate::error::{AppError, AppResult, ErrorInfo};
-use crate::web::extract::ApiJson;
+use crate::web::extract::{ApiJson, ApiQuery};
 use crate::web::parse_path_id;
 
 pub fn view(state: &AppState, c: &Connection) -> ConnectionView {
@@ -26,8 +27,8 @@ pub fn view(state: &AppState, c: &Connection) -> ConnectionView {
 
 #[derive(Deserialize)]
 pub struct StartQuery {
-    ownership: Option<String>,
-    environment: Option<String>,
+    ownership: Option<SingleLine>,
+    environment: Option<SingleLine>,
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
@@ -42,7 +43,7 @@ pub async fn start(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(provider): Path<String>,
-    Query(query): Query<StartQuery>,
+    ApiQuery(query): ApiQuery<StartQuery>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
     let started = service::start_authorization(
@@ -156,7 +157,7 @@ pub async fn accounts(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(provider): Path<String>,
-    Query(query): Query<AccountsQuery>,
+    ApiQuery(query): ApiQuery<AccountsQuery>,
 ) -> AppResult<Json<serde_json::Value>> {
     let c = service::resolve(&state, &current.tenant, &provider, query.connection_id).await?;
     let accounts = service::list_accounts(&state, &c).await?;
@@ -170,9 +171,9 @@ pub async fn accounts(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SelectInput {
-    provider: String,
+    provider: SingleLine,
     connection_id: Option<Uuid>,
-    account_ids: Vec<String>,
+    account_ids: Vec<SingleLine>,
 }
 
 pub async fn select_account(
@@ -187,14 +188,15 @@ pub async fn select_account(
         input.connection_id,
     )
     .await?;
-    let c = service::select_accounts(&state, &current.tenant, &c, &input.account_ids).await?;
+    let ids: Vec<String> = input.account_ids.into_iter().map(String::from).collect();
+    let c = service::select_accounts(&state, &current.tenant, &c, &ids).await?;
     Ok(Json(view(&state, &c)))
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DisconnectInput {
-    provider: String,
+    provider: SingleLine,
     connection_id: Option<Uuid>,
 }
 

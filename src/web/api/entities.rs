@@ -1,11 +1,12 @@
 //! Projects, people, mappings, applying records and matching.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::connections::service::resolve;
@@ -16,7 +17,7 @@ use crate::entities::{
     ApplyCounts, ApplyOptions, ConflictPolicy, DeletionPolicy, EntityKind, service,
 };
 use crate::error::AppResult;
-use crate::web::extract::ApiJson;
+use crate::web::extract::{ApiJson, ApiQuery};
 use crate::web::parse_path_id;
 
 type Body = ApiJson<Map<String, Value>>;
@@ -67,7 +68,7 @@ async fn update(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResetInput {
-    field: String,
+    field: SingleLine,
 }
 
 async fn reset(
@@ -231,14 +232,14 @@ pub async fn apply(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SuggestionsQuery {
-    connection_id: Option<String>,
+    connection_id: Option<SingleLine>,
 }
 
 pub async fn suggestions(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path((provider, object)): Path<(String, String)>,
-    Query(q): Query<SuggestionsQuery>,
+    ApiQuery(q): ApiQuery<SuggestionsQuery>,
 ) -> AppResult<Json<Suggestions>> {
     let connection_id = q
         .connection_id

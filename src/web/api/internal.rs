@@ -1,21 +1,22 @@
 //! `/api/internal/*`: server-to-server endpoints for automations.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::internal::{self, IssuedTokens, MetricsWrite, RunCallback, RunContext, ServiceAuth};
 use crate::jobs::Job;
 use crate::metrics::WriteCounts;
-use crate::web::extract::ApiJson;
+use crate::web::extract::{ApiJson, ApiQuery};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionQuery {
-    connection_id: Option<String>,
+    connection_id: Option<SingleLine>,
 }
 
 fn query_id(raw: Option<&str>, field: &str, what: &str) -> AppResult<Uuid> {
@@ -26,7 +27,7 @@ fn query_id(raw: Option<&str>, field: &str, what: &str) -> AppResult<Uuid> {
 pub async fn connection_tokens(
     State(state): State<AppState>,
     ServiceAuth(caller): ServiceAuth,
-    Query(query): Query<ConnectionQuery>,
+    ApiQuery(query): ApiQuery<ConnectionQuery>,
 ) -> AppResult<Json<IssuedTokens>> {
     let id = query_id(query.connection_id.as_deref(), "connectionId", "connection")?;
     Ok(Json(
@@ -55,13 +56,13 @@ pub async fn run_callback(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobQuery {
-    job_id: Option<String>,
+    job_id: Option<SingleLine>,
 }
 
 pub async fn run_context(
     State(state): State<AppState>,
     ServiceAuth(caller): ServiceAuth,
-    Query(query): Query<JobQuery>,
+    ApiQuery(query): ApiQuery<JobQuery>,
 ) -> AppResult<Json<RunContext>> {
     let id = query_id(query.job_id.as_deref(), "jobId", "job")?;
     Ok(Json(internal::run_context(&state, &caller, id).await?))

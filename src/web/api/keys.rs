@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
+use crate::input::{Name, SingleLine};
 use crate::app::AppState;
 use crate::auth::extract::PathTenant;
 use crate::error::AppResult;
@@ -14,8 +15,8 @@ use crate::web::extract::ApiJson;
 
 #[derive(Deserialize)]
 pub struct NewKeyInput {
-    name: String,
-    scopes: Vec<String>,
+    name: Name,
+    scopes: Vec<SingleLine>,
 }
 
 pub async fn create(
@@ -23,7 +24,8 @@ pub async fn create(
     path: PathTenant,
     ApiJson(input): ApiJson<NewKeyInput>,
 ) -> AppResult<(StatusCode, Json<CreatedKey>)> {
-    let created = service::create(&state.store, &path.tenant, &input.name, &input.scopes).await?;
+    let scopes: Vec<String> = input.scopes.iter().map(|s| s.to_string()).collect();
+    let created = service::create(&state.store, &path.tenant, &input.name, &scopes).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

@@ -1,21 +1,22 @@
 //! Sync rules per provider object (admins).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::error::{AppError, AppResult};
 use crate::rules::service::{self, RuleView, Saved};
-use crate::web::extract::ApiJson;
+use crate::web::extract::{ApiJson, ApiQuery};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleQuery {
-    connection_id: Option<String>,
+    connection_id: Option<SingleLine>,
 }
 
 impl RuleQuery {
@@ -36,7 +37,7 @@ pub async fn list(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path((provider, object)): Path<(String, String)>,
-    Query(q): Query<RuleQuery>,
+    ApiQuery(q): ApiQuery<RuleQuery>,
 ) -> AppResult<Json<Vec<RuleView>>> {
     let id = q.connection_id()?;
     Ok(Json(
@@ -64,7 +65,7 @@ pub async fn delete(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path((provider, object)): Path<(String, String)>,
-    Query(q): Query<RuleQuery>,
+    ApiQuery(q): ApiQuery<RuleQuery>,
 ) -> AppResult<StatusCode> {
     let id = q.connection_id()?;
     service::delete(&state, &current.tenant, &provider, &object, id).await?;

@@ -1,22 +1,23 @@
 //! Sync requests and jobs.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
+use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::auth::extract::{CurrentTenant, CurrentUser};
 use crate::error::AppResult;
 use crate::jobs::Job;
 use crate::sync::service::{self, Enqueued, Health};
-use crate::web::extract::parse_json;
+use crate::web::extract::{ApiQuery, parse_json};
 use crate::web::parse_path_id;
 
 #[derive(Deserialize, Default)]
 pub struct SyncAll {
     #[serde(default)]
-    provider: Option<String>,
+    provider: Option<SingleLine>,
 }
 
 pub async fn sync_data(
@@ -48,15 +49,15 @@ pub async fn sync_object(
 
 #[derive(Deserialize)]
 pub struct JobsQuery {
-    object: Option<String>,
-    status: Option<String>,
+    object: Option<SingleLine>,
+    status: Option<SingleLine>,
 }
 
 pub async fn list(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(provider): Path<String>,
-    Query(q): Query<JobsQuery>,
+    ApiQuery(q): ApiQuery<JobsQuery>,
 ) -> AppResult<Json<Vec<Job>>> {
     Ok(Json(
         state

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
+use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::auth::extract::PathTenant;
@@ -18,7 +19,7 @@ use crate::webhooks::store::{DeliveryRecord, secret_place};
 
 #[derive(Deserialize)]
 pub struct WebhookInput {
-    url: String,
+    url: SingleLine,
 }
 
 /// Sets the endpoint and returns a new signing secret, shown this once.

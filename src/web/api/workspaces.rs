@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::input::{Name, SingleLine};
 use crate::app::AppState;
 use crate::audit::AuditRecord;
 use crate::auth::extract::{CurrentTenant, CurrentUser, PathTenant};
@@ -52,7 +53,7 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct CreateWorkspace {
-    name: String,
+    name: Name,
 }
 
 /// Creates a workspace in the organization of the current workspace.
@@ -93,8 +94,8 @@ pub async fn members(
 
 #[derive(Deserialize)]
 pub struct MemberInput {
-    email: String,
-    role: String,
+    email: SingleLine,
+    role: SingleLine,
 }
 
 pub async fn add_member(
@@ -109,7 +110,7 @@ pub async fn add_member(
 
 #[derive(Deserialize)]
 pub struct RoleInput {
-    role: String,
+    role: SingleLine,
 }
 
 pub async fn change_role(

@@ -1,6 +1,6 @@
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -9,9 +9,10 @@ use crate::app::AppState;
 use crate::auth::extract::{ClientIp, MaybeUser};
 use crate::auth::{self, LoginInput, SignupInput, SignupPolicy, normalize_email, session};
 use crate::error::{AppError, AppResult};
+use crate::input::SingleLine;
 use crate::storage::now;
 use crate::tenancy::service::hash_token;
-use crate::web::extract::CsrfForm;
+use crate::web::extract::{ApiQuery, CsrfForm};
 
 pub struct InviteInfo {
     token: String,
@@ -34,7 +35,7 @@ pub struct SignupPage {
 
 #[derive(Deserialize)]
 pub struct SignupQuery {
-    invite: Option<String>,
+    invite: Option<SingleLine>,
 }
 
 async fn invite_info(
@@ -64,7 +65,7 @@ async fn invite_info(
 pub async fn signup_page(
     State(state): State<AppState>,
     maybe: MaybeUser,
-    Query(query): Query<SignupQuery>,
+    ApiQuery(query): ApiQuery<SignupQuery>,
 ) -> AppResult<Response> {
     if maybe.user.is_some() && query.invite.is_none() {
         return Ok(Redirect::to("/").into_response());
@@ -124,9 +125,9 @@ pub async fn signup_submit(
                 layout: Layout::anonymous(&session).await?,
                 error: Some(err.to_string()),
                 invite,
-                name: input.name,
-                email: input.email,
-                organization: input.organization.unwrap_or_default(),
+                name: input.name.into(),
+                email: input.email.into(),
+                organization: input.organization.map(String::from).unwrap_or_default(),
                 min_password_length: state.settings.auth.min_password_length,
             };
             Ok(with_status(status, page))
@@ -152,7 +153,7 @@ pub struct LoginQuery {
 pub async fn login_page(
     State(state): State<AppState>,
     maybe: MaybeUser,
-    Query(query): Query<LoginQuery>,
+    ApiQuery(query): ApiQuery<LoginQuery>,
 ) -> AppResult<Response> {
     let next = safe_next(query.next.as_deref());
     if maybe.user.is_some() {
@@ -170,7 +171,7 @@ pub async fn login_page(
 
 #[derive(Deserialize)]
 pub struct LoginForm {
-    email: String,
+    email: SingleLine,
     password: String,
     next: Option<String>,
 }
@@ -208,7 +209,7 @@ pub async fn login_submit(
             let page = LoginPage {
                 layout: Layout::anonymous(&session).await?,
                 error: Some(err.to_string()),
-                email: input.email,
+                email: input.email.into(),
                 next,
                 signup_open: state.settings.auth.allow_signup,
             };

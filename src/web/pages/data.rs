@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use uuid::Uuid;
 
 use super::{Layout, parse_path_id, redirect_with_outcome};
+use crate::input::{FormFields, SingleLine};
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::connections::service::{self, Account, CredentialsInput, Reconnect};
@@ -242,15 +243,8 @@ pub async fn accounts_page(
     .into_response())
 }
 
-fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn connection_id(pairs: &[(String, String)]) -> AppResult<Option<Uuid>> {
-    match field(pairs, "connection_id").filter(|v| !v.is_empty()) {
+fn connection_id(pairs: &FormFields) -> AppResult<Option<Uuid>> {
+    match pairs.first("connection_id").filter(|v| !v.is_empty()) {
         Some(raw) => parse_path_id(raw, "connection").map(Some),
         None => Ok(None),
     }
@@ -260,14 +254,9 @@ pub async fn select_accounts(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(provider): Path<String>,
-    form: CsrfForm<Vec<(String, String)>>,
+    form: CsrfForm<FormFields>,
 ) -> AppResult<Response> {
-    let ids: Vec<String> = form
-        .form
-        .iter()
-        .filter(|(k, _)| k == "account_id")
-        .map(|(_, v)| v.clone())
-        .collect();
+    let ids: Vec<String> = form.form.all("account_id").map(|v| v.to_string()).collect();
     let c = service::resolve(
         &state,
         &current.tenant,
@@ -290,7 +279,7 @@ pub async fn disconnect(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(provider): Path<String>,
-    form: CsrfForm<Vec<(String, String)>>,
+    form: CsrfForm<FormFields>,
 ) -> AppResult<Response> {
     let c = service::resolve(
         &state,
@@ -340,14 +329,10 @@ pub async fn credentials(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(provider): Path<String>,
-    form: CsrfForm<Vec<(String, String)>>,
+    form: CsrfForm<FormFields>,
 ) -> AppResult<Response> {
     let pairs = &form.form;
-    let text = |name: &str| {
-        field(pairs, name)
-            .map(str::to_owned)
-            .filter(|v| !v.is_empty())
-    };
+    let text = |name: &str| pairs.first(name).filter(|v| !v.is_empty()).cloned();
     let input = CredentialsInput {
         flow: text("flow"),
         client_id: text("client_id"),
@@ -355,7 +340,10 @@ pub async fn credentials(
         api_key: text("api_key"),
         headers: pairs
             .iter()
-            .filter_map(|(k, v)| k.strip_prefix("header:").map(|h| (h.to_owned(), v.clone())))
+            .filter_map(|(k, v)| {
+                let name = SingleLine::parse(k.strip_prefix("header:")?).ok()?;
+                Some((name, v.clone()))
+            })
             .collect(),
         environment: text("environment"),
         ownership: text("ownership"),

@@ -6,10 +6,11 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{Layout, parse_path_id, redirect_with_outcome};
+use crate::input::{FormFields, Name};
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::auth::session::{self, FlashKind};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::servicekeys::Scope;
 use crate::servicekeys::service;
 use crate::servicekeys::store::ServiceKeyRecord;
@@ -56,20 +57,16 @@ pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppR
 pub async fn create(
     State(state): State<AppState>,
     current: CurrentTenant,
-    form: CsrfForm<Vec<(String, String)>>,
+    form: CsrfForm<FormFields>,
 ) -> AppResult<Response> {
-    let name = form
-        .form
-        .iter()
-        .find(|(k, _)| k == "name")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    let scopes: Vec<String> = form
-        .form
-        .iter()
-        .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v.clone())
-        .collect();
+    let name = match Name::parse(form.form.first("name").map(|v| v.as_str()).unwrap_or("")) {
+        Ok(name) => name,
+        Err(problem) => {
+            let err = AppError::validation("name", problem);
+            return redirect_with_outcome(&form.session, BACK, Err(err)).await;
+        }
+    };
+    let scopes: Vec<String> = form.form.all("scope").map(|v| v.to_string()).collect();
     match service::create(&state.store, &current.tenant, &name, &scopes).await {
         Ok(created) => {
             session::flash(

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{Layout, parse_path_id, redirect_with_outcome};
+use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::auth::normalize_email;
@@ -64,8 +65,8 @@ pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppR
 
 #[derive(Deserialize)]
 pub struct AddForm {
-    email: String,
-    role: String,
+    email: SingleLine,
+    role: SingleLine,
 }
 
 /// An existing account joins at once; any other address gets an invite
@@ -120,7 +121,7 @@ pub async fn add(
 
 #[derive(Deserialize)]
 pub struct RoleForm {
-    role: String,
+    role: SingleLine,
 }
 
 pub async fn change_role(

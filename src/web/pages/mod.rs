@@ -194,13 +194,43 @@ pub async fn redirect_with_outcome(
     }
 }
 
-/// Only local paths: an absolute or protocol-relative URL would make the
-/// log-in form an open redirect.
+/// Only same-origin paths: an absolute or protocol-relative URL would make
+/// the log-in form an open redirect. Browsers read `/\`, `/\t/` and the
+/// like as `//`, so backslashes and control characters are refused too, in
+/// the text and in its percent-decoded forms (`/%2F`, `%5C`, `%09`, `%252F`).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n) if is_same_origin_path(n) => n.to_owned(),
         _ => "/".to_owned(),
     }
+}
+
+fn is_same_origin_path(next: &str) -> bool {
+    const MAX_LEN: usize = 2000;
+    let plain = |text: &str| {
+        text.starts_with('/')
+            && !text.starts_with("//")
+            && !text.contains('\\')
+            && !text.chars().any(char::is_control)
+    };
+    if next.len() > MAX_LEN {
+        return false;
+    }
+    // Decode until nothing changes (bounded), checking every layer.
+    let mut text = next.to_owned();
+    for _ in 0..4 {
+        if !plain(&text) {
+            return false;
+        }
+        let Ok(decoded) = percent_encoding::percent_decode_str(&text).decode_utf8() else {
+            return false;
+        };
+        if decoded == text {
+            return true;
+        }
+        text = decoded.into_owned();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -208,16 +238,42 @@ mod tests {
     use super::safe_next;
 
     #[test]
-    fn next_stays_local() {
-        assert_eq!(safe_next(Some("/settings/members")), "/settings/members");
-        for bad in [
-            "https://evil.example",
-            "//evil.example",
-            "/\\evil.example",
-            "javascript:alert(1)",
-        ] {
-            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
+    fn next_stays_same_origin() {
+        let cases: &[(&str, &str)] = &[
+            ("/settings/members", "/settings/members"),
+            ("/data?x=1&y=%20z", "/data?x=1&y=%20z"),
+            ("/data/jobs/abc#top", "/data/jobs/abc#top"),
+            ("/caf%C3%A9", "/caf%C3%A9"),
+            ("https://evil.example", "/"),
+            ("http:/evil.example", "/"),
+            ("//evil.example", "/"),
+            ("///evil.example", "/"),
+            ("/\\evil.example", "/"),
+            ("\\evil.example", "/"),
+            ("/a\\b", "/"),
+            ("/\t/evil.example", "/"),
+            ("/\n/evil.example", "/"),
+            ("/\r\nSet-Cookie:x", "/"),
+            ("/\0", "/"),
+            ("/%2F/evil.example", "/"),
+            ("/%2f/evil.example", "/"),
+            ("%2F%2Fevil.example", "/"),
+            ("/%5Cevil.example", "/"),
+            ("/%5cevil.example", "/"),
+            ("/%09/evil.example", "/"),
+            ("/%0A/evil.example", "/"),
+            ("/%00", "/"),
+            ("/%252F/evil.example", "/"),
+            ("/%25252F%25252Fevil", "/"),
+            ("/%FF", "/"),
+            ("javascript:alert(1)", "/"),
+            (" /data", "/"),
+            ("", "/"),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(safe_next(Some(given)), *expected, "{given:?}");
         }
         assert_eq!(safe_next(None), "/");
+        assert_eq!(safe_next(Some(&format!("/{}", "a".repeat(3000)))), "/");
     }
 }

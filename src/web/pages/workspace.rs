@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{Layout, redirect_with_outcome};
+use crate::input::Name;
 use crate::app::AppState;
 use crate::auth::extract::{CurrentTenant, CurrentUser};
 use crate::auth::session::WORKSPACE_KEY;
@@ -45,7 +46,7 @@ pub async fn home(State(state): State<AppState>, current: CurrentTenant) -> AppR
 
 #[derive(Deserialize)]
 pub struct NewWorkspaceForm {
-    name: String,
+    name: Name,
 }
 
 pub async fn create(
