@@ -90,6 +90,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "http.connect_timeout_secs",
     ),
     ("PLUGBOARD_HTTP_READ_TIMEOUT_SECS", "http.read_timeout_secs"),
+    ("PLUGBOARD_OUTBOUND_ALLOW", "http.outbound_allow"),
     ("PLUGBOARD_WEBHOOK_MAX_ATTEMPTS", "webhooks.max_attempts"),
     ("PLUGBOARD_SANDBOX", "sandbox.enabled"),
     (
@@ -204,6 +205,9 @@ pub struct OAuthSettings {
 pub struct HttpSettings {
     pub connect_timeout_secs: u64,
     pub read_timeout_secs: u64,
+    /// Hosts and IP ranges tenant-chosen URLs may reach despite the
+    /// outbound policy (see `outbound::policy`).
+    pub outbound_allow: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -504,6 +508,9 @@ impl Settings {
                 "expected at least 1 second",
             ));
         }
+        if let Err(e) = crate::outbound::policy::Allowlist::parse(&self.http.outbound_allow) {
+            return Err(setting_error("http.outbound_allow", e));
+        }
         if self.internal.requests_per_minute == 0 || self.internal.max_metric_rows == 0 {
             return Err(setting_error(
                 "internal.requests_per_minute / internal.max_metric_rows",
@@ -616,6 +623,10 @@ mod tests {
         assert!(err.to_string().contains("log.format"), "{err}");
         let err = Settings::from_env_map(&env(&[("PLUGBOARD_PUBLIC_URL", "ftp://x")])).unwrap_err();
         assert!(err.to_string().contains("server.public_url"), "{err}");
+        let err = Settings::from_env_map(&env(&[("PLUGBOARD_OUTBOUND_ALLOW", "10.0.0.0/40")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("PLUGBOARD_OUTBOUND_ALLOW"), "{err}");
+        assert!(err.to_string().contains("10.0.0.0/40"), "{err}");
     }
 
     #[test]

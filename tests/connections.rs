@@ -474,7 +474,9 @@ async fn invalid_grant_needs_reauth_and_notifies(backend: Backend) {
         .respond_with(ResponseTemplate::new(200))
         .mount(&mock)
         .await;
-    let (app, _dir) = fake_provider_app(backend, &mock, &[]).await;
+    // The webhook listener is local: the operator allowlists it.
+    let (app, _dir) =
+        fake_provider_app(backend, &mock, &[("PLUGBOARD_OUTBOUND_ALLOW", "127.0.0.1")]).await;
     let owner = app.signup("owner@a.example", "Acme").await;
     let res = owner
         .client

@@ -829,9 +829,12 @@ pub async fn list_accounts(state: &AppState, c: &Connection) -> AppResult<Vec<Ac
         if position == crate::sync::fetch::Position::Done {
             break;
         }
-        let request = reader
-            .request(&read, &position)
-            .map_err(|e| AppError::internal(anyhow::anyhow!("accounts request: {e}")))?;
+        let request = reader.request(&read, &position).map_err(|e| match e {
+            crate::sync::fetch::FetchError::ForeignNextLink(_) => {
+                AppError::Unavailable(format!("{}: {e}", provider.meta.display_name))
+            }
+            e => AppError::internal(anyhow::anyhow!("accounts request: {e}")),
+        })?;
         let url = if request.query.is_empty() {
             request.url.clone()
         } else {

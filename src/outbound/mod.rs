@@ -5,9 +5,13 @@
 //!
 //! Nothing here logs bodies. URLs are logged through [`redact_url`].
 
+pub mod policy;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::HttpSettings;
+use policy::{Allowlist, GuardedResolver, Policy, UrlRefused};
 
 pub const USER_AGENT: &str = concat!("plugboard/", env!("CARGO_PKG_VERSION"));
 
@@ -18,28 +22,78 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Two clients with the same settings: `client` for addresses the operator
+/// configured (providers, OAuth, hand-off, the sandbox), `guarded` for
+/// addresses a tenant or a provider chose, under [`policy`].
 #[derive(Clone, Debug)]
 pub struct Outbound {
     client: reqwest::Client,
+    guarded: reqwest::Client,
+    policy: Arc<Policy>,
+}
+
+fn builder(settings: &HttpSettings) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
+        .read_timeout(Duration::from_secs(settings.read_timeout_secs))
+        .timeout(Duration::from_secs(
+            settings.read_timeout_secs.saturating_mul(2),
+        ))
+        .redirect(reqwest::redirect::Policy::none())
 }
 
 impl Outbound {
     pub fn new(settings: &HttpSettings) -> anyhow::Result<Self> {
         install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
-            .read_timeout(Duration::from_secs(settings.read_timeout_secs))
-            .timeout(Duration::from_secs(
-                settings.read_timeout_secs.saturating_mul(2),
-            ))
-            .redirect(reqwest::redirect::Policy::none())
+        let allow = Allowlist::parse(&settings.outbound_allow).map_err(anyhow::Error::msg)?;
+        let policy = Arc::new(Policy::new(allow));
+        let client = builder(settings).build()?;
+        // A proxy would resolve the name itself, out of the policy's reach.
+        let guarded = builder(settings)
+            .no_proxy()
+            .dns_resolver(GuardedResolver {
+                policy: policy.clone(),
+            })
             .build()?;
-        Ok(Outbound { client })
+        Ok(Outbound {
+            client,
+            guarded,
+            policy,
+        })
     }
 
+    /// The client for operator-configured addresses.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// A request to a tenant- or provider-chosen URL: refused here for a
+    /// literal denied address (those never reach the resolver), and at
+    /// connect time for a name that resolves to one.
+    pub fn guarded_request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder, UrlRefused> {
+        let url = reqwest::Url::parse(url).map_err(|_| UrlRefused::NotHttp)?;
+        self.policy.check_url(&url)?;
+        Ok(self.guarded.request(method, url))
+    }
+}
+
+/// How a guarded request failed, in words safe to show a tenant: which
+/// internal addresses exist or answer is not theirs to learn, so refused,
+/// timed out and unresolvable all read the same.
+pub fn guarded_failure(err: &reqwest::Error) -> &'static str {
+    if policy::is_not_allowed(err) {
+        "address not allowed"
+    } else {
+        "could not connect"
     }
 }
 

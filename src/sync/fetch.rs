@@ -69,6 +69,11 @@ pub enum FetchError {
     Metadata(&'static str),
     #[error("a value for {0} can't be a path segment (empty, \".\" or \"..\")")]
     PathValue(&'static str),
+    #[error(
+        "the provider's next-page link points to {0}, not to the provider's own host; \
+         it was not followed (the connection's token would have gone with it)"
+    )]
+    ForeignNextLink(String),
 }
 
 /// Bytes kept as they are in a path segment: RFC 3986 unreserved only, so
@@ -210,10 +215,11 @@ impl<'a> ObjectReader<'a> {
     /// The request for `position` (which must not be `Done`).
     pub fn request(&self, spec: &ReadSpec, position: &Position) -> Result<PageRequest, FetchError> {
         if let Position::Url { url } = position {
-            // A provider-given next link is used as given: it carries its own state.
+            // A provider-given next link is used as given (it carries its own
+            // state), but only on the object's own host: the token goes with it.
             return Ok(PageRequest {
                 method: self.object.method.clone(),
-                url: url.clone(),
+                url: self.same_host_link(spec, url)?,
                 query: Vec::new(),
                 body: None,
             });
@@ -343,6 +349,26 @@ impl<'a> ObjectReader<'a> {
             query: query.into_iter().collect(),
             body,
         })
+    }
+
+    /// A next-page link resolved against the object's first-page URL, if
+    /// it stays on that URL's scheme, host and port.
+    fn same_host_link(&self, spec: &ReadSpec, link: &str) -> Result<String, FetchError> {
+        let home = format!(
+            "{}{}",
+            spec.base_url.trim_end_matches('/'),
+            self.fill(&self.object.endpoint, spec)
+        );
+        let home = reqwest::Url::parse(&home).map_err(|_| FetchError::Metadata("a base URL"))?;
+        let next = home
+            .join(link)
+            .map_err(|_| FetchError::ForeignNextLink("an unreadable URL".to_owned()))?;
+        if next.origin() == home.origin() {
+            Ok(next.into())
+        } else {
+            // The origin only: the path and query may carry state or secrets.
+            Err(FetchError::ForeignNextLink(next.origin().ascii_serialization()))
+        }
     }
 
     /// The records of a response and the position after it.
@@ -575,6 +601,54 @@ mod tests {
             None
         );
         assert_eq!(next_link(&[]), None);
+    }
+
+    fn reader_test(check: impl Fn(&ObjectReader<'_>, &ReadSpec)) {
+        let object: ObjectMeta = serde_json::from_value(serde_json::json!({
+            "key": "items", "label": "Items", "kind": "records", "endpoint": "/v2/items",
+            "method": "GET", "recordSelector": "/items", "capabilities": ["list"],
+            "pagination": {"strategy": "next_link", "nextLinkPath": "/next"},
+            "fields": [{"name": "id", "type": "string", "nullable": false, "identifier": true}],
+        }))
+        .unwrap();
+        let raw = serde_json::json!({"objects": []});
+        let spec = ReadSpec {
+            base_url: "https://api.example.com/api/".to_owned(),
+            account_id: None,
+            since: None,
+            until: None,
+            parent_only: false,
+            page_size: None,
+        };
+        check(&ObjectReader::new(&object, &raw), &spec);
+    }
+
+    #[test]
+    fn next_links_stay_on_the_objects_host() {
+        reader_test(|reader, spec| {
+            let at = |url: &str| Position::Url { url: url.to_owned() };
+            let same = reader
+                .request(spec, &at("https://api.example.com/api/v2/items?page=2"))
+                .unwrap();
+            assert_eq!(same.url, "https://api.example.com/api/v2/items?page=2");
+            // Relative links resolve against the object's URL.
+            let relative = reader.request(spec, &at("/api/v2/items?page=3")).unwrap();
+            assert_eq!(relative.url, "https://api.example.com/api/v2/items?page=3");
+            for foreign in [
+                "https://evil.example/api/v2/items?page=2",
+                "http://api.example.com/api/v2/items?page=2",
+                "https://api.example.com:8443/api/v2/items",
+                "https://api.example.com.evil.example/x",
+                "https://api.example.com@evil.example/x",
+                "//evil.example/x",
+                "http://127.0.0.1/x",
+            ] {
+                match reader.request(spec, &at(foreign)) {
+                    Err(FetchError::ForeignNextLink(_)) => {}
+                    other => panic!("{foreign}: {other:?}"),
+                }
+            }
+        });
     }
 
     #[test]

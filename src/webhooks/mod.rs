@@ -32,6 +32,7 @@ use store::Delivery;
 pub const OWNER_KIND: &str = "webhook";
 pub const SECRET_FIELD: &str = "signing_secret";
 pub const SIGNATURE_HEADER: &str = "plugboard-signature";
+const NOT_ALLOWED: &str = "address not allowed";
 
 /// Queues `$event` (a `ConnectionEvent`) if the workspace has an endpoint.
 #[macro_export]
@@ -110,10 +111,13 @@ async fn deliver(state: &AppState, delivery: &Delivery) -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     let timestamp = now().unix_timestamp();
-    let response = state
+    // The tenant chose this address: the outbound policy applies, and what
+    // is recorded says nothing about what answers inside the network.
+    let request = state
         .outbound
-        .client()
-        .post(url)
+        .guarded_request(reqwest::Method::POST, &url)
+        .map_err(|_| format!("delivery failed: {}", NOT_ALLOWED))?;
+    let response = request
         .header("content-type", "application/json")
         .header(
             SIGNATURE_HEADER,
@@ -124,13 +128,7 @@ async fn deliver(state: &AppState, delivery: &Delivery) -> Result<(), String> {
         .body(body)
         .send()
         .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                "timed out".to_owned()
-            } else {
-                "connection failed".to_owned()
-            }
-        })?;
+        .map_err(|e| format!("delivery failed: {}", crate::outbound::guarded_failure(&e)))?;
     let status = response.status();
     if status.is_success() {
         Ok(())

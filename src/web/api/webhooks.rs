@@ -36,6 +36,14 @@ pub async fn put(
     {
         return Err(AppError::validation("url", "expected an http(s) URL"));
     }
+    // Names are checked again on the address they resolve to, per delivery.
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|_| AppError::validation("url", "expected an http(s) URL"))?;
+    state
+        .outbound
+        .policy()
+        .check_url(&parsed)
+        .map_err(|e| AppError::validation("url", e.to_string()))?;
     let ws = path.tenant.workspace_id;
     let secret = Secret::new(format!("whsec_{}", random_token()));
     let sealed = seal_field(&state.keys, &secret_place(ws), SECRET_FIELD, &secret)
