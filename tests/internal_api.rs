@@ -529,13 +529,13 @@ async fn metrics_write_is_idempotent_and_replaces_days(backend: Backend) {
     let counts: Value = post_metrics(&app, &key, &body).await.json().await.unwrap();
     assert_eq!(
         counts,
-        json!({"written": 18, "inserted": 18, "updated": 0, "unchanged": 0})
+        json!({"written": 18, "inserted": 18, "updated": 0, "unchanged": 0, "deleted": 0})
     );
     // Re-sending the same batch is harmless.
     let counts: Value = post_metrics(&app, &key, &body).await.json().await.unwrap();
     assert_eq!(
         counts,
-        json!({"written": 18, "inserted": 0, "updated": 0, "unchanged": 18})
+        json!({"written": 18, "inserted": 0, "updated": 0, "unchanged": 18, "deleted": 0})
     );
     assert_eq!(app.db.count("SELECT COUNT(*) FROM metric_rows").await, 18);
     // A revised day replaces its numbers; the same dimensions in another
@@ -554,7 +554,7 @@ async fn metrics_write_is_idempotent_and_replaces_days(backend: Backend) {
         .unwrap();
     assert_eq!(
         counts,
-        json!({"written": 2, "inserted": 1, "updated": 1, "unchanged": 0})
+        json!({"written": 2, "inserted": 1, "updated": 1, "unchanged": 0, "deleted": 0})
     );
     let date = time::macros::date!(2026 - 11 - 01);
     let stored = app

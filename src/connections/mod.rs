@@ -3,6 +3,7 @@
 //! refresh in flight per connection across tasks and processes, disconnect,
 //! admin enable/disable, and diagnostics.
 
+pub mod accounts;
 pub mod service;
 pub mod store;
 pub mod tokens;

@@ -764,9 +764,15 @@ pub async fn get_for_admin(state: &AppState, tenant: &Tenant, id: Uuid) -> AppRe
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Account {
     pub id: String,
     pub label: String,
+    /// As the provider reports it, where provider.json says where.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 fn text_at(value: &Value, pointer: &str) -> Option<String> {
@@ -879,16 +885,50 @@ pub async fn list_accounts(state: &AppState, c: &Connection) -> AppResult<Vec<Ac
         .get("labelField")
         .and_then(Value::as_str)
         .unwrap_or("/name");
-    Ok(records
+    let optional = |key: &str| spec.get(key).and_then(Value::as_str);
+    let (currency_ptr, zone_ptr) = (optional("currencyField"), optional("timeZoneField"));
+    let accounts: Vec<Account> = records
         .iter()
         .filter_map(|r| {
             let raw_id = text_at(r, id_ptr)?;
             // e.g. GA4's "properties/123" → "123", what its Data API takes.
             let id = raw_id.strip_prefix(strip).unwrap_or(&raw_id).to_owned();
             let label = text_at(r, label_ptr).unwrap_or_else(|| id.clone());
-            Some(Account { id, label })
+            Some(Account {
+                id,
+                label,
+                currency: currency_ptr.and_then(|p| reported_text(r, p)),
+                time_zone: zone_ptr.and_then(|p| reported_text(r, p)),
+            })
         })
-        .collect())
+        .collect();
+    remember_accounts(state, c, &accounts).await?;
+    Ok(accounts)
+}
+
+/// Provider text shown on pages: bounded, no control characters.
+fn reported_text(record: &Value, pointer: &str) -> Option<String> {
+    text_at(record, pointer).filter(|t| {
+        !t.is_empty() && t.len() <= 100 && !t.chars().any(char::is_control)
+    })
+}
+
+/// Keeps what the listing said in `provider_accounts`.
+async fn remember_accounts(state: &AppState, c: &Connection, accounts: &[Account]) -> AppResult<()> {
+    let listed: Vec<crate::connections::accounts::ListedAccount<'_>> = accounts
+        .iter()
+        .map(|a| crate::connections::accounts::ListedAccount {
+            external_id: &a.id,
+            name: &a.label,
+            currency: a.currency.as_deref(),
+            time_zone: a.time_zone.as_deref(),
+        })
+        .collect();
+    state
+        .store
+        .save_provider_accounts(c.workspace_id, c.id, &c.provider, &listed, now())
+        .await?;
+    Ok(())
 }
 
 pub async fn select_accounts(

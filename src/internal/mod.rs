@@ -24,7 +24,9 @@ use crate::error::{AppError, AppResult};
 use crate::jobs::store::{JobReport, ReportOutcome};
 use crate::jobs::{Job, JobStatus};
 use crate::metrics::store::MetricBatch;
-use crate::metrics::{MetricInput, WriteCounts, new_batch_id, validate_batch};
+use crate::metrics::{
+    MetricInput, WriteCounts, WriteMode, days_of, new_batch_id, validate_batch, validate_object,
+};
 use crate::servicekeys::{Scope, ServiceCaller, hash_key, prefix_of};
 use crate::storage::now;
 use crate::tenancy::WorkspaceId;
@@ -252,11 +254,16 @@ pub struct MetricsWrite {
     pub provider: SingleLine,
     #[serde(default)]
     pub connection_id: Option<Uuid>,
+    /// The provider object the rows belong to (e.g. the object a handed-off
+    /// job syncs); '' when none is given. Part of the rows' key.
+    #[serde(default)]
+    pub object: Option<String>,
+    /// `merge` (default) or `replace_day`.
+    #[serde(default)]
+    pub mode: WriteMode,
     pub metrics: Vec<MetricInput>,
 }
 
-/// Validates every row first; any invalid row rejects the batch and
-/// nothing is written. Valid batches upsert in one transaction.
 /// Automations' dimension values are input: no NUL or other control
 /// characters (tab and newline allowed), named by row and pointer.
 fn refuse_control_text(rows: &[MetricInput]) -> AppResult<()> {
@@ -278,6 +285,10 @@ fn refuse_control_text(rows: &[MetricInput]) -> AppResult<()> {
     Ok(())
 }
 
+/// Validates every row first; any invalid row rejects the batch and
+/// nothing is written. Valid batches write in one transaction: `merge`
+/// merges metric keys into stored rows, `replace_day` makes the rows each
+/// written day's only ones (for this connection, object and account).
 pub async fn write_metrics(
     state: &AppState,
     caller: &ServiceCaller,
@@ -313,14 +324,24 @@ pub async fn write_metrics(
         }
     }
     refuse_control_text(&input.metrics)?;
+    let mode = input.mode;
+    let object = validate_object(input.object.as_deref())?;
     let rows = validate_batch(&input.metrics, state.settings.internal.max_metric_rows)?;
+    let replace_days = match mode {
+        WriteMode::Merge => Vec::new(),
+        WriteMode::ReplaceDay => days_of(&rows),
+    };
     let counts = state
         .store
         .upsert_metrics(&MetricBatch {
             workspace: ws,
             provider: &input.provider,
             connection_id: input.connection_id,
+            object: &object,
             rows: &rows,
+            merge: mode == WriteMode::Merge,
+            replace_days: &replace_days,
+            also_keep: &[],
             batch_id: new_batch_id(),
             at: now(),
         })

@@ -1,7 +1,14 @@
-//! Daily metrics: one row per (workspace, provider, account, date,
-//! dimensions). Writing a day again replaces its numbers — providers revise
-//! recent days — and re-sending the same rows changes nothing. Writes are
-//! set-based: one statement per batch, in one transaction per request.
+//! Daily metrics: one row per (workspace, provider, connection, object,
+//! account, date, dimensions). The connection (none for an internal write
+//! that names none) and the object ('' when a writer names none) keep a
+//! personal and a workspace connection on one account apart, and one
+//! object's rows apart from another's.
+//!
+//! A write merges metric keys into the row by default (writing 3 of 7
+//! metrics keeps the other 4); a `replace_day` write makes its rows the
+//! day's only dimension combinations for that connection, object and
+//! account, which is what a sync re-read does. Re-sending the same rows
+//! changes nothing. Writes are set-based, in one transaction per request.
 
 pub mod store;
 
@@ -32,6 +39,8 @@ pub struct WriteCounts {
     pub inserted: u64,
     pub updated: u64,
     pub unchanged: u64,
+    /// Rows removed because a `replace_day` write no longer carried them.
+    pub deleted: u64,
 }
 
 impl std::ops::Add for WriteCounts {
@@ -43,6 +52,7 @@ impl std::ops::Add for WriteCounts {
             inserted: self.inserted + other.inserted,
             updated: self.updated + other.updated,
             unchanged: self.unchanged + other.unchanged,
+            deleted: self.deleted + other.deleted,
         }
     }
 }
@@ -59,7 +69,63 @@ pub struct MetricInput {
     pub dimensions_json: Option<Value>,
 }
 
+/// How a write treats what is stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// Metric keys merge into the stored row's; other rows are untouched.
+    #[default]
+    Merge,
+    /// For every (account, date) written, the rows written become that
+    /// day's only dimension combinations (for the write's connection and
+    /// object), each with exactly the metrics given.
+    ReplaceDay,
+}
+
+/// One day of one account: what a `replace_day` write replaces.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DayKey {
+    pub account_id: String,
+    pub date: Date,
+}
+
+/// A stored row's identity within its connection and object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowKey {
+    pub account_id: String,
+    pub date: Date,
+    pub dimension_key: String,
+}
+
+/// The distinct days of a batch, in order.
+pub fn days_of(rows: &[MetricRow]) -> Vec<DayKey> {
+    let days: std::collections::BTreeSet<DayKey> = rows
+        .iter()
+        .map(|r| DayKey {
+            account_id: r.account_id.clone(),
+            date: r.date,
+        })
+        .collect();
+    days.into_iter().collect()
+}
+
 pub const MAX_ACCOUNT_ID_LEN: usize = 200;
+pub const MAX_OBJECT_LEN: usize = 100;
+
+/// The object an internal write names: '' for none, else 1-100 printable
+/// characters.
+pub fn validate_object(object: Option<&str>) -> AppResult<String> {
+    match object {
+        None => Ok(String::new()),
+        Some(o) if o.len() <= MAX_OBJECT_LEN && !o.chars().any(char::is_control) => {
+            Ok(o.to_owned())
+        }
+        Some(_) => Err(AppError::validation(
+            "object",
+            format!("expected at most {MAX_OBJECT_LEN} printable characters"),
+        )),
+    }
+}
 pub const MAX_KEYS: usize = 100;
 pub const MAX_NAME_LEN: usize = 100;
 

@@ -1,13 +1,14 @@
 //! SQL for the metrics store. One statement per batch: `UNNEST` of column
 //! arrays on PostgreSQL, `json_each` of one JSON array on SQLite. Rows whose
-//! numbers didn't change are not rewritten.
+//! numbers didn't change are not rewritten. A `replace_day` write first
+//! removes the day's rows it doesn't carry, in the same transaction.
 
 use serde_json::Value;
 use sqlx::types::Json;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{MetricRow, WriteCounts};
+use super::{DayKey, MetricRow, RowKey, WriteCounts};
 use crate::impl_for_backends;
 use crate::storage::{PgStore, SqliteStore};
 use crate::tenancy::WorkspaceId;
@@ -20,6 +21,7 @@ pub struct StoredMetricRow {
     pub dimensions: Json<Value>,
     pub metrics: Json<Value>,
     pub connection_id: Option<Uuid>,
+    pub object: String,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -27,15 +29,26 @@ pub struct StoredMetricRow {
 pub struct MetricBatch<'a> {
     pub workspace: WorkspaceId,
     pub provider: &'a str,
+    /// Part of the key: None for an internal write that names no connection.
     pub connection_id: Option<Uuid>,
+    /// Part of the key: the provider object ('' when the writer names none).
+    pub object: &'a str,
     pub rows: &'a [MetricRow],
+    /// Merge the rows' metric keys into the stored ones (else replace them).
+    pub merge: bool,
+    /// Days whose stored rows (of this connection and object) that `rows`
+    /// doesn't carry are removed: a day here with no rows is emptied.
+    pub replace_days: &'a [DayKey],
+    /// Rows of the replaced days kept besides `rows` (written earlier in
+    /// the same sync job, by a page that couldn't know the day was done).
+    pub also_keep: &'a [RowKey],
     pub batch_id: Uuid,
     pub at: OffsetDateTime,
 }
 
 #[async_trait::async_trait]
 pub trait MetricStore {
-    /// Upserts all rows in one transaction; all or nothing.
+    /// Writes the batch in one transaction; all or nothing.
     async fn upsert_metrics(&self, batch: &MetricBatch<'_>) -> sqlx::Result<WriteCounts>;
 }
 
@@ -53,27 +66,68 @@ pub trait MetricReadStore {
     async fn count_metrics(&self, workspace: WorkspaceId, provider: &str) -> sqlx::Result<i64>;
 }
 
-const PG_UPSERT: &str = "INSERT INTO metric_rows (workspace_id, provider, account_id, metric_date, dimension_key, \
-     dimensions, metrics, connection_id, written_by, updated_at) \
-     SELECT $1, $2, t.a, t.d, t.k, t.dim, t.m, $3, $4, $5 \
-     FROM UNNEST($6::text[], $7::date[], $8::text[], $9::jsonb[], $10::jsonb[]) AS t(a, d, k, dim, m) \
-     ON CONFLICT (workspace_id, provider, account_id, metric_date, dimension_key) DO UPDATE SET \
-     dimensions = excluded.dimensions, metrics = excluded.metrics, \
-     connection_id = COALESCE(excluded.connection_id, metric_rows.connection_id), updated_at = excluded.updated_at \
-     WHERE metric_rows.metrics IS DISTINCT FROM excluded.metrics \
+// The key's connection goes through COALESCE with the nil UUID, exactly as
+// in the unique index `metric_rows_key`, so rows without one dedupe too.
+const PG_UPSERT: &str = "INSERT INTO metric_rows (workspace_id, provider, connection_id, object, account_id, metric_date, \
+     dimension_key, dimensions, metrics, written_by, updated_at) \
+     SELECT $1, $2, $3, $4, t.a, t.d, t.k, t.dim, t.m, $5, $6 \
+     FROM UNNEST($8::text[], $9::date[], $10::text[], $11::jsonb[], $12::jsonb[]) AS t(a, d, k, dim, m) \
+     ON CONFLICT (workspace_id, provider, (COALESCE(connection_id, '00000000-0000-0000-0000-000000000000'::uuid)), \
+     object, account_id, metric_date, dimension_key) DO UPDATE SET \
+     dimensions = excluded.dimensions, \
+     metrics = CASE WHEN $7 THEN metric_rows.metrics || excluded.metrics ELSE excluded.metrics END, \
+     updated_at = excluded.updated_at \
+     WHERE metric_rows.metrics IS DISTINCT FROM \
+     (CASE WHEN $7 THEN metric_rows.metrics || excluded.metrics ELSE excluded.metrics END) \
      RETURNING written_by";
 
 // `WHERE true` resolves SQLite's INSERT … SELECT … ON CONFLICT ambiguity.
-const SQLITE_UPSERT: &str = "INSERT INTO metric_rows (workspace_id, provider, account_id, metric_date, dimension_key, \
-     dimensions, metrics, connection_id, written_by, updated_at) \
-     SELECT $1, $2, json_extract(j.value, '$.a'), json_extract(j.value, '$.d'), json_extract(j.value, '$.k'), \
-     json(json_extract(j.value, '$.dim')), json(json_extract(j.value, '$.m')), $3, $4, $5 \
-     FROM json_each($6) AS j WHERE true \
-     ON CONFLICT (workspace_id, provider, account_id, metric_date, dimension_key) DO UPDATE SET \
-     dimensions = excluded.dimensions, metrics = excluded.metrics, \
-     connection_id = COALESCE(excluded.connection_id, metric_rows.connection_id), updated_at = excluded.updated_at \
-     WHERE metric_rows.metrics IS NOT excluded.metrics \
+const SQLITE_UPSERT: &str = "INSERT INTO metric_rows (workspace_id, provider, connection_id, object, account_id, metric_date, \
+     dimension_key, dimensions, metrics, written_by, updated_at) \
+     SELECT $1, $2, $3, $4, json_extract(j.value, '$.a'), json_extract(j.value, '$.d'), json_extract(j.value, '$.k'), \
+     json(json_extract(j.value, '$.dim')), json(json_extract(j.value, '$.m')), $5, $6 \
+     FROM json_each($8) AS j WHERE true \
+     ON CONFLICT (workspace_id, provider, COALESCE(connection_id, X'00000000000000000000000000000000'), \
+     object, account_id, metric_date, dimension_key) DO UPDATE SET \
+     dimensions = excluded.dimensions, \
+     metrics = CASE WHEN $7 THEN json_patch(metric_rows.metrics, excluded.metrics) ELSE excluded.metrics END, \
+     updated_at = excluded.updated_at \
+     WHERE metric_rows.metrics IS NOT \
+     (CASE WHEN $7 THEN json_patch(metric_rows.metrics, excluded.metrics) ELSE excluded.metrics END) \
      RETURNING written_by";
+
+// Rows of the replaced days that the batch doesn't carry.
+const PG_DELETE_VANISHED: &str = "DELETE FROM metric_rows m WHERE m.workspace_id = $1 AND m.provider = $2 \
+     AND COALESCE(m.connection_id, '00000000-0000-0000-0000-000000000000'::uuid) \
+         = COALESCE($3::uuid, '00000000-0000-0000-0000-000000000000'::uuid) \
+     AND m.object = $4 \
+     AND (m.account_id, m.metric_date) IN (SELECT * FROM UNNEST($5::text[], $6::date[])) \
+     AND NOT EXISTS (SELECT 1 FROM UNNEST($7::text[], $8::date[], $9::text[]) AS k(a, d, k) \
+         WHERE k.a = m.account_id AND k.d = m.metric_date AND k.k = m.dimension_key)";
+
+const SQLITE_DELETE_VANISHED: &str = "DELETE FROM metric_rows WHERE workspace_id = $1 AND provider = $2 \
+     AND COALESCE(connection_id, X'00000000000000000000000000000000') \
+         = COALESCE($3, X'00000000000000000000000000000000') \
+     AND object = $4 \
+     AND (account_id, metric_date) IN \
+         (SELECT json_extract(value, '$.a'), json_extract(value, '$.d') FROM json_each($5)) \
+     AND (account_id, metric_date, dimension_key) NOT IN \
+         (SELECT json_extract(value, '$.a'), json_extract(value, '$.d'), json_extract(value, '$.k') FROM json_each($6))";
+
+/// Serialises `replace_day` writes of one (workspace, provider, connection,
+/// object) on PostgreSQL: two of them interleaving their delete and insert
+/// could each keep the other's rows. (SQLite has one writer at a time.)
+const PG_REPLACE_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 72720502))";
+
+fn replace_lock_key(batch: &MetricBatch<'_>) -> String {
+    format!(
+        "{}/{}/{}/{}",
+        batch.workspace.0,
+        batch.provider,
+        batch.connection_id.unwrap_or_default(),
+        batch.object
+    )
+}
 
 /// Rows per statement: bounds one statement's memory on both databases.
 const CHUNK: usize = 10_000;
@@ -86,7 +140,94 @@ fn counts(total: usize, returned: &[Uuid], batch_id: Uuid) -> WriteCounts {
         inserted,
         updated,
         unchanged: total as u64 - inserted - updated,
+        deleted: 0,
     }
+}
+
+/// Removes the replaced days' rows the batch doesn't carry (PostgreSQL).
+async fn delete_vanished_pg(
+    conn: &mut sqlx::PgConnection,
+    batch: &MetricBatch<'_>,
+) -> sqlx::Result<u64> {
+    if batch.replace_days.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query(PG_REPLACE_LOCK)
+        .bind(replace_lock_key(batch))
+        .execute(&mut *conn)
+        .await?;
+    let day_accounts: Vec<&str> = batch
+        .replace_days
+        .iter()
+        .map(|d| d.account_id.as_str())
+        .collect();
+    let day_dates: Vec<Date> = batch.replace_days.iter().map(|d| d.date).collect();
+    let kept = || {
+        let rows = batch
+            .rows
+            .iter()
+            .map(|r| (r.account_id.as_str(), r.date, r.dimension_key.as_str()));
+        let also = batch
+            .also_keep
+            .iter()
+            .map(|k| (k.account_id.as_str(), k.date, k.dimension_key.as_str()));
+        rows.chain(also)
+    };
+    let accounts: Vec<&str> = kept().map(|k| k.0).collect();
+    let dates: Vec<Date> = kept().map(|k| k.1).collect();
+    let keys: Vec<&str> = kept().map(|k| k.2).collect();
+    let deleted = sqlx::query(PG_DELETE_VANISHED)
+        .bind(batch.workspace)
+        .bind(batch.provider)
+        .bind(batch.connection_id)
+        .bind(batch.object)
+        .bind(&day_accounts)
+        .bind(&day_dates)
+        .bind(&accounts)
+        .bind(&dates)
+        .bind(&keys)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(deleted)
+}
+
+/// Removes the replaced days' rows the batch doesn't carry (SQLite).
+async fn delete_vanished_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &MetricBatch<'_>,
+) -> sqlx::Result<u64> {
+    if batch.replace_days.is_empty() {
+        return Ok(0);
+    }
+    let days: Vec<Value> = batch
+        .replace_days
+        .iter()
+        .map(|d| serde_json::json!({"a": d.account_id, "d": d.date.to_string()}))
+        .collect();
+    let keep: Vec<Value> = batch
+        .rows
+        .iter()
+        .map(|r| (&r.account_id, r.date, &r.dimension_key))
+        .chain(
+            batch
+                .also_keep
+                .iter()
+                .map(|k| (&k.account_id, k.date, &k.dimension_key)),
+        )
+        .map(|(a, d, k)| serde_json::json!({"a": a, "d": d.to_string(), "k": k}))
+        .collect();
+    let deleted = sqlx::query(SQLITE_DELETE_VANISHED)
+        .bind(batch.workspace)
+        .bind(batch.provider)
+        .bind(batch.connection_id)
+        .bind(batch.object)
+        .bind(Json(&days))
+        .bind(Json(&keep))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(deleted)
 }
 
 /// A batch's upsert on PostgreSQL, on any connection (a transaction: the
@@ -95,7 +236,10 @@ pub(crate) async fn upsert_pg(
     conn: &mut sqlx::PgConnection,
     batch: &MetricBatch<'_>,
 ) -> sqlx::Result<WriteCounts> {
-    let mut total = WriteCounts::default();
+    let mut total = WriteCounts {
+        deleted: delete_vanished_pg(conn, batch).await?,
+        ..WriteCounts::default()
+    };
     for chunk in batch.rows.chunks(CHUNK) {
         let accounts: Vec<&str> = chunk.iter().map(|r| r.account_id.as_str()).collect();
         let dates: Vec<Date> = chunk.iter().map(|r| r.date).collect();
@@ -106,8 +250,10 @@ pub(crate) async fn upsert_pg(
             .bind(batch.workspace)
             .bind(batch.provider)
             .bind(batch.connection_id)
+            .bind(batch.object)
             .bind(batch.batch_id)
             .bind(batch.at)
+            .bind(batch.merge)
             .bind(&accounts)
             .bind(&dates)
             .bind(&keys)
@@ -125,7 +271,10 @@ pub(crate) async fn upsert_sqlite(
     conn: &mut sqlx::SqliteConnection,
     batch: &MetricBatch<'_>,
 ) -> sqlx::Result<WriteCounts> {
-    let mut total = WriteCounts::default();
+    let mut total = WriteCounts {
+        deleted: delete_vanished_sqlite(conn, batch).await?,
+        ..WriteCounts::default()
+    };
     for chunk in batch.rows.chunks(CHUNK) {
         let rows: Vec<Value> = chunk
             .iter()
@@ -140,8 +289,10 @@ pub(crate) async fn upsert_sqlite(
             .bind(batch.workspace)
             .bind(batch.provider)
             .bind(batch.connection_id)
+            .bind(batch.object)
             .bind(batch.batch_id)
             .bind(batch.at)
+            .bind(batch.merge)
             .bind(Json(&rows))
             .fetch_all(&mut *conn)
             .await?;
@@ -174,9 +325,9 @@ impl_for_backends! {
     impl MetricReadStore {
         async fn list_metrics(&self, workspace: WorkspaceId, provider: &str, from: Date, to: Date, limit: i64) -> sqlx::Result<Vec<StoredMetricRow>> {
             sqlx::query_as(
-                "SELECT account_id, metric_date, dimensions, metrics, connection_id, updated_at FROM metric_rows \
+                "SELECT account_id, metric_date, dimensions, metrics, connection_id, object, updated_at FROM metric_rows \
                  WHERE workspace_id = $1 AND provider = $2 AND metric_date >= $3 AND metric_date <= $4 \
-                 ORDER BY metric_date, account_id, dimension_key LIMIT $5",
+                 ORDER BY metric_date, account_id, dimension_key, object LIMIT $5",
             )
             .bind(workspace)
             .bind(provider)

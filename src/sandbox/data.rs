@@ -282,11 +282,28 @@ fn property_number(id: &str, count: usize) -> Option<usize> {
         .filter(|n| format!("prop-{n}") == id)
 }
 
-/// `GET /api/properties`.
+const PROPERTY_CURRENCIES: &[&str] = &["USD", "EUR", "GBP", "JPY"];
+const PROPERTY_TIME_ZONES: &[&str] = &[
+    "America/New_York",
+    "Europe/Berlin",
+    "Europe/London",
+    "Asia/Tokyo",
+];
+
+/// `GET /api/properties`: id, name, currency and time zone, as GA4 and
+/// Google Ads report them for a property or customer.
 pub(super) async fn properties(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
     serve(&inner, &headers, |inner, company| {
         let properties: Vec<_> = (1..=inner.dataset.properties)
-            .map(|n| serde_json::json!({"id": format!("prop-{n}"), "name": property_name(company, n)}))
+            .map(|n| {
+                let i = (n - 1) % PROPERTY_CURRENCIES.len();
+                serde_json::json!({
+                    "id": format!("prop-{n}"),
+                    "name": property_name(company, n),
+                    "currency": PROPERTY_CURRENCIES[i],
+                    "timeZone": PROPERTY_TIME_ZONES[i],
+                })
+            })
             .collect();
         axum::Json(serde_json::json!({ "properties": properties })).into_response()
     })
@@ -296,6 +313,8 @@ pub(super) async fn properties(State(inner): State<Arc<Inner>>, headers: HeaderM
 #[derive(Debug, Serialize)]
 struct MetricRow {
     date: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<String>,
     sessions: u64,
     users: u64,
     conversions: u64,
@@ -322,6 +341,7 @@ fn metric_row(property: &str, date: Date, company: &str) -> MetricRow {
     let cost_cents = ad_clicks * (20 + d % 180);
     MetricRow {
         date: day,
+        channel: None,
         sessions,
         users,
         conversions,
@@ -332,15 +352,25 @@ fn metric_row(property: &str, date: Date, company: &str) -> MetricRow {
     }
 }
 
-/// Cursors name the next date; opaque so clients don't build them.
-fn encode_cursor(date: Date) -> String {
-    URL_SAFE_NO_PAD.encode(format!("d:{}", format_date(date)))
+/// Cursors name the next date (and, broken down by channel, the next
+/// channel of that day: a day may span pages); opaque so clients don't
+/// build them.
+fn encode_cursor(date: Date, channel: usize) -> String {
+    let text = match channel {
+        0 => format!("d:{}", format_date(date)),
+        c => format!("d:{}/{c}", format_date(date)),
+    };
+    URL_SAFE_NO_PAD.encode(text)
 }
 
-fn decode_cursor(cursor: &str) -> Option<Date> {
+fn decode_cursor(cursor: &str) -> Option<(Date, usize)> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    let text = std::str::from_utf8(&bytes).ok()?;
-    Date::parse(text.strip_prefix("d:")?, DATE_FORMAT).ok()
+    let text = std::str::from_utf8(&bytes).ok()?.strip_prefix("d:")?;
+    let (day, channel) = match text.split_once('/') {
+        Some((day, c)) => (day, c.parse().ok()?),
+        None => (text, 0),
+    };
+    Some((Date::parse(day, DATE_FORMAT).ok()?, channel))
 }
 
 /// `GET /api/properties/{id}/daily-metrics?since=&cursor=&limit=`.
@@ -351,12 +381,13 @@ pub(super) async fn daily_metrics(
     headers: HeaderMap,
 ) -> Response {
     serve(&inner, &headers, move |inner, company| {
+        let channels = lock(&inner.metric_channels).clone();
         match metrics_page(
             inner.dataset,
             &id,
             query.as_deref(),
             company,
-            OffsetDateTime::now_utc().date(),
+            (OffsetDateTime::now_utc().date(), &channels),
         ) {
             Ok(page) => page,
             Err(err) => err.into_response(),
@@ -370,7 +401,7 @@ fn metrics_page(
     id: &str,
     query: Option<&str>,
     company: &str,
-    today: Date,
+    (today, channels): (Date, &[String]),
 ) -> Result<Response, ApiError> {
     if property_number(id, dataset.properties).is_none() {
         return Err(ApiError {
@@ -394,20 +425,44 @@ fn metrics_page(
             .map_err(|_| bad_request("invalid_request", "since must be YYYY-MM-DD"))?;
         next = next.map(|start| start.max(since));
     }
+    let mut channel = 0;
     if let Some(raw) = params.get("cursor") {
-        let cursor = decode_cursor(raw)
+        let (day, at) = decode_cursor(raw)
             .ok_or_else(|| bad_request("invalid_cursor", "cursor is not one this API issued"))?;
-        next = next.map(|start| start.max(cursor));
+        next = next.map(|start| start.max(day));
+        if next == Some(day) {
+            channel = at;
+        }
     }
+    // One row a day, or one per day and channel.
+    let per_day = channels.len().max(1);
     let mut rows = Vec::new();
     while let Some(date) = next.filter(|d| *d <= today) {
         if rows.len() == limit {
             break;
         }
-        rows.push(metric_row(id, date, company));
-        next = date.next_day();
+        if channel >= per_day {
+            next = date.next_day();
+            channel = 0;
+            continue;
+        }
+        match channels.get(channel) {
+            Some(name) => {
+                let mut row = metric_row(&format!("{id}/{name}"), date, company);
+                row.channel = Some(name.clone());
+                rows.push(row);
+            }
+            None => rows.push(metric_row(id, date, company)),
+        }
+        channel += 1;
+        if channel >= per_day {
+            next = date.next_day();
+            channel = 0;
+        }
     }
-    let next_cursor = next.filter(|d| *d <= today).map(encode_cursor);
+    let next_cursor = next
+        .filter(|d| *d <= today)
+        .map(|d| encode_cursor(d, channel));
     Ok(axum::Json(serde_json::json!({ "rows": rows, "next_cursor": next_cursor })).into_response())
 }
 

@@ -190,6 +190,8 @@ struct Inner {
     created_at: OffsetDateTime,
     grants: Mutex<oauth::Grants>,
     projects: Mutex<Vec<data::Project>>,
+    /// Channels daily metrics are broken down by (none: one row a day).
+    metric_channels: Mutex<Vec<String>>,
     faults: Mutex<Faults>,
     rate_window: Mutex<data::RateWindow>,
     stats: Counters,
@@ -218,6 +220,7 @@ impl Sandbox {
             created_at,
             grants: Mutex::new(oauth::Grants::default()),
             projects: Mutex::new(data::generate_projects(&dataset, created_at)),
+            metric_channels: Mutex::new(Vec::new()),
             faults: Mutex::new(Faults::default()),
             rate_window: Mutex::new(data::RateWindow::new(Instant::now())),
             stats: Counters::default(),
@@ -267,6 +270,13 @@ impl Sandbox {
     /// Marks a project deleted and bumps its `updated_at`; unknown ids are ignored.
     pub fn delete_project(&self, id: &str) {
         data::update_project(&self.inner, id, |p| p.deleted = true);
+    }
+
+    /// Breaks daily metrics down by these channels from now on (a `channel`
+    /// dimension, one row per day and channel); none: one row a day. A
+    /// channel dropped later is a dimension combination that vanished.
+    pub fn set_metric_channels(&self, channels: &[&str]) {
+        *lock(&self.inner.metric_channels) = channels.iter().map(|c| (*c).to_owned()).collect();
     }
 }
 

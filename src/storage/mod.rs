@@ -27,6 +27,7 @@ use time::OffsetDateTime;
 use crate::audit::AuditStore;
 use crate::auth::store::{AccountStore, SessionRecordStore};
 use crate::config::Settings;
+use crate::connections::accounts::ProviderAccountStore;
 use crate::connections::store::ConnectionStore;
 use crate::entities::store::EntityStore;
 use crate::jobs::store::JobStore;
@@ -67,6 +68,7 @@ pub trait Store:
     + AuditStore
     + VaultStore
     + ConnectionStore
+    + ProviderAccountStore
     + EntityStore
     + WebhookStore
     + ServiceKeyStore

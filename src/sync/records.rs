@@ -62,7 +62,7 @@ impl From<crate::metrics::WriteCounts> for RecordCounts {
             created: w.inserted,
             updated: w.updated,
             unchanged: w.unchanged,
-            deleted: 0,
+            deleted: w.deleted,
         }
     }
 }

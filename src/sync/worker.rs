@@ -25,7 +25,7 @@ use crate::connections::Connection;
 use crate::connections::tokens::{self, base_url, provider_of, required_headers};
 use crate::jobs::JobStatus;
 use crate::metrics::store::MetricBatch;
-use crate::metrics::{MetricInput, MetricRow};
+use crate::metrics::{DayKey, MetricInput, MetricRow, RowKey};
 use crate::providers::ObjectKind;
 use crate::providers::ObjectMeta;
 use crate::storage::now;
@@ -56,6 +56,21 @@ pub struct Checkpoint {
     pub high_water: Option<String>,
     pub counts: Counts,
     pub pages: u64,
+    /// Metrics: the days (YYYY-MM-DD) of the current account this job has
+    /// replaced (see [`days_to_replace`]). Committed with each page, so a
+    /// resumed job neither clears a half-written day again nor skips one.
+    #[serde(default)]
+    pub replaced_days: Vec<String>,
+    /// Metrics: the last day of the previous page, which the next page may
+    /// continue, with the dimension keys written for it so far.
+    #[serde(default)]
+    pub pending_day: Option<PendingDay>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PendingDay {
+    pub date: String,
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -544,6 +559,12 @@ async fn execute(
             cp.pages += 1;
             cp.position = Some(position.clone());
             let at_end = position == Position::Done;
+            let account_id = accounts[cp.account_index].clone().unwrap_or_default();
+            let (replace_days, also_keep) = if is_metrics {
+                days_to_replace(&mut cp, &metric_rows, &account_id, at_end, &spec)
+            } else {
+                (Vec::new(), Vec::new())
+            };
             if at_end {
                 cp.position = None;
                 cp.account_index += 1;
@@ -564,11 +585,17 @@ async fn execute(
                 dry_run: options.dry_run.unwrap_or(false),
             };
             let written = if object.kind == ObjectKind::Metrics {
+                // The provider's answer is the truth for the days read: a
+                // re-read replaces them (per account), never merges.
                 let batch = MetricBatch {
                     workspace: job.workspace_id,
                     provider: &provider.meta.key,
                     connection_id: Some(connection_id),
+                    object: &object_key,
                     rows: &metric_rows,
+                    merge: false,
+                    replace_days: &replace_days,
+                    also_keep: &also_keep,
                     batch_id: Uuid::now_v7(),
                     at: now(),
                 };
@@ -836,6 +863,103 @@ async fn fetch_page(
     Err(failed(
         "the provider rejected the token even after a refresh; reconnect",
     ))
+}
+
+/// The longest window of days a metrics read clears days it didn't see in.
+const MAX_WINDOW_DAYS: usize = 20_000;
+
+fn parse_day(s: &str) -> Option<time::Date> {
+    time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()
+}
+
+/// What a metrics page replaces (per account; the provider's answer is the
+/// truth for the days read). A day's rows may span pages, so a day is
+/// replaced once per job — removing the stored combinations the provider
+/// no longer reports — by the first page on which it is known complete:
+/// any day of a page but its last (latest) one, which the next page may
+/// continue. That last day is kept pending, with the keys written for it,
+/// and replaced by the next page (keeping those keys). A day turning up
+/// again after being replaced is only added to. On an account's last page,
+/// the window's days no page returned are replaced too (emptied).
+/// Correct whatever order a provider returns days in; without churn when
+/// it returns them in order. Updates the checkpoint accordingly.
+fn days_to_replace(
+    cp: &mut Checkpoint,
+    rows: &[MetricRow],
+    account_id: &str,
+    at_end: bool,
+    spec: &ReadSpec,
+) -> (Vec<DayKey>, Vec<RowKey>) {
+    let done: std::collections::HashSet<String> = cp.replaced_days.iter().cloned().collect();
+    let is_done = |d: &time::Date| done.contains(&d.to_string());
+    let last = rows
+        .iter()
+        .map(|r| r.date)
+        .max()
+        .filter(|d| !at_end && !is_done(d));
+    let mut replace: std::collections::BTreeSet<time::Date> = rows
+        .iter()
+        .map(|r| r.date)
+        .filter(|d| !is_done(d) && Some(*d) != last)
+        .collect();
+    let mut keep = Vec::new();
+    let mut pending_keys = Vec::new();
+    if let Some(p) = cp.pending_day.take()
+        && let Some(date) = parse_day(&p.date)
+    {
+        if Some(date) == last {
+            pending_keys = p.keys;
+        } else {
+            replace.insert(date);
+            keep.extend(p.keys.into_iter().map(|k| RowKey {
+                account_id: account_id.to_owned(),
+                date,
+                dimension_key: k,
+            }));
+        }
+    }
+    if let Some(date) = last {
+        pending_keys.extend(
+            rows.iter()
+                .filter(|r| r.date == date)
+                .map(|r| r.dimension_key.clone()),
+        );
+        cp.pending_day = Some(PendingDay {
+            date: date.to_string(),
+            keys: pending_keys,
+        });
+    }
+    if at_end
+        && let (Some(from), Some(until)) = (
+            spec.since.as_deref().and_then(parse_day),
+            spec.until.as_deref().and_then(parse_day),
+        )
+    {
+        let mut day = Some(from);
+        let mut steps = 0;
+        while let Some(d) = day.filter(|d| *d <= until && steps < MAX_WINDOW_DAYS) {
+            if !is_done(&d) {
+                replace.insert(d);
+            }
+            day = d.next_day();
+            steps += 1;
+        }
+    }
+    if at_end {
+        // The next account starts afresh.
+        cp.replaced_days.clear();
+    } else {
+        cp.replaced_days
+            .extend(replace.iter().map(|d| d.to_string()));
+    }
+    let days = replace
+        .into_iter()
+        .map(|date| DayKey {
+            account_id: account_id.to_owned(),
+            date,
+        })
+        .collect();
+    (days, keep)
 }
 
 /// Whether any worker is alive (sync requests are refused otherwise).

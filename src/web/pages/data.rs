@@ -46,6 +46,34 @@ pub struct Card {
     pub syncable: bool,
     /// Its queued, running or waiting sync jobs.
     pub active_jobs: Vec<ActiveJob>,
+    /// The connection's chosen accounts, named as the provider reports them.
+    pub accounts: Vec<ChosenAccount>,
+}
+
+pub struct ChosenAccount {
+    /// The provider's name for it; its id until the accounts were listed.
+    pub name: String,
+    pub currency: Option<String>,
+}
+
+/// The chosen accounts of a connection with what `provider_accounts` knows.
+fn chosen_accounts(
+    connection: &crate::connections::Connection,
+    known: &[crate::connections::accounts::ProviderAccount],
+) -> Vec<ChosenAccount> {
+    connection
+        .selected_account_ids
+        .iter()
+        .map(|id| {
+            let found = known
+                .iter()
+                .find(|a| a.connection_id == connection.id && &a.external_id == id);
+            ChosenAccount {
+                name: found.map_or_else(|| id.clone(), |a| a.name.clone()),
+                currency: found.and_then(|a| a.currency.clone()),
+            }
+        })
+        .collect()
 }
 
 pub struct ActiveJob {
@@ -85,6 +113,7 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
     // One query for every card, not one per provider.
     let connections = state.store.list_connections(tenant.workspace_id).await?;
     let active_jobs = state.store.list_active_jobs(tenant.workspace_id).await?;
+    let known_accounts = state.store.list_provider_accounts(tenant.workspace_id).await?;
     for provider in state.providers.iter() {
         let key = provider.meta.key.clone();
         let connection = service::pick(&connections, &tenant, &key);
@@ -151,6 +180,9 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
                 })
                 .collect(),
             has_accounts: provider.meta.accounts.is_some(),
+            accounts: connection
+                .map(|c| chosen_accounts(c, &known_accounts))
+                .unwrap_or_default(),
             connection: view,
             can_change,
             syncable: !provider.meta.objects.is_empty(),
