@@ -33,14 +33,22 @@ async fn connect_sandbox(app: &TestApp, owner: &TestUser) {
                     "clientSecret": SANDBOX_SECRET, "headers": {"X-Sandbox-Company": "acme"}}),
         )
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        res.text().await.unwrap()
+    );
 }
 
 async fn assert_field(res: reqwest::Response, field: &str) {
     let error = api_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(error["field"], field, "{error}");
     let message = error["message"].as_str().unwrap();
-    assert!(!message.contains('\0'), "the value is not echoed: {message:?}");
+    assert!(
+        !message.contains('\0'),
+        "the value is not echoed: {message:?}"
+    );
 }
 
 /// Posts an urlencoded form with the page's CSRF token.
@@ -100,10 +108,7 @@ async fn control_characters_are_refused_with_the_field_and_change_nothing(backen
     assert_form_refused(res, "email").await;
     let invites = owner
         .client
-        .get_json(app.url(&format!(
-            "/api/workspaces/{}/invites",
-            owner.workspace_id
-        )))
+        .get_json(app.url(&format!("/api/workspaces/{}/invites", owner.workspace_id)))
         .await;
     assert_eq!(invites.as_array().unwrap().len(), 0, "{invites}");
 
@@ -141,7 +146,8 @@ async fn control_characters_are_refused_with_the_field_and_change_nothing(backen
     assert_field(res, "/filters/0/value").await;
     let saved = owner.client.get_json(rules.clone()).await;
     assert!(
-        saved.as_array().is_none_or(|r| r.is_empty()) && saved.get("rule").is_none_or(Value::is_null),
+        saved.as_array().is_none_or(|r| r.is_empty())
+            && saved.get("rule").is_none_or(Value::is_null),
         "no rule saved: {saved}"
     );
 
@@ -161,7 +167,10 @@ async fn control_characters_are_refused_with_the_field_and_change_nothing(backen
     .await;
     assert_form_refused(res, "client_id").await;
     let hub = owner.client.get_text(app.url("/data")).await;
-    assert!(!hub.contains('\0') && !hub.contains("id\\0"), "no flash echoes it");
+    assert!(
+        !hub.contains('\0') && !hub.contains("id\\0"),
+        "no flash echoes it"
+    );
     assert_eq!(common::connections(&owner.client, &app).await.len(), before);
 
     // Other C0 controls too, in JSON bodies.
@@ -197,7 +206,10 @@ async fn names_refuse_bidi_overrides_and_keep_joiners(backend: Backend) {
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{why}");
         assert_field(res, "name").await;
     }
-    assert_eq!(count(owner.client.get_json(workspaces.clone()).await), before);
+    assert_eq!(
+        count(owner.client.get_json(workspaces.clone()).await),
+        before
+    );
 
     // Sign-up names and organizations too.
     let res = common::client()
@@ -252,7 +264,10 @@ async fn control_characters_in_path_segments_name_nothing(backend: Backend) {
     }
     let res = owner
         .client
-        .post_json(app.url("/api/integrations/sand%00box/projects/sync"), &json!({}))
+        .post_json(
+            app.url("/api/integrations/sand%00box/projects/sync"),
+            &json!({}),
+        )
         .await;
     api_error(res, StatusCode::NOT_FOUND).await;
     let res = owner
@@ -302,7 +317,11 @@ async fn provider_data_with_a_nul_is_stored_escaped(backend: Backend) {
         .into_iter()
         .find(|r| r.external_id == target)
         .unwrap();
-    assert_eq!(stored.data["name"], "Before\\u0000after", "{:?}", stored.data);
+    assert_eq!(
+        stored.data["name"], "Before\\u0000after",
+        "{:?}",
+        stored.data
+    );
     app.stop().await;
 }
 
@@ -345,7 +364,14 @@ async fn a_mangled_sync_body_is_refused_not_widened(backend: Backend) {
             .body(body)
             .send()
     };
-    for body in ["not json", "{\"provider\": ", "[]", "\"sandbox\"", "null", "{} x"] {
+    for body in [
+        "not json",
+        "{\"provider\": ",
+        "[]",
+        "\"sandbox\"",
+        "null",
+        "{} x",
+    ] {
         let res = send(body).await.unwrap();
         api_error(res, StatusCode::BAD_REQUEST).await;
     }

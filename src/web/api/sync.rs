@@ -5,10 +5,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::auth::extract::{CurrentTenant, CurrentUser};
 use crate::error::{AppError, AppResult};
+use crate::input::SingleLine;
 use crate::jobs::Job;
 use crate::sync::service::{self, Enqueued, Health};
 use crate::web::extract::{ApiQuery, parse_json};
