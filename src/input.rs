@@ -70,9 +70,10 @@ pub fn problem(text: &str, kind: TextKind) -> Option<String> {
 pub fn problem_in_json(value: &Value, kind: TextKind) -> Option<(String, String)> {
     match value {
         Value::String(s) => problem(s, kind).map(|p| (String::new(), p)),
-        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
-            problem_in_json(v, kind).map(|(at, p)| (format!("/{i}{at}"), p))
-        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| problem_in_json(v, kind).map(|(at, p)| (format!("/{i}{at}"), p))),
         Value::Object(map) => map.iter().find_map(|(k, v)| {
             let key = pointer_token(k);
             if let Some(p) = problem(k, TextKind::SingleLine) {
@@ -239,7 +240,10 @@ impl FormFields {
 
     /// Every value of `name`.
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a SingleLine> + 'a {
-        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v)
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 }
 
@@ -284,11 +288,7 @@ pub const ESCAPED_NUL: &str = "\\u0000";
 /// kept as the provider sent it. Use where provider data is written.
 pub fn escape_nul_for_storage(value: &mut Value) {
     match value {
-        Value::String(s) => {
-            if s.contains('\0') {
-                *s = escape_nul_in_text(s);
-            }
-        }
+        Value::String(s) if s.contains('\0') => *s = escape_nul_in_text(s),
         Value::Array(items) => items.iter_mut().for_each(escape_nul_for_storage),
         Value::Object(map) => {
             if map.keys().any(|k| k.contains('\0')) {
@@ -317,10 +317,22 @@ mod tests {
 
     #[test]
     fn single_line_refuses_every_control_character() {
-        for bad in ["a\0b", "a\tb", "a\nb", "a\rb", "\u{1b}[31m", "a\u{7f}", "a\u{85}", "a\u{9f}"] {
+        for bad in [
+            "a\0b",
+            "a\tb",
+            "a\nb",
+            "a\rb",
+            "\u{1b}[31m",
+            "a\u{7f}",
+            "a\u{85}",
+            "a\u{9f}",
+        ] {
             assert!(SingleLine::parse(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(SingleLine::parse("plain ü ✓").unwrap().as_str(), "plain ü ✓");
+        assert_eq!(
+            SingleLine::parse("plain ü ✓").unwrap().as_str(),
+            "plain ü ✓"
+        );
     }
 
     #[test]
@@ -333,10 +345,22 @@ mod tests {
 
     #[test]
     fn names_refuse_bidi_controls_and_keep_joiners() {
-        for bad in ["\u{202E}evil", "a\u{202A}", "a\u{2066}b", "a\u{2069}", "a\nb", "a\0"] {
+        for bad in [
+            "\u{202E}evil",
+            "a\u{202A}",
+            "a\u{2066}b",
+            "a\u{2069}",
+            "a\nb",
+            "a\0",
+        ] {
             assert!(Name::parse(bad).is_err(), "{bad:?}");
         }
-        for good in ["👩\u{200D}💻 Team", "می\u{200C}خواهم", "Zoë O'Brien", "東京"] {
+        for good in [
+            "👩\u{200D}💻 Team",
+            "می\u{200C}خواهم",
+            "Zoë O'Brien",
+            "東京",
+        ] {
             assert_eq!(Name::parse(good).unwrap().as_str(), good);
         }
     }
@@ -364,7 +388,10 @@ mod tests {
 
     #[test]
     fn json_values_are_checked_with_a_pointer() {
-        assert_eq!(problem_in_json(&json!({"a": [1, "x"]}), TextKind::SingleLine), None);
+        assert_eq!(
+            problem_in_json(&json!({"a": [1, "x"]}), TextKind::SingleLine),
+            None
+        );
         let (at, _) = problem_in_json(&json!({"a": [1, "x\u{0}"]}), TextKind::SingleLine).unwrap();
         assert_eq!(at, "/a/1");
     }

@@ -194,7 +194,10 @@ fn validate_fails_precisely_on_each_malformed_example() {
         ("wrong-types", "/rateLimits/requestsPerMinute"),
         ("duplicate-object-keys", "/objects/1/key"),
         ("key-mismatch", "/key"),
-        ("reserved-key", "jobs/provider.json: /key: key \"jobs\" is reserved"),
+        (
+            "reserved-key",
+            "jobs/provider.json: /key: key \"jobs\" is reserved",
+        ),
         ("not-json", "line"),
     ];
     for (case, expected) in cases {

@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::AuditEntry;
-use crate::input::{Name, SingleLine};
 use crate::error::{AppError, AppResult};
+use crate::input::{Name, SingleLine};
 use crate::storage::{DynStore, now};
 use crate::tenancy::WorkspaceId;
 use crate::tenancy::service::hash_token;

@@ -16,10 +16,10 @@ use super::{
     ACCESS_TOKEN, API_KEY, CLIENT_SECRET, Connection, ConnectionEvent, Ownership, REFRESH_TOKEN,
     Status,
 };
-use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::error::{AppError, AppResult};
+use crate::input::SingleLine;
 use crate::oauth::{self, OAuthError, TokenSet, state as oauth_state};
 use crate::providers::{HeaderSource, Provider};
 use crate::storage::{is_unique_violation, now};

@@ -17,10 +17,10 @@ use uuid::Uuid;
 
 use super::store::NewMapping;
 use super::{EntityKind, FieldPolicy, MAPPING_OUT_OF_DATE, MappingField};
-use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::error::{AppError, AppResult};
+use crate::input::SingleLine;
 use crate::providers::catalog::field_signature_hash;
 use crate::providers::{ObjectKind, ObjectMeta, Provider};
 use crate::storage::now;

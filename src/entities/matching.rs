@@ -18,11 +18,11 @@ use super::apply::apply_fields;
 use super::mapping::{effective, ensure_mapping_current, entity_object};
 use super::store::{Candidate, SourceRecord};
 use super::{Entity, EntityKind, Link, MappingField, normalize};
-use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::connections::service::resolve;
 use crate::error::{AppError, AppResult};
+use crate::input::SingleLine;
 use crate::storage::now;
 use crate::tenancy::Tenant;
 

@@ -15,12 +15,12 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::input::{JsonText, MultiLine, SingleLine, TextKind, problem_in_json};
 use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::connections::tokens::{self, place, provider_of, required_headers};
 use crate::connections::{REFRESH_TOKEN, Status};
 use crate::error::{AppError, AppResult};
+use crate::input::{JsonText, MultiLine, SingleLine, TextKind, problem_in_json};
 use crate::jobs::store::{JobReport, ReportOutcome};
 use crate::jobs::{Job, JobStatus};
 use crate::metrics::store::MetricBatch;

@@ -21,8 +21,8 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, UtcOffset};
 
-use crate::input::{TextKind, problem_in_json};
 use crate::error::AppError;
+use crate::input::{TextKind, problem_in_json};
 use crate::providers::ObjectMeta;
 
 pub const SCHEMA_JSON: &str = include_str!("../../providers/rule.schema.json");

@@ -662,7 +662,8 @@ mod tests {
             "query": {"site": "{accountId}"}
         }))
         .unwrap();
-        let raw = serde_json::json!({"objects": [{"key": "rows", "query": {"site": "{accountId}"}}]});
+        let raw =
+            serde_json::json!({"objects": [{"key": "rows", "query": {"site": "{accountId}"}}]});
         let reader = ObjectReader::new(&object, &raw);
         let spec = |account: &str| ReadSpec {
             base_url: "https://api.example/v3".into(),
@@ -675,7 +676,10 @@ mod tests {
         let cases = [
             ("123", "/sites/123/"),
             ("sc-domain:example.com", "/sites/sc-domain%3Aexample.com/"),
-            ("https://example.com/", "/sites/https%3A%2F%2Fexample.com%2F/"),
+            (
+                "https://example.com/",
+                "/sites/https%3A%2F%2Fexample.com%2F/",
+            ),
             ("../../admin?x=1", "/sites/..%2F..%2Fadmin%3Fx%3D1/"),
             ("a b#c%2F", "/sites/a%20b%23c%252F/"),
         ];
@@ -690,7 +694,10 @@ mod tests {
             assert_eq!(req.query, vec![("site".to_owned(), account.to_owned())]);
         }
         for dots in ["", ".", ".."] {
-            assert!(reader.request(&spec(dots), &Position::Start).is_err(), "{dots:?}");
+            assert!(
+                reader.request(&spec(dots), &Position::Start).is_err(),
+                "{dots:?}"
+            );
         }
     }
 

@@ -7,13 +7,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::auth::extract::{CurrentTenant, MaybeUser};
 use crate::auth::session::{self, FlashKind, WORKSPACE_KEY};
 use crate::connections::service::{self, CallbackQuery, CredentialsInput, Diagnostics, Reconnect};
 use crate::connections::{Connection, ConnectionView};
 use crate::error::{AppError, AppResult, ErrorInfo};
+use crate::input::SingleLine;
 use crate::web::extract::{ApiJson, ApiQuery};
 use crate::web::parse_path_id;
 

@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::connections::service::resolve;
@@ -17,6 +16,7 @@ use crate::entities::{
     ApplyCounts, ApplyOptions, ConflictPolicy, DeletionPolicy, EntityKind, service,
 };
 use crate::error::AppResult;
+use crate::input::SingleLine;
 use crate::web::extract::{ApiJson, ApiQuery};
 use crate::web::parse_path_id;
 

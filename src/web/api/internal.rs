@@ -5,9 +5,9 @@ use axum::extract::State;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
+use crate::input::SingleLine;
 use crate::internal::{self, IssuedTokens, MetricsWrite, RunCallback, RunContext, ServiceAuth};
 use crate::jobs::Job;
 use crate::metrics::WriteCounts;

@@ -5,10 +5,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::input::{Name, SingleLine};
 use crate::app::AppState;
 use crate::auth::extract::PathTenant;
 use crate::error::AppResult;
+use crate::input::{Name, SingleLine};
 use crate::servicekeys::service::{self, CreatedKey};
 use crate::servicekeys::store::ServiceKeyRecord;
 use crate::web::extract::ApiJson;

@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::error::{AppError, AppResult};
+use crate::input::SingleLine;
 use crate::rules::service::{self, RuleView, Saved};
 use crate::web::extract::{ApiJson, ApiQuery};
 

@@ -5,16 +5,17 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::auth::extract::{CurrentTenant, CurrentUser};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
+use crate::input::SingleLine;
 use crate::jobs::Job;
 use crate::sync::service::{self, Enqueued, Health};
 use crate::web::extract::{ApiQuery, parse_json};
 use crate::web::parse_path_id;
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct SyncAll {
     #[serde(default)]
     provider: Option<SingleLine>,
@@ -25,11 +26,18 @@ pub async fn sync_data(
     current: CurrentTenant,
     body: axum::body::Bytes,
 ) -> AppResult<(StatusCode, Json<Vec<Enqueued>>)> {
-    // The body is optional: none means every connected provider.
-    let input: SyncAll = if body.iter().all(u8::is_ascii_whitespace) {
-        SyncAll::default()
-    } else {
-        parse_json(&body)?
+    // The body is optional: none means every connected provider. Anything
+    // else must be the object, so a mangled body never widens to "all".
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let input: SyncAll = match first {
+        None => SyncAll::default(),
+        Some(b'{') => parse_json(&body)?,
+        Some(_) => {
+            return Err(AppError::bad_request(
+                None,
+                "expected a JSON object such as {\"provider\": \"…\"}, or no body",
+            ));
+        }
     };
     let jobs = match input.provider {
         Some(p) => service::enqueue(&state, &current.tenant, &p, None).await?,

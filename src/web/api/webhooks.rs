@@ -5,12 +5,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::auth::extract::PathTenant;
 use crate::auth::session::random_token;
 use crate::error::{AppError, AppResult};
+use crate::input::SingleLine;
 use crate::vault::Secret;
 use crate::vault::store::seal_field;
 use crate::web::extract::ApiJson;

@@ -4,12 +4,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::input::{Name, SingleLine};
 use crate::app::AppState;
 use crate::audit::AuditRecord;
 use crate::auth::extract::{CurrentTenant, CurrentUser, PathTenant};
 use crate::auth::session::WORKSPACE_KEY;
 use crate::error::{AppError, AppResult};
+use crate::input::{Name, SingleLine};
 use crate::storage::now;
 use crate::tenancy::service::{self, CreatedInvite, parse_role};
 use crate::tenancy::{Invite, Member, Tenant, WorkspaceId};

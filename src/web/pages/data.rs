@@ -8,12 +8,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use uuid::Uuid;
 
 use super::{Layout, parse_path_id, redirect_with_outcome};
-use crate::input::{FormFields, SingleLine};
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::connections::service::{self, Account, CredentialsInput, Reconnect};
 use crate::connections::{ConnectionView, Status};
 use crate::error::{AppError, AppResult};
+use crate::input::{FormFields, SingleLine};
 use crate::oauth;
 use crate::providers::HeaderSource;
 use crate::web::api::connections::view;

@@ -6,11 +6,11 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{Layout, parse_path_id, redirect_with_outcome};
-use crate::input::{FormFields, Name};
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::auth::session::{self, FlashKind};
 use crate::error::{AppError, AppResult};
+use crate::input::{FormFields, Name};
 use crate::servicekeys::Scope;
 use crate::servicekeys::service;
 use crate::servicekeys::store::ServiceKeyRecord;

@@ -5,12 +5,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{Layout, parse_path_id, redirect_with_outcome};
-use crate::input::SingleLine;
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::auth::normalize_email;
 use crate::auth::session::{self, FlashKind};
 use crate::error::AppResult;
+use crate::input::SingleLine;
 use crate::storage::now;
 use crate::tenancy::service::{self, parse_role};
 use crate::tenancy::{Invite, Member, Role};

@@ -5,11 +5,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{Layout, redirect_with_outcome};
-use crate::input::Name;
 use crate::app::AppState;
 use crate::auth::extract::{CurrentTenant, CurrentUser};
 use crate::auth::session::WORKSPACE_KEY;
 use crate::error::{AppError, AppResult};
+use crate::input::Name;
 use crate::tenancy::{Member, WorkspaceId, service};
 use crate::web::extract::CsrfForm;
 
