@@ -625,7 +625,10 @@ mod tests {
         assert!(err.to_string().contains("server.public_url"), "{err}");
         let err = Settings::from_env_map(&env(&[("PLUGBOARD_OUTBOUND_ALLOW", "10.0.0.0/40")]))
             .unwrap_err();
-        assert!(err.to_string().contains("PLUGBOARD_OUTBOUND_ALLOW"), "{err}");
+        assert!(
+            err.to_string().contains("PLUGBOARD_OUTBOUND_ALLOW"),
+            "{err}"
+        );
         assert!(err.to_string().contains("10.0.0.0/40"), "{err}");
     }
 

@@ -139,7 +139,12 @@ async fn allowlisted_webhooks_deliver_and_failures_stay_generic(backend: Backend
 
     // Refused: the delivery reads "could not connect", nothing more.
     let first = app.signup("first@a.example", "First").await;
-    let res = put_webhook(&app, &first, &format!("http://127.0.0.1:{closed_port}/hook")).await;
+    let res = put_webhook(
+        &app,
+        &first,
+        &format!("http://127.0.0.1:{closed_port}/hook"),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     connect_sandbox(&app, &first).await;
     let delivery = first_attempt(&app, &first).await;
@@ -247,7 +252,10 @@ async fn next_links_to_another_host_are_not_followed(backend: Backend) {
     let job = loop {
         let res = owner
             .client
-            .post_json(app.url("/api/integrations/linkprov/people/sync"), &json!({}))
+            .post_json(
+                app.url("/api/integrations/linkprov/people/sync"),
+                &json!({}),
+            )
             .await;
         if res.status() == StatusCode::ACCEPTED {
             let jobs: Value = res.json().await.unwrap();

@@ -1,6 +1,8 @@
-//! The one outbound HTTP client for every provider call (OAuth included):
-//! rustls with the ring provider, connect and read timeouts, and redirects
-//! never followed — a token endpoint that redirects is misconfigured or
+//! Outbound HTTP: one client for addresses the operator configured (every
+//! provider call, OAuth included, hand-off), and a guarded twin for
+//! addresses tenants or providers chose (webhooks), under [`policy`]. Both
+//! use rustls with the ring provider, connect and read timeouts, and never
+//! follow redirects — a token endpoint that redirects is misconfigured or
 //! hostile, and following it could send credentials elsewhere.
 //!
 //! Nothing here logs bodies. URLs are logged through [`redact_url`].

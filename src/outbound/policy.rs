@@ -59,9 +59,12 @@ impl Cidr {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_matches(u128::from(net.to_bits()), u128::from(ip.to_bits()), 32, self.prefix)
-            }
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_matches(
+                u128::from(net.to_bits()),
+                u128::from(ip.to_bits()),
+                32,
+                self.prefix,
+            ),
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
                 prefix_matches(net.to_bits(), ip.to_bits(), 128, self.prefix)
             }
@@ -243,7 +246,7 @@ impl Allowlist {
 
     fn allows_host(&self, host: &str) -> bool {
         let host = normal_host(host);
-        self.hosts.iter().any(|h| *h == host)
+        self.hosts.contains(&host)
     }
 
     fn allows_ip(&self, ip: IpAddr) -> bool {
@@ -344,7 +347,11 @@ impl Policy {
 
     /// What a resolved name may connect to: everything for an allowlisted
     /// name, else only the allowed addresses.
-    fn filter(&self, name: &str, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, AddressNotAllowed> {
+    fn filter(
+        &self,
+        name: &str,
+        addrs: Vec<SocketAddr>,
+    ) -> Result<Vec<SocketAddr>, AddressNotAllowed> {
         if self.allow.allows_host(name) {
             return Ok(addrs);
         }
@@ -375,9 +382,8 @@ impl Resolve for GuardedResolver {
         let policy = self.policy.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let allowed = policy.filter(&host, addrs)?;
             Ok::<Addrs, Box<dyn std::error::Error + Send + Sync>>(Box::new(allowed.into_iter()))
         })
@@ -508,8 +514,8 @@ mod tests {
 
     #[test]
     fn the_allowlist_opens_hosts_and_ranges() {
-        let allow = Allowlist::parse(" 127.0.0.1, 10.0.0.0/8,[::1], fd00::/8 ,Hooks.Internal.,")
-            .unwrap();
+        let allow =
+            Allowlist::parse(" 127.0.0.1, 10.0.0.0/8,[::1], fd00::/8 ,Hooks.Internal.,").unwrap();
         let policy = Policy::new(allow);
         let check = |u: &str| policy.check_url(&Url::parse(u).unwrap());
         for fine in [
@@ -521,25 +527,50 @@ mod tests {
         ] {
             assert_eq!(check(fine), Ok(()), "{fine}");
         }
-        for refused in ["http://127.0.0.2/x", "http://192.168.0.1/x", "http://[fe80::1]/x"] {
+        for refused in [
+            "http://127.0.0.2/x",
+            "http://192.168.0.1/x",
+            "http://[fe80::1]/x",
+        ] {
             assert_eq!(check(refused), Err(UrlRefused::NotAllowed), "{refused}");
         }
         let lo = SocketAddr::from(([127, 0, 0, 1], 80));
         let private = SocketAddr::from(([192, 168, 0, 9], 80));
         let public = SocketAddr::from(([8, 8, 8, 8], 80));
         // An allowlisted name may resolve anywhere.
-        assert_eq!(policy.filter("hooks.internal", vec![private]).unwrap(), vec![private]);
+        assert_eq!(
+            policy.filter("hooks.internal", vec![private]).unwrap(),
+            vec![private]
+        );
         // Other names keep only allowed addresses, and fail with none left.
-        assert_eq!(policy.filter("x.example", vec![private, public, lo]).unwrap(), vec![public, lo]);
+        assert_eq!(
+            policy
+                .filter("x.example", vec![private, public, lo])
+                .unwrap(),
+            vec![public, lo]
+        );
         assert!(policy.filter("x.example", vec![private]).is_err());
         assert!(Policy::default().filter("localhost", vec![lo]).is_err());
-        assert!(Policy::default().filter("metadata.google.internal", vec![public]).is_err());
+        assert!(
+            Policy::default()
+                .filter("metadata.google.internal", vec![public])
+                .is_err()
+        );
     }
 
     #[test]
     fn allowlist_errors_name_the_setting() {
         assert_eq!(Allowlist::parse("").unwrap(), Allowlist::default());
-        for bad in ["10.0.0.0/33", "::1/129", "10.0.0/8", "999.1.1.1/8", "hooks internal", "http://x", "a..b", "10.0.0"] {
+        for bad in [
+            "10.0.0.0/33",
+            "::1/129",
+            "10.0.0/8",
+            "999.1.1.1/8",
+            "hooks internal",
+            "http://x",
+            "a..b",
+            "10.0.0",
+        ] {
             let err = Allowlist::parse(bad).unwrap_err();
             assert!(err.starts_with(ALLOW_VAR), "{bad}: {err}");
         }

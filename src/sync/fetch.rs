@@ -367,7 +367,9 @@ impl<'a> ObjectReader<'a> {
             Ok(next.into())
         } else {
             // The origin only: the path and query may carry state or secrets.
-            Err(FetchError::ForeignNextLink(next.origin().ascii_serialization()))
+            Err(FetchError::ForeignNextLink(
+                next.origin().ascii_serialization(),
+            ))
         }
     }
 
@@ -626,7 +628,9 @@ mod tests {
     #[test]
     fn next_links_stay_on_the_objects_host() {
         reader_test(|reader, spec| {
-            let at = |url: &str| Position::Url { url: url.to_owned() };
+            let at = |url: &str| Position::Url {
+                url: url.to_owned(),
+            };
             let same = reader
                 .request(spec, &at("https://api.example.com/api/v2/items?page=2"))
                 .unwrap();
