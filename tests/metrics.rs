@@ -394,7 +394,7 @@ async fn accounts_are_remembered_and_named_on_the_data_hub(backend: Backend) {
         )))
         .await;
     assert_eq!(
-        listed[1],
+        listed["accounts"][1],
         json!({"id": "prop-2", "label": "Acme App", "currency": "EUR", "timeZone": "Europe/Berlin"}),
         "{listed}"
     );
