@@ -859,16 +859,24 @@ async fn channel_breakdown_splits_days_across_pages_once_each() {
     assert_eq!(rows.len(), 90 * 3);
     let keys: Vec<(String, String)> = rows
         .iter()
-        .map(|r| (str_of(r, "date").to_owned(), str_of(r, "channel").to_owned()))
+        .map(|r| {
+            (
+                str_of(r, "date").to_owned(),
+                str_of(r, "channel").to_owned(),
+            )
+        })
         .collect();
     let mut unique = keys.clone();
     unique.dedup();
     assert_eq!(unique, keys, "each (day, channel) exactly once, in order");
-    assert_eq!(&keys[..3], &[
-        (keys[0].0.clone(), "web".to_owned()),
-        (keys[0].0.clone(), "app".to_owned()),
-        (keys[0].0.clone(), "email".to_owned()),
-    ]);
+    assert_eq!(
+        &keys[..3],
+        &[
+            (keys[0].0.clone(), "web".to_owned()),
+            (keys[0].0.clone(), "app".to_owned()),
+            (keys[0].0.clone(), "email".to_owned()),
+        ]
+    );
     // Dropping a channel drops its rows; none: one row a day, as before.
     sandbox.set_metric_channels(&["web", "email"]);
     assert_eq!(all_metrics(&app, &token, "acme", "").await.len(), 90 * 2);
