@@ -92,7 +92,8 @@ async fn code_flow_with_pkce_account_selection_and_disconnect(backend: Backend) 
         hub.contains("data-testid=\"status-sandbox\">CONNECTED<"),
         "{hub}"
     );
-    assert!(hub.contains(&ids[0]));
+    // Named as the provider reports them (not by id), with the currency.
+    assert!(hub.contains("Acme Web (USD), Acme App (EUR)"), "{hub}");
 
     // Test: a minimal authenticated call.
     let diag = owner

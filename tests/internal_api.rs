@@ -539,14 +539,16 @@ async fn metrics_write_is_idempotent_and_replaces_days(backend: Backend) {
     );
     assert_eq!(app.db.count("SELECT COUNT(*) FROM metric_rows").await, 18);
     // A revised day replaces its numbers; the same dimensions in another
-    // order are the same row; other dimensions are another row.
-    let revised = write_body(
+    // order are the same row; other dimensions are another row (rows are
+    // keyed by connection too: the revision names the same one).
+    let mut revised = write_body(
         ws,
         json!([
             {"date": "2026-11-01", "accountId": "prop-1", "metricsJson": {"sessions": 999, "revenue": 1}, "dimensionsJson": {"channel": "organic"}},
             {"date": "2026-11-01", "accountId": "prop-1", "metricsJson": {"sessions": 5}, "dimensionsJson": {"channel": "paid"}},
         ]),
     );
+    revised["connectionId"] = json!(conn);
     let counts: Value = post_metrics(&app, &key, &revised)
         .await
         .json()

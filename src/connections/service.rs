@@ -908,13 +908,16 @@ pub async fn list_accounts(state: &AppState, c: &Connection) -> AppResult<Vec<Ac
 
 /// Provider text shown on pages: bounded, no control characters.
 fn reported_text(record: &Value, pointer: &str) -> Option<String> {
-    text_at(record, pointer).filter(|t| {
-        !t.is_empty() && t.len() <= 100 && !t.chars().any(char::is_control)
-    })
+    text_at(record, pointer)
+        .filter(|t| !t.is_empty() && t.len() <= 100 && !t.chars().any(char::is_control))
 }
 
 /// Keeps what the listing said in `provider_accounts`.
-async fn remember_accounts(state: &AppState, c: &Connection, accounts: &[Account]) -> AppResult<()> {
+async fn remember_accounts(
+    state: &AppState,
+    c: &Connection,
+    accounts: &[Account],
+) -> AppResult<()> {
     let listed: Vec<crate::connections::accounts::ListedAccount<'_>> = accounts
         .iter()
         .map(|a| crate::connections::accounts::ListedAccount {

@@ -813,9 +813,9 @@ async fn data_api_needs_token_and_company_header() {
     assert_eq!(
         reply.json(),
         serde_json::json!({"properties": [
-            {"id": "prop-1", "name": "Acme Web"},
-            {"id": "prop-2", "name": "Acme App"},
-            {"id": "prop-3", "name": "Acme Shop"},
+            {"id": "prop-1", "name": "Acme Web", "currency": "USD", "timeZone": "America/New_York"},
+            {"id": "prop-2", "name": "Acme App", "currency": "EUR", "timeZone": "Europe/Berlin"},
+            {"id": "prop-3", "name": "Acme Shop", "currency": "GBP", "timeZone": "Europe/London"},
         ]})
     );
     let remaining: u32 = reply
@@ -847,6 +847,43 @@ async fn all_metrics(app: &Router, token: &str, company: &str, extra: &str) -> V
         }
     }
     panic!("pagination did not end");
+}
+
+#[tokio::test]
+async fn channel_breakdown_splits_days_across_pages_once_each() {
+    let (sandbox, app) = sandbox();
+    let token = access_token(&app).await;
+    sandbox.set_metric_channels(&["web", "app", "email"]);
+    // Pages of 7 rows: most days are split between two pages.
+    let rows = all_metrics(&app, &token, "acme", "").await;
+    assert_eq!(rows.len(), 90 * 3);
+    let keys: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                str_of(r, "date").to_owned(),
+                str_of(r, "channel").to_owned(),
+            )
+        })
+        .collect();
+    let mut unique = keys.clone();
+    unique.dedup();
+    assert_eq!(unique, keys, "each (day, channel) exactly once, in order");
+    assert_eq!(
+        &keys[..3],
+        &[
+            (keys[0].0.clone(), "web".to_owned()),
+            (keys[0].0.clone(), "app".to_owned()),
+            (keys[0].0.clone(), "email".to_owned()),
+        ]
+    );
+    // Dropping a channel drops its rows; none: one row a day, as before.
+    sandbox.set_metric_channels(&["web", "email"]);
+    assert_eq!(all_metrics(&app, &token, "acme", "").await.len(), 90 * 2);
+    sandbox.set_metric_channels(&[]);
+    let plain = all_metrics(&app, &token, "acme", "").await;
+    assert_eq!(plain.len(), 90);
+    assert!(plain.iter().all(|r| r.get("channel").is_none()));
 }
 
 #[tokio::test]

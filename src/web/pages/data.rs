@@ -113,7 +113,10 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
     // One query for every card, not one per provider.
     let connections = state.store.list_connections(tenant.workspace_id).await?;
     let active_jobs = state.store.list_active_jobs(tenant.workspace_id).await?;
-    let known_accounts = state.store.list_provider_accounts(tenant.workspace_id).await?;
+    let known_accounts = state
+        .store
+        .list_provider_accounts(tenant.workspace_id)
+        .await?;
     for provider in state.providers.iter() {
         let key = provider.meta.key.clone();
         let connection = service::pick(&connections, &tenant, &key);
