@@ -13,15 +13,18 @@ use crate::auth::session::{self, FlashKind, WORKSPACE_KEY};
 use crate::connections::service::{self, CallbackQuery, CredentialsInput, Diagnostics, Reconnect};
 use crate::connections::{Connection, ConnectionView};
 use crate::error::{AppError, AppResult, ErrorInfo};
+use crate::tenancy::Tenant;
 use crate::web::extract::ApiJson;
 use crate::web::parse_path_id;
 
-pub fn view(state: &AppState, c: &Connection) -> ConnectionView {
+/// The connection as `tenant` may see it: another member's personal
+/// connection by status only.
+pub fn view(state: &AppState, tenant: &Tenant, c: &Connection) -> ConnectionView {
     let issues = state
         .providers
         .get(&c.provider)
         .is_some_and(|p| p.meta.auth.issues_refresh_token);
-    ConnectionView::of(c, issues)
+    ConnectionView::for_viewer(c, issues, tenant.user_id)
 }
 
 #[derive(Deserialize)]
@@ -143,7 +146,7 @@ pub async fn connect(
     ApiJson(input): ApiJson<CredentialsInput>,
 ) -> AppResult<(StatusCode, Json<ConnectionView>)> {
     let c = service::connect_with_credentials(&state, &current.tenant, &provider, &input).await?;
-    Ok((StatusCode::CREATED, Json(view(&state, &c))))
+    Ok((StatusCode::CREATED, Json(view(&state, &current.tenant, &c))))
 }
 
 #[derive(Deserialize)]
@@ -188,7 +191,7 @@ pub async fn select_account(
     )
     .await?;
     let c = service::select_accounts(&state, &current.tenant, &c, &input.account_ids).await?;
-    Ok(Json(view(&state, &c)))
+    Ok(Json(view(&state, &current.tenant, &c)))
 }
 
 #[derive(Deserialize)]
@@ -203,7 +206,7 @@ pub async fn disconnect(
     current: CurrentTenant,
     ApiJson(input): ApiJson<DisconnectInput>,
 ) -> AppResult<Json<ConnectionView>> {
-    let c = service::resolve(
+    let c = service::resolve_to_manage(
         &state,
         &current.tenant,
         &input.provider,
@@ -211,7 +214,7 @@ pub async fn disconnect(
     )
     .await?;
     let c = service::disconnect(&state, &current.tenant, &c).await?;
-    Ok(Json(view(&state, &c)))
+    Ok(Json(view(&state, &current.tenant, &c)))
 }
 
 pub async fn list(
@@ -219,7 +222,7 @@ pub async fn list(
     current: CurrentTenant,
 ) -> AppResult<Json<Vec<ConnectionView>>> {
     let list = service::visible_connections(&state, &current.tenant).await?;
-    Ok(Json(list.iter().map(|c| view(&state, c)).collect()))
+    Ok(Json(list.iter().map(|c| view(&state, &current.tenant, c)).collect()))
 }
 
 pub async fn admin_action(
@@ -237,7 +240,7 @@ pub async fn admin_action(
         },
         _ => return Err(AppError::not_found("no such API route")),
     };
-    Ok(Json(view(&state, &c)).into_response())
+    Ok(Json(view(&state, &current.tenant, &c)).into_response())
 }
 
 pub async fn test(
@@ -248,4 +251,23 @@ pub async fn test(
     Ok(Json(
         service::test_connection(&state, &current.tenant, &provider).await?,
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutomationsInput {
+    allowed: bool,
+}
+
+/// The owner's "automations may use this connection" switch.
+pub async fn set_automations(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<AutomationsInput>,
+) -> AppResult<Json<ConnectionView>> {
+    let id = parse_path_id(&id, "connection")?;
+    let c =
+        service::set_automations_allowed(&state, &current.tenant, id, input.allowed).await?;
+    Ok(Json(view(&state, &current.tenant, &c)))
 }
