@@ -10,8 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Backend, ClientExt, PASSWORD, SANDBOX_ID, SANDBOX_SECRET, TestApp, TestUser, api_error,
-    client, sandbox_app,
+    Backend, ClientExt, PASSWORD, SANDBOX_ID, SANDBOX_SECRET, TestApp, TestUser, api_error, client,
+    sandbox_app,
 };
 use plugboard::jobs::JobStatus;
 use plugboard::jobs::store::NewJob;
@@ -146,7 +146,10 @@ async fn personal_data_is_its_owners_alone(backend: Backend) {
         .get_json(app.url(&format!("/api/projects/{project}")))
         .await;
     assert_eq!(shown["links"][0]["connectionId"], alice_conn.to_string());
-    let mine = alice.client.get_json(app.url(&format!("/api/jobs/{job}"))).await;
+    let mine = alice
+        .client
+        .get_json(app.url(&format!("/api/jobs/{job}")))
+        .await;
     assert_eq!(mine["job"]["connectionId"], alice_conn.to_string());
     assert!(!mine["log"].as_array().unwrap().is_empty());
 
@@ -224,7 +227,10 @@ async fn personal_data_is_its_owners_alone(backend: Backend) {
     assert_eq!(seen["headerValues"], json!({}));
     assert!(seen["accountId"].is_null());
     // Bob doesn't list it at all; Alice sees her own in full.
-    let bobs = bob.client.get_text(app.url("/api/integrations/connections")).await;
+    let bobs = bob
+        .client
+        .get_text(app.url("/api/integrations/connections"))
+        .await;
     assert!(!bobs.contains(&alice_conn.to_string()));
     let alices = alice
         .client
@@ -243,13 +249,20 @@ async fn personal_data_is_its_owners_alone(backend: Backend) {
     let hub = owner.client.get_text(app.url("/data")).await;
     assert!(hub.contains("data-testid=\"members-personal\""));
     assert!(hub.contains(&format!("data-testid=\"personal-{alice_conn}\"")));
-    assert!(!bob.client.get_text(app.url("/data")).await.contains("members-personal"));
+    assert!(
+        !bob.client
+            .get_text(app.url("/data"))
+            .await
+            .contains("members-personal")
+    );
 
     // The admin may disable and disconnect it, but not re-authorize it.
     let res = owner
         .client
         .post_json(
-            app.url(&format!("/api/integrations/connections/{alice_conn}/disable")),
+            app.url(&format!(
+                "/api/integrations/connections/{alice_conn}/disable"
+            )),
             &json!({}),
         )
         .await;
@@ -265,7 +278,9 @@ async fn personal_data_is_its_owners_alone(backend: Backend) {
     let res = owner
         .client
         .post_json(
-            app.url(&format!("/api/integrations/connections/{alice_conn}/enable")),
+            app.url(&format!(
+                "/api/integrations/connections/{alice_conn}/enable"
+            )),
             &json!({}),
         )
         .await;
@@ -273,7 +288,9 @@ async fn personal_data_is_its_owners_alone(backend: Backend) {
     let res = owner
         .client
         .post_json(
-            app.url(&format!("/api/integrations/connections/{alice_conn}/reconnect")),
+            app.url(&format!(
+                "/api/integrations/connections/{alice_conn}/reconnect"
+            )),
             &json!({}),
         )
         .await;
@@ -347,7 +364,12 @@ async fn context(app: &TestApp, key: &str, job: Uuid) -> reqwest::Response {
         .unwrap()
 }
 
-async fn set_consent(app: &TestApp, user: &TestUser, conn: Uuid, allowed: bool) -> reqwest::Response {
+async fn set_consent(
+    app: &TestApp,
+    user: &TestUser,
+    conn: Uuid,
+    allowed: bool,
+) -> reqwest::Response {
     user.client
         .put(app.url(&format!("/api/integrations/connections/{conn}/automations")))
         .json(&json!({ "allowed": allowed }))
@@ -401,17 +423,32 @@ async fn service_keys_need_the_scope_and_the_owners_consent(backend: Backend) {
     let bob = join(&app, &owner, "bob@k.example", "member").await;
     let workspace_conn = connect(&app, &owner, "workspace").await;
     let alice_conn = connect(&app, &alice, "user").await;
-    let plain = make_key(&app, &owner, &["tokens:read", "tokens:read_refresh", "context:read"]).await;
+    let plain = make_key(
+        &app,
+        &owner,
+        &["tokens:read", "tokens:read_refresh", "context:read"],
+    )
+    .await;
     let personal = make_key(
         &app,
         &owner,
         &["tokens:read", "tokens:read_personal", "context:read"],
     )
     .await;
-    let job = a_job_on(&app, owner.workspace_id, alice_conn, "projects", JobStatus::Failed).await;
+    let job = a_job_on(
+        &app,
+        owner.workspace_id,
+        alice_conn,
+        "projects",
+        JobStatus::Failed,
+    )
+    .await;
 
     // The workspace's connection: any key with tokens:read.
-    assert_eq!(status(tokens(&app, &plain, workspace_conn).await).await, StatusCode::OK);
+    assert_eq!(
+        status(tokens(&app, &plain, workspace_conn).await).await,
+        StatusCode::OK
+    );
     // Alice's: nobody yet, not even with the scope; 404 as for a made-up id.
     for key in [&plain, &personal] {
         api_error(tokens(&app, key, alice_conn).await, StatusCode::NOT_FOUND).await;
@@ -419,8 +456,16 @@ async fn service_keys_need_the_scope_and_the_owners_consent(backend: Backend) {
     }
 
     // Only Alice can switch it on: others find no such connection.
-    api_error(set_consent(&app, &bob, alice_conn, true).await, StatusCode::NOT_FOUND).await;
-    api_error(set_consent(&app, &owner, alice_conn, true).await, StatusCode::NOT_FOUND).await;
+    api_error(
+        set_consent(&app, &bob, alice_conn, true).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    api_error(
+        set_consent(&app, &owner, alice_conn, true).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     let err = api_error(
         set_consent(&app, &owner, workspace_conn, true).await,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -431,9 +476,11 @@ async fn service_keys_need_the_scope_and_the_owners_consent(backend: Backend) {
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["automationsAllowed"], true);
-    assert!(audit_actions(&app, &owner, alice_conn)
-        .await
-        .contains(&"connection.automations_allowed".to_owned()));
+    assert!(
+        audit_actions(&app, &owner, alice_conn)
+            .await
+            .contains(&"connection.automations_allowed".to_owned())
+    );
 
     // With consent: the key with the scope may, the other still may not.
     let res = tokens(&app, &personal, alice_conn).await;
@@ -445,7 +492,11 @@ async fn service_keys_need_the_scope_and_the_owners_consent(backend: Backend) {
     assert_eq!(res.status(), StatusCode::OK);
     let ctx: Value = res.json().await.unwrap();
     assert_eq!(ctx["connectionId"], alice_conn.to_string());
-    api_error(tokens(&app, &plain, alice_conn).await, StatusCode::NOT_FOUND).await;
+    api_error(
+        tokens(&app, &plain, alice_conn).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     api_error(context(&app, &plain, job).await, StatusCode::NOT_FOUND).await;
 
     // Alice's card offers the switch; turning it off from the page revokes it.
@@ -460,15 +511,27 @@ async fn service_keys_need_the_scope_and_the_owners_consent(backend: Backend) {
         .await
         .unwrap();
     assert!(res.status().is_redirection(), "{}", res.status());
-    api_error(tokens(&app, &personal, alice_conn).await, StatusCode::NOT_FOUND).await;
+    api_error(
+        tokens(&app, &personal, alice_conn).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     api_error(context(&app, &personal, job).await, StatusCode::NOT_FOUND).await;
-    assert!(audit_actions(&app, &owner, alice_conn)
-        .await
-        .contains(&"connection.automations_revoked".to_owned()));
+    assert!(
+        audit_actions(&app, &owner, alice_conn)
+            .await
+            .contains(&"connection.automations_revoked".to_owned())
+    );
 
     // Consent ends with a disconnect: reconnecting asks again.
-    assert_eq!(set_consent(&app, &alice, alice_conn, true).await.status(), StatusCode::OK);
-    assert_eq!(status(tokens(&app, &personal, alice_conn).await).await, StatusCode::OK);
+    assert_eq!(
+        set_consent(&app, &alice, alice_conn, true).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(tokens(&app, &personal, alice_conn).await).await,
+        StatusCode::OK
+    );
     let res = alice
         .client
         .post_json(
@@ -478,7 +541,11 @@ async fn service_keys_need_the_scope_and_the_owners_consent(backend: Backend) {
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(connect(&app, &alice, "user").await, alice_conn);
-    api_error(tokens(&app, &personal, alice_conn).await, StatusCode::NOT_FOUND).await;
+    api_error(
+        tokens(&app, &personal, alice_conn).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     app.stop().await;
 }
 
@@ -503,10 +570,14 @@ fn providers_with_secret_header() -> tempfile::TempDir {
     let path = dir.path().join("sandbox/provider.json");
     let mut meta: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let headers = meta["requiredHeaders"].as_array_mut().unwrap();
-    headers.push(json!({"key": "X-Sandbox-Operator", "label": "Operator token", "source": "env",
-                        "envKey": "PLUGBOARD_SANDBOX_OPERATOR_TOKEN", "secret": true}));
-    headers.push(json!({"key": "X-Sandbox-Region", "label": "Region", "source": "env",
-                        "envKey": "PLUGBOARD_SANDBOX_REGION"}));
+    headers.push(
+        json!({"key": "X-Sandbox-Operator", "label": "Operator token", "source": "env",
+                        "envKey": "PLUGBOARD_SANDBOX_OPERATOR_TOKEN", "secret": true}),
+    );
+    headers.push(
+        json!({"key": "X-Sandbox-Region", "label": "Region", "source": "env",
+                        "envKey": "PLUGBOARD_SANDBOX_REGION"}),
+    );
     std::fs::write(&path, serde_json::to_string_pretty(&meta).unwrap()).unwrap();
     dir
 }
@@ -534,14 +605,19 @@ async fn secret_env_headers_stay_on_the_server(backend: Backend) {
     let res = tokens(&app, &key, conn).await;
     assert_eq!(res.status(), StatusCode::OK);
     let text = res.text().await.unwrap();
-    assert!(!text.contains(OPERATOR_SECRET), "secret header handed out: {text}");
+    assert!(
+        !text.contains(OPERATOR_SECRET),
+        "secret header handed out: {text}"
+    );
     let issued: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(issued["headers"]["X-Sandbox-Company"], "acme");
     assert_eq!(issued["headers"]["X-Sandbox-Region"], "eu-1");
     assert!(issued["headers"].get("X-Sandbox-Operator").is_none());
     // Nor to the deployment-wide key.
     let res = client()
-        .get(app.url(&format!("/api/internal/connection-tokens?connectionId={conn}")))
+        .get(app.url(&format!(
+            "/api/internal/connection-tokens?connectionId={conn}"
+        )))
         .header("x-agent-service-key", AGENT_KEY)
         .send()
         .await
@@ -580,8 +656,16 @@ async fn cancel_and_retry_follow_sync_now(backend: Backend) {
     let workspace_conn = connect(&app, &owner, "workspace").await;
     let alice_conn = connect(&app, &alice, "user").await;
     // Waiting jobs aren't claimed by the workers: they stay cancellable.
-    let ws_waiting = a_job_on(&app, ws, workspace_conn, "projects", JobStatus::WaitingExternal).await;
-    let alice_waiting = a_job_on(&app, ws, alice_conn, "projects", JobStatus::WaitingExternal).await;
+    let ws_waiting = a_job_on(
+        &app,
+        ws,
+        workspace_conn,
+        "projects",
+        JobStatus::WaitingExternal,
+    )
+    .await;
+    let alice_waiting =
+        a_job_on(&app, ws, alice_conn, "projects", JobStatus::WaitingExternal).await;
     let ws_failed = a_job_on(&app, ws, workspace_conn, "people", JobStatus::Failed).await;
     let alice_failed = a_job_on(&app, ws, alice_conn, "people", JobStatus::Failed).await;
     let cancel = |user: &TestUser, job: Uuid| {
@@ -605,13 +689,25 @@ async fn cancel_and_retry_follow_sync_now(backend: Backend) {
     api_error(cancel(&owner, alice_waiting).await, StatusCode::NOT_FOUND).await;
     api_error(retry(&owner, alice_failed).await, StatusCode::NOT_FOUND).await;
     // The job page offers the buttons only to those allowed.
-    let page = bob.client.get_text(app.url(&format!("/data/jobs/{ws_failed}"))).await;
+    let page = bob
+        .client
+        .get_text(app.url(&format!("/data/jobs/{ws_failed}")))
+        .await;
     assert!(page.contains("Sync job") && !page.contains("job-retry"));
-    let page = bob.client.get_text(app.url(&format!("/data/jobs/{ws_waiting}"))).await;
+    let page = bob
+        .client
+        .get_text(app.url(&format!("/data/jobs/{ws_waiting}")))
+        .await;
     assert!(!page.contains("job-cancel"));
-    let page = owner.client.get_text(app.url(&format!("/data/jobs/{ws_failed}"))).await;
+    let page = owner
+        .client
+        .get_text(app.url(&format!("/data/jobs/{ws_failed}")))
+        .await;
     assert!(page.contains("job-retry"));
-    let page = alice.client.get_text(app.url(&format!("/data/jobs/{alice_waiting}"))).await;
+    let page = alice
+        .client
+        .get_text(app.url(&format!("/data/jobs/{alice_waiting}")))
+        .await;
     assert!(page.contains("job-cancel"));
 
     // The owner of the personal connection may, on that connection.
@@ -638,7 +734,10 @@ async fn cancel_and_retry_follow_sync_now(backend: Backend) {
         .await
         .unwrap();
     assert!(res.status().is_redirection(), "{}", res.status());
-    let shown = owner.client.get_json(app.url(&format!("/api/jobs/{ws_waiting}"))).await;
+    let shown = owner
+        .client
+        .get_json(app.url(&format!("/api/jobs/{ws_waiting}")))
+        .await;
     assert_eq!(shown["job"]["status"], "cancelled");
     let res = retry(&owner, ws_failed).await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);

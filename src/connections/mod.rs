@@ -297,8 +297,15 @@ impl From<&crate::tenancy::Tenant> for Viewer {
 macro_rules! visible_connection {
     ($col:literal, $ws:literal, $user:literal) => {
         concat!(
-            "(", $col, " IS NULL OR ", $col, " IN (SELECT vc.id FROM connections vc WHERE vc.workspace_id = ",
-            $ws, " AND (vc.owner_user_id IS NULL OR vc.owner_user_id = ", $user, ")))"
+            "(",
+            $col,
+            " IS NULL OR ",
+            $col,
+            " IN (SELECT vc.id FROM connections vc WHERE vc.workspace_id = ",
+            $ws,
+            " AND (vc.owner_user_id IS NULL OR vc.owner_user_id = ",
+            $user,
+            ")))"
         )
     };
 }

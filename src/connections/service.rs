@@ -752,8 +752,7 @@ async fn find(
             .get_connection(tenant.workspace_id, id)
             .await?
             .ok_or_else(not_found)?;
-        let reachable =
-            visible_to(&c, tenant) || (manage && tenant.role.can_manage_members());
+        let reachable = visible_to(&c, tenant) || (manage && tenant.role.can_manage_members());
         if c.provider != provider_key || !reachable {
             return Err(not_found());
         }

@@ -68,7 +68,12 @@ pub async fn get(
 
 /// The entity if the user may see it (not one only another member's
 /// personal connection brought in) and it is not soft-deleted.
-async fn visible(state: &AppState, tenant: &Tenant, kind: EntityKind, id: Uuid) -> AppResult<Entity> {
+async fn visible(
+    state: &AppState,
+    tenant: &Tenant,
+    kind: EntityKind,
+    id: Uuid,
+) -> AppResult<Entity> {
     state
         .store
         .get_entity(Viewer::from(tenant), kind, id)

@@ -304,8 +304,12 @@ const PENDING_SQL: &str = "SELECT r.external_id, r.data, r.content_hash, r.delet
 macro_rules! visible_entity {
     ($link_col:literal, $user:literal) => {
         concat!(
-            "(NOT EXISTS (SELECT 1 FROM external_links el WHERE el.workspace_id = $1 AND el.", $link_col, " = p.id) \
-             OR EXISTS (SELECT 1 FROM external_links el WHERE el.workspace_id = $1 AND el.", $link_col, " = p.id AND ",
+            "(NOT EXISTS (SELECT 1 FROM external_links el WHERE el.workspace_id = $1 AND el.",
+            $link_col,
+            " = p.id) \
+             OR EXISTS (SELECT 1 FROM external_links el WHERE el.workspace_id = $1 AND el.",
+            $link_col,
+            " = p.id AND ",
             crate::visible_connection!("el.connection_id", "$1", $user),
             "))"
         )

@@ -222,7 +222,11 @@ pub async fn list(
     current: CurrentTenant,
 ) -> AppResult<Json<Vec<ConnectionView>>> {
     let list = service::visible_connections(&state, &current.tenant).await?;
-    Ok(Json(list.iter().map(|c| view(&state, &current.tenant, c)).collect()))
+    Ok(Json(
+        list.iter()
+            .map(|c| view(&state, &current.tenant, c))
+            .collect(),
+    ))
 }
 
 pub async fn admin_action(
@@ -267,7 +271,6 @@ pub async fn set_automations(
     ApiJson(input): ApiJson<AutomationsInput>,
 ) -> AppResult<Json<ConnectionView>> {
     let id = parse_path_id(&id, "connection")?;
-    let c =
-        service::set_automations_allowed(&state, &current.tenant, id, input.allowed).await?;
+    let c = service::set_automations_allowed(&state, &current.tenant, id, input.allowed).await?;
     Ok(Json(view(&state, &current.tenant, &c)))
 }
