@@ -6,6 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{Backend, ClientExt, SANDBOX_ID, SANDBOX_SECRET, sandbox_app, spawn_app};
+use plugboard::connections::Viewer;
 use plugboard::storage::now;
 use plugboard::tenancy::WorkspaceId;
 use plugboard::vault::store::{get_secret, put_secret, rotate_all};
@@ -727,11 +728,21 @@ async fn leases_fence_pages_and_resume_from_checkpoints(backend: Backend) {
         .append_job_log(ws, job_id, "info", "page 1: 2 records", now())
         .await
         .unwrap();
-    assert_eq!(store.job_logs(ws, job_id).await.unwrap().len(), 1);
+    let viewer = Viewer {
+        workspace: ws,
+        user: owner.id,
+    };
+    assert_eq!(store.job_logs(viewer, job_id).await.unwrap().len(), 1);
     let other = app.signup("x@example.com", "X").await;
     assert!(
         store
-            .job_logs(WorkspaceId(other.workspace_id), job_id)
+            .job_logs(
+                Viewer {
+                    workspace: WorkspaceId(other.workspace_id),
+                    user: other.id,
+                },
+                job_id
+            )
             .await
             .unwrap()
             .is_empty()

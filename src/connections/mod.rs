@@ -127,6 +127,9 @@ pub struct Connection {
     pub connected_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// The owner's consent that workspace automations may use this personal
+    /// connection (ignored for the workspace's own connections).
+    pub automations_allowed: bool,
 }
 
 impl Connection {
@@ -140,6 +143,13 @@ impl Connection {
         } else {
             Ownership::Workspace
         }
+    }
+
+    /// Whether `user` may read this connection's data and use its tokens:
+    /// the workspace's connections are everyone's, a personal one its
+    /// owner's alone (admins included).
+    pub fn usable_by(&self, user: Uuid) -> bool {
+        self.owner_user_id.is_none_or(|owner| owner == user)
     }
 
     /// Requested scopes the provider did not grant (when it says what it granted).
@@ -161,6 +171,11 @@ impl Connection {
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionView {
     pub id: Uuid,
+    /// False when this is another member's personal connection, shown to an
+    /// admin: existence and status only, its account details left out.
+    pub is_yours_to_use: bool,
+    /// Personal connections: the owner allows workspace automations to use it.
+    pub automations_allowed: bool,
     pub provider: String,
     pub environment: String,
     pub tenant_key: String,
@@ -204,6 +219,8 @@ impl ConnectionView {
             });
         ConnectionView {
             id: c.id,
+            is_yours_to_use: true,
+            automations_allowed: c.owner_user_id.is_some() && c.automations_allowed,
             provider: c.provider.clone(),
             environment: c.environment.clone(),
             tenant_key: c.tenant_key.clone(),
@@ -228,6 +245,70 @@ impl ConnectionView {
             last_error: c.last_error.clone(),
         }
     }
+}
+
+impl ConnectionView {
+    /// What an admin sees of a member's personal connection: that it
+    /// exists, who connected it and its status; nothing read through it.
+    pub fn status_only(mut self) -> Self {
+        self.is_yours_to_use = false;
+        self.account_id = None;
+        self.account_email = None;
+        self.account_name = None;
+        self.granted_scopes = None;
+        self.missing_scopes = Vec::new();
+        self.selected_account_ids = Vec::new();
+        self.header_values = BTreeMap::new();
+        self
+    }
+
+    /// The view `viewer` may have of `c`.
+    pub fn for_viewer(c: &Connection, provider_issues_refresh_tokens: bool, viewer: Uuid) -> Self {
+        let view = ConnectionView::of(c, provider_issues_refresh_tokens);
+        if c.usable_by(viewer) {
+            view
+        } else {
+            view.status_only()
+        }
+    }
+}
+
+/// Who reads data derived from connections (jobs, job logs, records,
+/// projects and people): a member of a workspace. Store queries taking a
+/// `Viewer` leave out what another member's personal connection brought
+/// in, exactly as if it did not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Viewer {
+    pub workspace: WorkspaceId,
+    pub user: Uuid,
+}
+
+impl From<&crate::tenancy::Tenant> for Viewer {
+    fn from(t: &crate::tenancy::Tenant) -> Self {
+        Viewer {
+            workspace: t.workspace_id,
+            user: t.user_id,
+        }
+    }
+}
+
+/// SQL condition: the connection id in column `$col` is absent, the
+/// workspace's (`$ws` is its parameter) or the viewer's own (`$user`).
+#[macro_export]
+macro_rules! visible_connection {
+    ($col:literal, $ws:literal, $user:literal) => {
+        concat!(
+            "(",
+            $col,
+            " IS NULL OR ",
+            $col,
+            " IN (SELECT vc.id FROM connections vc WHERE vc.workspace_id = ",
+            $ws,
+            " AND (vc.owner_user_id IS NULL OR vc.owner_user_id = ",
+            $user,
+            ")))"
+        )
+    };
 }
 
 /// A connection event for automations (the webhook payload); never tokens.

@@ -459,6 +459,8 @@ async fn save_new_tokens(
             connected_at: Some(at),
             created_at: existing.as_ref().map_or(at, |c| c.created_at),
             updated_at: at,
+            // Kept across reconnects; saving never changes it.
+            automations_allowed: existing.as_ref().is_some_and(|c| c.automations_allowed),
         };
         let mut sealed = seal_tokens(state, &connection, tokens)?;
         if let Some((field, secret)) = extra_secret {
@@ -694,11 +696,15 @@ pub async fn connect_with_credentials(
     .await
 }
 
-/// Connections this user may see and use: the workspace's, and their own.
+/// Connections this user may use and read the data of: the workspace's,
+/// and their own. Another member's personal connection is theirs alone.
 pub fn visible_to(c: &Connection, tenant: &Tenant) -> bool {
-    c.owner_user_id.is_none() || c.owner_user_id == Some(tenant.user_id)
+    c.usable_by(tenant.user_id)
 }
 
+/// The connections listed to a user: those they may use, and for admins
+/// members' personal ones too (shown by status only, see
+/// [`ConnectionView::status_only`](super::ConnectionView::status_only)).
 pub async fn visible_connections(state: &AppState, tenant: &Tenant) -> AppResult<Vec<Connection>> {
     let all = state.store.list_connections(tenant.workspace_id).await?;
     Ok(all
@@ -708,12 +714,35 @@ pub async fn visible_connections(state: &AppState, tenant: &Tenant) -> AppResult
 }
 
 /// The connection a user works with for a provider: an explicit id they
-/// may see, else their own connection, else the workspace's.
+/// may use, else their own connection, else the workspace's. Another
+/// member's personal connection is not found, for admins too: reading
+/// accounts, records or rules through it would use its tokens or data.
 pub async fn resolve(
     state: &AppState,
     tenant: &Tenant,
     provider_key: &str,
     connection_id: Option<Uuid>,
+) -> AppResult<Connection> {
+    find(state, tenant, provider_key, connection_id, false).await
+}
+
+/// As [`resolve`], but admins also reach members' personal connections:
+/// for disconnecting them, which uses nothing of theirs.
+pub async fn resolve_to_manage(
+    state: &AppState,
+    tenant: &Tenant,
+    provider_key: &str,
+    connection_id: Option<Uuid>,
+) -> AppResult<Connection> {
+    find(state, tenant, provider_key, connection_id, true).await
+}
+
+async fn find(
+    state: &AppState,
+    tenant: &Tenant,
+    provider_key: &str,
+    connection_id: Option<Uuid>,
+    manage: bool,
 ) -> AppResult<Connection> {
     provider(state, provider_key)?;
     let not_found =
@@ -724,9 +753,8 @@ pub async fn resolve(
             .get_connection(tenant.workspace_id, id)
             .await?
             .ok_or_else(not_found)?;
-        if c.provider != provider_key
-            || !(visible_to(&c, tenant) || tenant.role.can_manage_members())
-        {
+        let reachable = visible_to(&c, tenant) || (manage && tenant.role.can_manage_members());
+        if c.provider != provider_key || !reachable {
             return Err(not_found());
         }
         return Ok(c);
@@ -1100,6 +1128,59 @@ async fn revoke(state: &AppState, c: &Connection) -> Result<(), String> {
     }
 }
 
+/// The owner switches "automations may use this connection" on or off.
+/// Only the owner of a personal connection can; anyone else finds no such
+/// connection (workspace connections have nothing to consent to: 422).
+pub async fn set_automations_allowed(
+    state: &AppState,
+    tenant: &Tenant,
+    id: Uuid,
+    allowed: bool,
+) -> AppResult<Connection> {
+    let not_found = || AppError::not_found("connection not found");
+    let c = state
+        .store
+        .get_connection(tenant.workspace_id, id)
+        .await?
+        .filter(|c| visible_to(c, tenant))
+        .ok_or_else(not_found)?;
+    if c.owner_user_id.is_none() {
+        return Err(AppError::validation(
+            "allowed",
+            "workspace connections are used by the workspace's service keys with tokens:read; \
+             consent applies to personal connections",
+        ));
+    }
+    if c.automations_allowed != allowed {
+        let action = if allowed {
+            "connection.automations_allowed"
+        } else {
+            "connection.automations_revoked"
+        };
+        let audit = AuditEntry::new(Some(tenant.workspace_id), Some(tenant.user_id), action)
+            .target("connection", c.id)
+            .details(serde_json::json!({ "provider": c.provider, "allowed": allowed }));
+        let changed = state
+            .store
+            .set_automations_allowed(
+                tenant.workspace_id,
+                c.id,
+                tenant.user_id,
+                allowed,
+                Change::new(Some(&audit), None),
+            )
+            .await?;
+        if !changed {
+            return Err(not_found());
+        }
+    }
+    state
+        .store
+        .get_connection(tenant.workspace_id, id)
+        .await?
+        .ok_or_else(not_found)
+}
+
 pub async fn set_enabled(
     state: &AppState,
     tenant: &Tenant,
@@ -1146,13 +1227,14 @@ pub enum Reconnect {
 
 pub async fn reconnect(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Reconnect> {
     let c = get_for_admin(state, tenant, id).await?;
+    // Re-authorizing runs on the owner's grant or credentials: theirs alone.
+    if !visible_to(&c, tenant) {
+        return Err(AppError::Forbidden(
+            "only its owner can re-authorize a personal connection".into(),
+        ));
+    }
     if c.flow == "authorization_code" {
         let ownership = c.ownership().as_str();
-        if c.ownership() == Ownership::User && c.owner_user_id != Some(tenant.user_id) {
-            return Err(AppError::Forbidden(
-                "only its owner can re-authorize a personal connection".into(),
-            ));
-        }
         return Ok(Reconnect::Redirect(
             start_authorization(
                 state,

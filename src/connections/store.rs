@@ -140,6 +140,16 @@ pub trait ConnectionStore {
         account_ids: &[String],
         change: Change<'_>,
     ) -> sqlx::Result<bool>;
+    /// The owner's consent for automations on their personal connection;
+    /// only the owner's own row changes (false: not theirs or not found).
+    async fn set_automations_allowed(
+        &self,
+        workspace: WorkspaceId,
+        id: Uuid,
+        owner: Uuid,
+        allowed: bool,
+        change: Change<'_>,
+    ) -> sqlx::Result<bool>;
     async fn touch_connection_used(
         &self,
         workspace: WorkspaceId,
@@ -173,7 +183,7 @@ macro_rules! connection_select {
          account_id, account_email, account_name, requested_scopes, granted_scopes, selected_account_ids, \
          header_values, client_id, has_refresh_token, access_expires_at, access_lifetime_secs, token_version, \
          refresh_failing_since, last_refreshed_at, last_used_at, last_sync_at, last_error, connected_by, \
-         connected_at, created_at, updated_at FROM connections "
+         connected_at, created_at, updated_at, automations_allowed FROM connections "
     };
 }
 
@@ -414,7 +424,9 @@ impl_for_backends! {
         async fn disconnect_connection(&self, workspace: WorkspaceId, id: Uuid, revoke_error: Option<&str>, change: Change<'_>) -> sqlx::Result<bool> {
             let mut tx = self.begin_write().await?;
             let updated = sqlx::query(
+                // Consent ends with the grant: a reconnected account is asked again.
                 "UPDATE connections SET status = 'NOT_CONNECTED', has_refresh_token = $3, access_expires_at = NULL, \
+                 automations_allowed = false, \
                  token_version = token_version + 1, refresh_failing_since = NULL, refresh_lease_until = NULL, \
                  refresh_lease_owner = NULL, last_error = $4, updated_at = $5 \
                  WHERE workspace_id = $1 AND id = $2",
@@ -450,6 +462,29 @@ impl_for_backends! {
             .bind(id)
             .bind(sqlx::types::Json(account_ids))
             .bind(crate::storage::now())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                return Ok(false);
+            }
+            record_change!(tx, change);
+            tx.commit().await?;
+            Ok(true)
+        }
+
+        async fn set_automations_allowed(&self, workspace: WorkspaceId, id: Uuid, owner: Uuid, allowed: bool, change: Change<'_>) -> sqlx::Result<bool> {
+            let mut tx = self.begin_write().await?;
+            let at = crate::storage::now();
+            let updated = sqlx::query(
+                "UPDATE connections SET automations_allowed = $4, automations_changed_at = $5, updated_at = $5 \
+                 WHERE workspace_id = $1 AND id = $2 AND owner_user_id = $3",
+            )
+            .bind(workspace)
+            .bind(id)
+            .bind(owner)
+            .bind(allowed)
+            .bind(at)
             .execute(&mut *tx)
             .await?
             .rows_affected();

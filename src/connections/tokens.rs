@@ -558,6 +558,7 @@ mod tests {
             connected_at: None,
             created_at: at,
             updated_at: at,
+            automations_allowed: false,
         }
     }
 

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{Entity, EntityKind, camel_case, normalize, parse_local, snake_case};
 use crate::app::AppState;
 use crate::audit::AuditEntry;
+use crate::connections::Viewer;
 use crate::error::{AppError, AppResult};
 use crate::storage::now;
 use crate::tenancy::Tenant;
@@ -23,7 +24,7 @@ fn not_found(kind: EntityKind) -> AppError {
 async fn view(state: &AppState, tenant: &Tenant, entity: &Entity) -> AppResult<Value> {
     let links = state
         .store
-        .entity_links(tenant.workspace_id, entity.id)
+        .entity_links(Viewer::from(tenant), entity.id)
         .await?;
     let mut out = entity.view();
     if let Value::Object(map) = &mut out {
@@ -47,7 +48,7 @@ async fn view(state: &AppState, tenant: &Tenant, entity: &Entity) -> AppResult<V
 pub async fn list(state: &AppState, tenant: &Tenant, kind: EntityKind) -> AppResult<Vec<Value>> {
     Ok(state
         .store
-        .list_entities(tenant.workspace_id, kind, LIST_LIMIT)
+        .list_entities(Viewer::from(tenant), kind, LIST_LIMIT)
         .await?
         .iter()
         .map(Entity::view)
@@ -61,13 +62,24 @@ pub async fn get(
     kind: EntityKind,
     id: Uuid,
 ) -> AppResult<Value> {
-    let entity = state
+    let entity = visible(state, tenant, kind, id).await?;
+    view(state, tenant, &entity).await
+}
+
+/// The entity if the user may see it (not one only another member's
+/// personal connection brought in) and it is not soft-deleted.
+async fn visible(
+    state: &AppState,
+    tenant: &Tenant,
+    kind: EntityKind,
+    id: Uuid,
+) -> AppResult<Entity> {
+    state
         .store
-        .get_entity(tenant.workspace_id, kind, id)
+        .get_entity(Viewer::from(tenant), kind, id)
         .await?
         .filter(|e| e.deleted_at.is_none())
-        .ok_or_else(|| not_found(kind))?;
-    view(state, tenant, &entity).await
+        .ok_or_else(|| not_found(kind))
 }
 
 /// A JSON object's keys (camelCase or snake_case) as checked column values.
@@ -156,6 +168,7 @@ pub async fn update(
     body: &Map<String, Value>,
 ) -> AppResult<Value> {
     tenant.require_admin("edit projects and people")?;
+    visible(state, tenant, kind, id).await?;
     let changes = parse_changes(kind, body)?;
     let ws = tenant.workspace_id;
     let mut tx = state.store.begin_entity_tx().await?;
@@ -198,6 +211,7 @@ pub async fn reset_field(
     field: &str,
 ) -> AppResult<Value> {
     tenant.require_admin("edit projects and people")?;
+    visible(state, tenant, kind, id).await?;
     let column = kind.column(&snake_case(field.trim())).ok_or_else(|| {
         AppError::validation(
             "field",

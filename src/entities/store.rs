@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::{Entity, EntityKind, FieldStates, Link, MappingField};
 use crate::audit::AuditEntry;
+use crate::connections::Viewer;
 use crate::impl_for_backends;
 use crate::tenancy::WorkspaceId;
 
@@ -296,23 +297,45 @@ const PENDING_SQL: &str = "SELECT r.external_id, r.data, r.content_hash, r.delet
           OR l.applied_deleted <> (r.deleted_at IS NOT NULL)) \
      ORDER BY r.external_id LIMIT $7";
 
+/// SQL condition on an entity `p` (workspace `$1`): entered locally (no
+/// links), or linked through at least one connection the viewer (`$user`)
+/// may use. An entity only another member's personal connection brought
+/// in is theirs.
+macro_rules! visible_entity {
+    ($link_col:literal, $user:literal) => {
+        concat!(
+            "(NOT EXISTS (SELECT 1 FROM external_links el WHERE el.workspace_id = $1 AND el.",
+            $link_col,
+            " = p.id) \
+             OR EXISTS (SELECT 1 FROM external_links el WHERE el.workspace_id = $1 AND el.",
+            $link_col,
+            " = p.id AND ",
+            crate::visible_connection!("el.connection_id", "$1", $user),
+            "))"
+        )
+    };
+}
+
 #[async_trait::async_trait]
 pub trait EntityStore {
     /// Entities not soft-deleted, by name.
+    /// Only those the viewer may see: an entity that came only from other
+    /// members' personal connections is theirs (see `visible_entity!`).
     async fn list_entities(
         &self,
-        workspace: WorkspaceId,
+        viewer: Viewer,
         kind: EntityKind,
         limit: i64,
     ) -> sqlx::Result<Vec<Entity>>;
-    /// One entity, soft-deleted ones included.
+    /// One entity the viewer may see, soft-deleted ones included.
     async fn get_entity(
         &self,
-        workspace: WorkspaceId,
+        viewer: Viewer,
         kind: EntityKind,
         id: Uuid,
     ) -> sqlx::Result<Option<Entity>>;
-    async fn entity_links(&self, workspace: WorkspaceId, id: Uuid) -> sqlx::Result<Vec<Link>>;
+    /// The entity's links through connections the viewer may use.
+    async fn entity_links(&self, viewer: Viewer, id: Uuid) -> sqlx::Result<Vec<Link>>;
     async fn get_mapping(
         &self,
         workspace: WorkspaceId,
@@ -434,25 +457,29 @@ pub trait EntityTx: Send {
 
 impl_for_backends! {
     impl EntityStore {
-        async fn list_entities(&self, workspace: WorkspaceId, kind: EntityKind, limit: i64) -> sqlx::Result<Vec<Entity>> {
+        async fn list_entities(&self, viewer: Viewer, kind: EntityKind, limit: i64) -> sqlx::Result<Vec<Entity>> {
             Ok(match kind {
                 EntityKind::Project => sqlx::query_as::<_, ProjectRow>(concat!(
-                    "SELECT ", project_columns!(), " FROM projects p WHERE p.workspace_id = $1 AND p.deleted_at IS NULL \
-                     ORDER BY lower(p.name), p.id LIMIT $2"
+                    "SELECT ", project_columns!(), " FROM projects p WHERE p.workspace_id = $1 AND p.deleted_at IS NULL AND ",
+                    visible_entity!("project_id", "$3"),
+                    " ORDER BY lower(p.name), p.id LIMIT $2"
                 ))
-                .bind(workspace)
+                .bind(viewer.workspace)
                 .bind(limit)
+                .bind(viewer.user)
                 .fetch_all(&self.pool)
                 .await?
                 .into_iter()
                 .map(|r| r.into_candidate().entity)
                 .collect(),
                 EntityKind::Person => sqlx::query_as::<_, PersonRow>(concat!(
-                    "SELECT ", person_columns!(), " FROM people p WHERE p.workspace_id = $1 AND p.deleted_at IS NULL \
-                     ORDER BY lower(p.name), p.id LIMIT $2"
+                    "SELECT ", person_columns!(), " FROM people p WHERE p.workspace_id = $1 AND p.deleted_at IS NULL AND ",
+                    visible_entity!("person_id", "$3"),
+                    " ORDER BY lower(p.name), p.id LIMIT $2"
                 ))
-                .bind(workspace)
+                .bind(viewer.workspace)
                 .bind(limit)
+                .bind(viewer.user)
                 .fetch_all(&self.pool)
                 .await?
                 .into_iter()
@@ -461,34 +488,41 @@ impl_for_backends! {
             })
         }
 
-        async fn get_entity(&self, workspace: WorkspaceId, kind: EntityKind, id: Uuid) -> sqlx::Result<Option<Entity>> {
+        async fn get_entity(&self, viewer: Viewer, kind: EntityKind, id: Uuid) -> sqlx::Result<Option<Entity>> {
             Ok(match kind {
                 EntityKind::Project => sqlx::query_as::<_, ProjectRow>(concat!(
-                    "SELECT ", project_columns!(), " FROM projects p WHERE p.workspace_id = $1 AND p.id = $2"
+                    "SELECT ", project_columns!(), " FROM projects p WHERE p.workspace_id = $1 AND p.id = $2 AND ",
+                    visible_entity!("project_id", "$3")
                 ))
-                .bind(workspace)
+                .bind(viewer.workspace)
                 .bind(id)
+                .bind(viewer.user)
                 .fetch_optional(&self.pool)
                 .await?
                 .map(|r| r.into_candidate().entity),
                 EntityKind::Person => sqlx::query_as::<_, PersonRow>(concat!(
-                    "SELECT ", person_columns!(), " FROM people p WHERE p.workspace_id = $1 AND p.id = $2"
+                    "SELECT ", person_columns!(), " FROM people p WHERE p.workspace_id = $1 AND p.id = $2 AND ",
+                    visible_entity!("person_id", "$3")
                 ))
-                .bind(workspace)
+                .bind(viewer.workspace)
                 .bind(id)
+                .bind(viewer.user)
                 .fetch_optional(&self.pool)
                 .await?
                 .map(|r| r.into_candidate().entity),
             })
         }
 
-        async fn entity_links(&self, workspace: WorkspaceId, id: Uuid) -> sqlx::Result<Vec<Link>> {
+        async fn entity_links(&self, viewer: Viewer, id: Uuid) -> sqlx::Result<Vec<Link>> {
             let rows: Vec<LinkRow> = sqlx::query_as(concat!(
                 "SELECT ", link_columns!(), " FROM external_links \
-                 WHERE workspace_id = $1 AND (project_id = $2 OR person_id = $2) ORDER BY provider, object, external_id"
+                 WHERE workspace_id = $1 AND (project_id = $2 OR person_id = $2) AND ",
+                crate::visible_connection!("connection_id", "$1", "$3"),
+                " ORDER BY provider, object, external_id"
             ))
-            .bind(workspace)
+            .bind(viewer.workspace)
             .bind(id)
+            .bind(viewer.user)
             .fetch_all(&self.pool)
             .await?;
             Ok(rows.into_iter().filter_map(LinkRow::into_link).collect())

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::connections::tokens::{self, place, provider_of, required_headers};
-use crate::connections::{REFRESH_TOKEN, Status};
+use crate::connections::{Connection, REFRESH_TOKEN, Status};
 use crate::error::{AppError, AppResult};
 use crate::input::{JsonText, MultiLine, SingleLine, TextKind, problem_in_json};
 use crate::jobs::store::{JobReport, ReportOutcome};
@@ -172,6 +172,31 @@ async fn connection_workspace(
     Ok(ws)
 }
 
+/// A member's personal connection is used by automations only when the key
+/// has `tokens:read_personal` and the member switched on "automations may
+/// use this connection". Otherwise it answers what a made-up id answers
+/// (404): the key can't tell a member's connection it may not use from none.
+fn may_use(caller: &ServiceCaller, c: &Connection) -> bool {
+    c.owner_user_id.is_none() || (caller.has(Scope::TokensReadPersonal) && c.automations_allowed)
+}
+
+/// Headers an automation may be handed: provider.json's `secret` ones
+/// (the operator's, e.g. Google Ads' developer token) stay on the server.
+fn shareable_headers(
+    state: &AppState,
+    provider: &crate::providers::Provider,
+    c: &Connection,
+) -> std::collections::BTreeMap<String, String> {
+    required_headers(state, provider, c)
+        .map(|headers| {
+            headers
+                .into_iter()
+                .filter(|(key, _)| !provider.header_is_secret(key))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[derive(Debug, Serialize)]
 pub struct IssuedTokens {
     pub access_token: String,
@@ -199,6 +224,7 @@ pub async fn connection_tokens(
         .store
         .get_connection(ws, id)
         .await?
+        .filter(|c| may_use(caller, c))
         .ok_or_else(|| AppError::not_found("connection not found"))?;
     if !c.status().usable() {
         return Err(AppError::Conflict {
@@ -209,9 +235,7 @@ pub async fn connection_tokens(
     // After a refresh this is the refreshed row (new expiry, maybe scopes).
     let (access, c) = tokens::access_token_with_connection(state, &c).await?;
     let provider = provider_of(state, &c)?;
-    let headers = required_headers(state, provider, &c)
-        .map(|h| h.into_iter().collect())
-        .unwrap_or_default();
+    let headers = shareable_headers(state, provider, &c);
     let refresh_token = if caller.has(Scope::TokensReadRefresh) {
         get_secret(state.store.as_ref(), &state.keys, &place(&c, REFRESH_TOKEN))
             .await?
@@ -461,6 +485,10 @@ pub async fn run_context(
         Some(id) => state.store.get_connection(job.workspace_id, id).await?,
         None => None,
     };
+    // A personal connection's job is its owner's data, like its tokens.
+    if connection.as_ref().is_some_and(|c| !may_use(caller, c)) {
+        return Err(AppError::not_found("job not found"));
+    }
     Ok(RunContext {
         job_id: job.id,
         status: job.status(),

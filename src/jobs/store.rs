@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Job, JobStatus};
+use crate::connections::Viewer;
 use crate::impl_for_backends;
 use crate::storage::is_unique_violation;
 use crate::tenancy::WorkspaceId;
@@ -50,7 +51,12 @@ pub enum ReportOutcome {
 #[async_trait::async_trait]
 pub trait JobStore {
     async fn create_job(&self, job: &NewJob<'_>) -> sqlx::Result<Created>;
+    /// System lookup (workers, automations); people read through
+    /// [`JobStore::get_visible_job`].
     async fn get_job(&self, workspace: WorkspaceId, id: Uuid) -> sqlx::Result<Option<Job>>;
+    /// A job the viewer may see: not one of another member's personal
+    /// connection.
+    async fn get_visible_job(&self, viewer: Viewer, id: Uuid) -> sqlx::Result<Option<Job>>;
     /// System lookup by id alone, for the deployment-wide service key.
     async fn find_job(&self, id: Uuid) -> sqlx::Result<Option<Job>>;
     async fn report_job(
@@ -69,10 +75,10 @@ pub trait JobStore {
     ) -> sqlx::Result<u64>;
     /// Queued, running and waiting jobs of the workspace (the Data Hub's
     /// "syncing now" state), oldest first.
-    async fn list_active_jobs(&self, workspace: WorkspaceId) -> sqlx::Result<Vec<Job>>;
+    async fn list_active_jobs(&self, viewer: Viewer) -> sqlx::Result<Vec<Job>>;
     async fn list_jobs(
         &self,
-        workspace: WorkspaceId,
+        viewer: Viewer,
         provider: &str,
         object: Option<&str>,
         status: Option<&str>,
@@ -149,28 +155,46 @@ impl_for_backends! {
             .map(|r| r.rows_affected())
         }
 
-        async fn list_active_jobs(&self, workspace: WorkspaceId) -> sqlx::Result<Vec<Job>> {
+        async fn list_active_jobs(&self, viewer: Viewer) -> sqlx::Result<Vec<Job>> {
             sqlx::query_as(concat!(
                 job_select!(),
-                "WHERE workspace_id = $1 AND status IN ('queued', 'running', 'waiting_external') ORDER BY created_at, id LIMIT 200"
+                "WHERE workspace_id = $1 AND status IN ('queued', 'running', 'waiting_external') AND ",
+                crate::visible_connection!("connection_id", "$1", "$2"),
+                " ORDER BY created_at, id LIMIT 200"
             ))
-            .bind(workspace)
+            .bind(viewer.workspace)
+            .bind(viewer.user)
             .fetch_all(&self.pool)
             .await
         }
 
-        async fn list_jobs(&self, workspace: WorkspaceId, provider: &str, object: Option<&str>, status: Option<&str>, limit: i64) -> sqlx::Result<Vec<Job>> {
+        async fn list_jobs(&self, viewer: Viewer, provider: &str, object: Option<&str>, status: Option<&str>, limit: i64) -> sqlx::Result<Vec<Job>> {
             sqlx::query_as(concat!(
                 job_select!(),
-                "WHERE workspace_id = $1 AND provider = $2 AND ($3 IS NULL OR object = $3) AND ($4 IS NULL OR status = $4) \
-                 ORDER BY created_at DESC, id DESC LIMIT $5"
+                "WHERE workspace_id = $1 AND provider = $2 AND ($3 IS NULL OR object = $3) AND ($4 IS NULL OR status = $4) AND ",
+                crate::visible_connection!("connection_id", "$1", "$6"),
+                " ORDER BY created_at DESC, id DESC LIMIT $5"
             ))
-            .bind(workspace)
+            .bind(viewer.workspace)
             .bind(provider)
             .bind(object)
             .bind(status)
             .bind(limit)
+            .bind(viewer.user)
             .fetch_all(&self.pool)
+            .await
+        }
+
+        async fn get_visible_job(&self, viewer: Viewer, id: Uuid) -> sqlx::Result<Option<Job>> {
+            sqlx::query_as(concat!(
+                job_select!(),
+                "WHERE workspace_id = $1 AND id = $2 AND ",
+                crate::visible_connection!("connection_id", "$1", "$3")
+            ))
+            .bind(viewer.workspace)
+            .bind(id)
+            .bind(viewer.user)
+            .fetch_optional(&self.pool)
             .await
         }
 

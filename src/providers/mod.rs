@@ -137,6 +137,10 @@ pub struct RequiredHeader {
     pub value: Option<String>,
     #[serde(default)]
     pub optional: bool,
+    /// The operator's credential (source env): used on Plugboard's own
+    /// provider calls, never handed to automations.
+    #[serde(default)]
+    pub secret: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// JSON pointer into userinfo supplying a connection header's value.
@@ -295,6 +299,15 @@ pub struct Provider {
 impl Provider {
     pub fn object(&self, key: &str) -> Option<&ObjectMeta> {
         self.meta.objects.iter().find(|o| o.key == key)
+    }
+
+    /// Whether the required header `key` is marked secret (see
+    /// [`RequiredHeader::secret`]).
+    pub fn header_is_secret(&self, key: &str) -> bool {
+        self.meta
+            .required_headers
+            .iter()
+            .any(|h| h.secret && h.key.eq_ignore_ascii_case(key))
     }
 }
 

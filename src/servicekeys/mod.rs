@@ -29,6 +29,10 @@ pub enum Scope {
     TokensRead,
     #[serde(rename = "tokens:read_refresh")]
     TokensReadRefresh,
+    /// Members' personal connections too, those whose owner allowed
+    /// automations (on top of `tokens:read` / `context:read`).
+    #[serde(rename = "tokens:read_personal")]
+    TokensReadPersonal,
     #[serde(rename = "metrics:write")]
     MetricsWrite,
     #[serde(rename = "runs:write")]
@@ -38,9 +42,10 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::TokensRead,
         Scope::TokensReadRefresh,
+        Scope::TokensReadPersonal,
         Scope::MetricsWrite,
         Scope::RunsWrite,
         Scope::ContextRead,
@@ -50,6 +55,7 @@ impl Scope {
         match self {
             Scope::TokensRead => "tokens:read",
             Scope::TokensReadRefresh => "tokens:read_refresh",
+            Scope::TokensReadPersonal => "tokens:read_personal",
             Scope::MetricsWrite => "metrics:write",
             Scope::RunsWrite => "runs:write",
             Scope::ContextRead => "context:read",

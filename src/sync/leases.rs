@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::records::{RecordBatch, RecordCounts, upsert_pg, upsert_sqlite};
+use crate::connections::Viewer;
 use crate::impl_for_backends;
 use crate::jobs::{Job, JobStatus};
 use crate::metrics::WriteCounts;
@@ -99,8 +100,8 @@ pub trait LeaseStore {
         message: &str,
         at: OffsetDateTime,
     ) -> sqlx::Result<()>;
-    async fn job_logs(&self, workspace: WorkspaceId, job_id: Uuid)
-    -> sqlx::Result<Vec<JobLogLine>>;
+    /// A job's log, if the viewer may see the job (see `Viewer`).
+    async fn job_logs(&self, viewer: Viewer, job_id: Uuid) -> sqlx::Result<Vec<JobLogLine>>;
     /// Cancels a queued or running job; the worker sees it at its next
     /// heartbeat or page.
     async fn cancel_job(
@@ -289,10 +290,16 @@ impl_for_backends! {
                 .map(|_| ())
         }
 
-        async fn job_logs(&self, workspace: WorkspaceId, job_id: Uuid) -> sqlx::Result<Vec<JobLogLine>> {
-            sqlx::query_as("SELECT level, message, created_at FROM job_logs WHERE workspace_id = $1 AND job_id = $2 ORDER BY id")
-                .bind(workspace)
+        async fn job_logs(&self, viewer: Viewer, job_id: Uuid) -> sqlx::Result<Vec<JobLogLine>> {
+            sqlx::query_as(concat!(
+                "SELECT l.level, l.message, l.created_at FROM job_logs l JOIN jobs j ON j.id = l.job_id \
+                 WHERE l.workspace_id = $1 AND j.workspace_id = $1 AND l.job_id = $2 AND ",
+                crate::visible_connection!("j.connection_id", "$1", "$3"),
+                " ORDER BY l.id"
+            ))
+                .bind(viewer.workspace)
                 .bind(job_id)
+                .bind(viewer.user)
                 .fetch_all(&self.pool)
                 .await
         }

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::connections::service::resolve;
+use crate::connections::{Connection, Viewer};
 use crate::error::{AppError, AppResult};
 use crate::jobs::store::{Created, NewJob};
 use crate::jobs::{Job, JobStatus};
@@ -47,11 +48,22 @@ pub async fn enqueue(
     object: Option<&str>,
 ) -> AppResult<Vec<Enqueued>> {
     require_ready(state, Some(provider_key)).await?;
+    let connection = resolve(state, tenant, provider_key, None).await?;
+    enqueue_on(state, tenant, connection, object).await
+}
+
+/// Queues the objects of one connection the user may use.
+async fn enqueue_on(
+    state: &AppState,
+    tenant: &Tenant,
+    connection: Connection,
+    object: Option<&str>,
+) -> AppResult<Vec<Enqueued>> {
+    let provider_key = connection.provider.as_str();
     let provider = state
         .providers
         .get(provider_key)
         .ok_or_else(|| AppError::not_found(format!("unknown provider {provider_key:?}")))?;
-    let connection = resolve(state, tenant, provider_key, None).await?;
     if !connection.status().usable() {
         return Err(AppError::Conflict {
             field: Some("status".into()),
@@ -161,16 +173,48 @@ pub async fn enqueue_all(state: &AppState, tenant: &Tenant) -> AppResult<Vec<Enq
     Ok(out)
 }
 
+/// A job the user may see: another member's personal connection's jobs
+/// are not found, as if they did not exist.
 pub async fn job(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Job> {
     state
         .store
-        .get_job(tenant.workspace_id, id)
+        .get_visible_job(Viewer::from(tenant), id)
         .await?
         .ok_or_else(|| AppError::not_found("job not found"))
 }
 
+/// Cancel and retry follow *Sync now*: admins, or the owner of the
+/// personal connection the job belongs to.
+pub fn may_operate(tenant: &Tenant, job: &Job, connection: Option<&Connection>) -> bool {
+    tenant.role.can_manage_members()
+        || (job.connection_id.is_some()
+            && connection.is_some_and(|c| c.owner_user_id == Some(tenant.user_id)))
+}
+
+/// The job and its connection, if the user may cancel or retry it (403
+/// if they may only see it).
+async fn job_to_operate(
+    state: &AppState,
+    tenant: &Tenant,
+    id: Uuid,
+) -> AppResult<(Job, Option<Connection>)> {
+    let job = job(state, tenant, id).await?;
+    let connection = match job.connection_id {
+        Some(c) => state.store.get_connection(tenant.workspace_id, c).await?,
+        None => None,
+    };
+    if !may_operate(tenant, &job, connection.as_ref()) {
+        return Err(AppError::Forbidden(
+            "only workspace owners and admins, or the owner of the personal connection, \
+             can cancel or retry this job"
+                .into(),
+        ));
+    }
+    Ok((job, connection))
+}
+
 pub async fn cancel(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Job> {
-    let current = job(state, tenant, id).await?;
+    let (current, _) = job_to_operate(state, tenant, id).await?;
     if current.status().is_finished() {
         return Err(AppError::Conflict {
             field: Some("status".into()),
@@ -184,9 +228,10 @@ pub async fn cancel(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Jo
     job(state, tenant, id).await
 }
 
-/// A failed or cancelled sync runs again as a new job.
+/// A failed or cancelled sync runs again as a new job, on the same
+/// connection.
 pub async fn retry(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Enqueued> {
-    let previous = job(state, tenant, id).await?;
+    let (previous, connection) = job_to_operate(state, tenant, id).await?;
     if !matches!(previous.status(), JobStatus::Failed | JobStatus::Cancelled)
         || !(previous.kind == "sync" || previous.metadata.0.get("handoff").is_some())
     {
@@ -195,8 +240,10 @@ pub async fn retry(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Enq
             message: "only failed or cancelled syncs can be retried".into(),
         });
     }
+    let connection = connection.ok_or_else(|| AppError::not_found("connection not found"))?;
+    require_ready(state, Some(&connection.provider)).await?;
     let object = previous.object.clone();
-    let jobs = enqueue(state, tenant, &previous.provider, object.as_deref()).await?;
+    let jobs = enqueue_on(state, tenant, connection, object.as_deref()).await?;
     jobs.into_iter()
         .next()
         .ok_or_else(|| AppError::not_found("nothing to retry"))

@@ -14,15 +14,18 @@ use crate::connections::service::{self, CallbackQuery, CredentialsInput, Diagnos
 use crate::connections::{Connection, ConnectionView};
 use crate::error::{AppError, AppResult, ErrorInfo};
 use crate::input::SingleLine;
+use crate::tenancy::Tenant;
 use crate::web::extract::{ApiJson, ApiQuery};
 use crate::web::parse_path_id;
 
-pub fn view(state: &AppState, c: &Connection) -> ConnectionView {
+/// The connection as `tenant` may see it: another member's personal
+/// connection by status only.
+pub fn view(state: &AppState, tenant: &Tenant, c: &Connection) -> ConnectionView {
     let issues = state
         .providers
         .get(&c.provider)
         .is_some_and(|p| p.meta.auth.issues_refresh_token);
-    ConnectionView::of(c, issues)
+    ConnectionView::for_viewer(c, issues, tenant.user_id)
 }
 
 #[derive(Deserialize)]
@@ -144,7 +147,7 @@ pub async fn connect(
     ApiJson(input): ApiJson<CredentialsInput>,
 ) -> AppResult<(StatusCode, Json<ConnectionView>)> {
     let c = service::connect_with_credentials(&state, &current.tenant, &provider, &input).await?;
-    Ok((StatusCode::CREATED, Json(view(&state, &c))))
+    Ok((StatusCode::CREATED, Json(view(&state, &current.tenant, &c))))
 }
 
 #[derive(Deserialize)]
@@ -190,7 +193,7 @@ pub async fn select_account(
     .await?;
     let ids: Vec<String> = input.account_ids.into_iter().map(String::from).collect();
     let c = service::select_accounts(&state, &current.tenant, &c, &ids).await?;
-    Ok(Json(view(&state, &c)))
+    Ok(Json(view(&state, &current.tenant, &c)))
 }
 
 #[derive(Deserialize)]
@@ -205,7 +208,7 @@ pub async fn disconnect(
     current: CurrentTenant,
     ApiJson(input): ApiJson<DisconnectInput>,
 ) -> AppResult<Json<ConnectionView>> {
-    let c = service::resolve(
+    let c = service::resolve_to_manage(
         &state,
         &current.tenant,
         &input.provider,
@@ -213,7 +216,7 @@ pub async fn disconnect(
     )
     .await?;
     let c = service::disconnect(&state, &current.tenant, &c).await?;
-    Ok(Json(view(&state, &c)))
+    Ok(Json(view(&state, &current.tenant, &c)))
 }
 
 pub async fn list(
@@ -221,7 +224,11 @@ pub async fn list(
     current: CurrentTenant,
 ) -> AppResult<Json<Vec<ConnectionView>>> {
     let list = service::visible_connections(&state, &current.tenant).await?;
-    Ok(Json(list.iter().map(|c| view(&state, c)).collect()))
+    Ok(Json(
+        list.iter()
+            .map(|c| view(&state, &current.tenant, c))
+            .collect(),
+    ))
 }
 
 pub async fn admin_action(
@@ -239,7 +246,7 @@ pub async fn admin_action(
         },
         _ => return Err(AppError::not_found("no such API route")),
     };
-    Ok(Json(view(&state, &c)).into_response())
+    Ok(Json(view(&state, &current.tenant, &c)).into_response())
 }
 
 pub async fn test(
@@ -250,4 +257,22 @@ pub async fn test(
     Ok(Json(
         service::test_connection(&state, &current.tenant, &provider).await?,
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutomationsInput {
+    allowed: bool,
+}
+
+/// The owner's "automations may use this connection" switch.
+pub async fn set_automations(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<AutomationsInput>,
+) -> AppResult<Json<ConnectionView>> {
+    let id = parse_path_id(&id, "connection")?;
+    let c = service::set_automations_allowed(&state, &current.tenant, id, input.allowed).await?;
+    Ok(Json(view(&state, &current.tenant, &c)))
 }

@@ -12,7 +12,7 @@ mod webhooks;
 mod workspaces;
 
 use axum::Router;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 
 use crate::app::AppState;
 
@@ -122,6 +122,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/integrations/connections/{id}/{action}",
             post(connections::admin_action),
+        )
+        .route(
+            "/integrations/connections/{id}/automations",
+            put(connections::set_automations),
         )
         .route("/data/select-account", post(connections::select_account))
         .route("/data/sync", post(sync::sync_data))

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::auth::extract::{CurrentTenant, CurrentUser};
+use crate::connections::Viewer;
 use crate::error::{AppError, AppResult};
 use crate::input::SingleLine;
 use crate::jobs::Job;
@@ -71,7 +72,7 @@ pub async fn list(
         state
             .store
             .list_jobs(
-                current.tenant.workspace_id,
+                Viewer::from(&current.tenant),
                 &provider,
                 q.object.as_deref(),
                 q.status.as_deref(),
@@ -90,7 +91,7 @@ pub async fn show(
     let job = service::job(&state, &current.tenant, id).await?;
     let log = state
         .store
-        .job_logs(current.tenant.workspace_id, id)
+        .job_logs(Viewer::from(&current.tenant), id)
         .await?;
     Ok(Json(serde_json::json!({ "job": job, "log": log })))
 }

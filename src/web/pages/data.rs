@@ -11,7 +11,7 @@ use super::{Layout, parse_path_id, redirect_with_outcome};
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::connections::service::{self, Account, CredentialsInput, Reconnect};
-use crate::connections::{ConnectionView, Status};
+use crate::connections::{ConnectionView, Status, Viewer};
 use crate::error::{AppError, AppResult};
 use crate::input::{FormFields, SingleLine};
 use crate::oauth;
@@ -82,6 +82,15 @@ pub struct ActiveJob {
     pub status: String,
 }
 
+/// A member's personal connection as an admin sees it on the Data Hub.
+pub struct PersonalRow {
+    pub provider_key: String,
+    pub provider: String,
+    pub member: String,
+    pub status_class: &'static str,
+    pub connection: ConnectionView,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "data.html")]
 pub struct DataPage {
@@ -90,6 +99,7 @@ pub struct DataPage {
     banners: Vec<String>,
     oauth_enabled: bool,
     is_admin: bool,
+    personal: Vec<PersonalRow>,
 }
 
 fn status_class(status: Status) -> &'static str {
@@ -112,7 +122,7 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
     let mut banners = Vec::new();
     // One query for every card, not one per provider.
     let connections = state.store.list_connections(tenant.workspace_id).await?;
-    let active_jobs = state.store.list_active_jobs(tenant.workspace_id).await?;
+    let active_jobs = state.store.list_active_jobs(Viewer::from(&tenant)).await?;
     let known_accounts = state
         .store
         .list_provider_accounts(tenant.workspace_id)
@@ -120,7 +130,7 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
     for provider in state.providers.iter() {
         let key = provider.meta.key.clone();
         let connection = service::pick(&connections, &tenant, &key);
-        let view = connection.as_ref().map(|c| view(&state, c));
+        let view = connection.as_ref().map(|c| view(&state, &tenant, c));
         if let Some(v) = &view {
             match v.status {
                 Status::NeedsReauth => banners.push(format!(
@@ -206,6 +216,7 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
             key,
         });
     }
+    let personal = members_personal(&state, &tenant, &connections, &members);
     // Connected first, then by name.
     cards.sort_by_key(|c| {
         (
@@ -221,8 +232,42 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
         banners,
         oauth_enabled: state.settings.oauth.enabled,
         is_admin: tenant.role.can_manage_members(),
+        personal,
     }
     .into_response())
+}
+
+/// For admins: members' personal connections, by status only (their data
+/// and tokens are the members').
+fn members_personal(
+    state: &AppState,
+    tenant: &crate::tenancy::Tenant,
+    connections: &[crate::connections::Connection],
+    members: &[crate::tenancy::Member],
+) -> Vec<PersonalRow> {
+    if !tenant.role.can_manage_members() {
+        return Vec::new();
+    }
+    connections
+        .iter()
+        .filter(|c| !service::visible_to(c, tenant))
+        .map(|c| {
+            let v = view(state, tenant, c);
+            PersonalRow {
+                provider_key: c.provider.clone(),
+                provider: state
+                    .providers
+                    .get(&c.provider)
+                    .map_or_else(|| c.provider.clone(), |p| p.meta.display_name.clone()),
+                member: c
+                    .owner_user_id
+                    .and_then(|id| members.iter().find(|m| m.user_id == id))
+                    .map_or_else(|| "a former member".to_owned(), |m| m.name.clone()),
+                status_class: status_class(v.status),
+                connection: v,
+            }
+        })
+        .collect()
 }
 
 #[derive(Template, WebTemplate)]
@@ -316,7 +361,7 @@ pub async fn disconnect(
     Path(provider): Path<String>,
     form: CsrfForm<FormFields>,
 ) -> AppResult<Response> {
-    let c = service::resolve(
+    let c = service::resolve_to_manage(
         &state,
         &current.tenant,
         &provider,
@@ -404,6 +449,19 @@ pub async fn admin_action(
         "enable" => service::set_enabled(&state, &current.tenant, id, true)
             .await
             .map(|_| "Connection enabled.".to_owned()),
+        // The owner's consent switch (not an admin action: only the owner can).
+        "automations-on" | "automations-off" => {
+            let allowed = action == "automations-on";
+            service::set_automations_allowed(&state, &current.tenant, id, allowed)
+                .await
+                .map(|_| {
+                    if allowed {
+                        "Automations may now use this connection.".to_owned()
+                    } else {
+                        "Automations may no longer use this connection.".to_owned()
+                    }
+                })
+        }
         "reconnect" => match service::reconnect(&state, &current.tenant, id).await {
             Ok(Reconnect::Redirect(started)) => {
                 return Ok(Redirect::to(&started.auth_url).into_response());
@@ -430,6 +488,10 @@ pub struct JobPage {
     error: Option<String>,
     running: bool,
     log: Vec<crate::sync::leases::JobLogLine>,
+    job_id: Uuid,
+    /// Cancel / Retry are offered to those allowed (see `may_operate`).
+    can_cancel: bool,
+    can_retry: bool,
 }
 
 pub async fn job_page(
@@ -444,8 +506,17 @@ pub async fn job_page(
         tenant,
     } = current;
     let job = crate::sync::service::job(&state, &tenant, id).await?;
-    let log = state.store.job_logs(tenant.workspace_id, id).await?;
+    let log = state.store.job_logs(Viewer::from(&tenant), id).await?;
     let status = job.status();
+    let connection = match job.connection_id {
+        Some(c) => state.store.get_connection(tenant.workspace_id, c).await?,
+        None => None,
+    };
+    let may_operate = crate::sync::service::may_operate(&tenant, &job, connection.as_ref());
+    let retryable = matches!(
+        status,
+        crate::jobs::JobStatus::Failed | crate::jobs::JobStatus::Cancelled
+    ) && (job.kind == "sync" || job.metadata.0.get("handoff").is_some());
     let when = |t: Option<time::OffsetDateTime>| {
         t.map_or_else(|| "—".to_owned(), |t| format!("{} {}", t.date(), t.time()))
     };
@@ -476,6 +547,9 @@ pub async fn job_page(
         error: job.error.clone(),
         running: !status.is_finished(),
         log,
+        job_id: job.id,
+        can_cancel: may_operate && !status.is_finished(),
+        can_retry: may_operate && retryable,
     }
     .into_response())
 }
@@ -502,5 +576,29 @@ pub async fn sync_now(
             redirect_with_outcome(&form.session, HUB, outcome).await
         }
         Err(err) => redirect_with_outcome(&form.session, HUB, Err(err)).await,
+    }
+}
+
+/// Cancel or retry from the job page, with the API's rules.
+pub async fn job_action(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path((id, action)): Path<(String, String)>,
+    form: CsrfForm<serde::de::IgnoredAny>,
+) -> AppResult<Response> {
+    let id = parse_path_id(&id, "job")?;
+    let back = format!("/data/jobs/{id}");
+    match action.as_str() {
+        "cancel" => {
+            let outcome = crate::sync::service::cancel(&state, &current.tenant, id)
+                .await
+                .map(|_| "Job cancelled.".to_owned());
+            redirect_with_outcome(&form.session, &back, outcome).await
+        }
+        "retry" => match crate::sync::service::retry(&state, &current.tenant, id).await {
+            Ok(job) => Ok(Redirect::to(&format!("/data/jobs/{}", job.job_id)).into_response()),
+            Err(err) => redirect_with_outcome(&form.session, &back, Err(err)).await,
+        },
+        _ => Err(AppError::not_found("page not found")),
     }
 }

@@ -51,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .route("/data/{provider}/test", post(data::test))
         .route("/data/{provider}/sync", post(data::sync_now))
         .route("/data/jobs/{id}", get(data::job_page))
+        .route("/data/jobs/{id}/{action}", post(data::job_action))
         .route("/data/{provider}/credentials", post(data::credentials))
         .route("/data/connections/{id}/{action}", post(data::admin_action))
         .route("/settings/keys", get(keys::page).post(keys::create))
