@@ -89,18 +89,14 @@ pub async fn callback(
                 let _ = session::flash(
                     &maybe.session,
                     FlashKind::Success,
-                    format!("{name} connected. Choose the accounts to use."),
-                    None,
-                )
+                    format!("{name} connected. Choose the accounts to use."))
                 .await;
                 Redirect::to(&format!("/data/{provider}/accounts")).into_response()
             } else {
                 let _ = session::flash(
                     &maybe.session,
                     FlashKind::Success,
-                    format!("{name} connected."),
-                    None,
-                )
+                    format!("{name} connected."))
                 .await;
                 Redirect::to("/data").into_response()
             }
@@ -110,7 +106,7 @@ pub async fn callback(
             field: None,
             message,
         }) => {
-            let _ = session::flash(&maybe.session, FlashKind::Error, message, None).await;
+            let _ = session::flash(&maybe.session, FlashKind::Error, message).await;
             Redirect::to("/data").into_response()
         }
         Err(AppError::Internal(e)) => {

@@ -108,9 +108,7 @@ pub async fn signup_submit(
             session::flash(
                 &session,
                 session::FlashKind::Success,
-                "Welcome to Plugboard.",
-                None,
-            )
+                "Welcome to Plugboard.")
             .await?;
             Ok(Redirect::to("/").into_response())
         }
