@@ -40,10 +40,7 @@ fn sorted_keys(v: &Value) -> Vec<String> {
 async fn member_ids(app: &TestApp, admin: &TestUser) -> Vec<String> {
     let members: Value = admin
         .client
-        .get_json(app.url(&format!(
-            "/api/workspaces/{}/members",
-            admin.workspace_id
-        )))
+        .get_json(app.url(&format!("/api/workspaces/{}/members", admin.workspace_id)))
         .await;
     members
         .as_array()
@@ -103,7 +100,10 @@ async fn adding_by_email_is_an_invite_and_tells_nothing(backend: Backend) {
     // An address with an account and one without get the same answer.
     let existing = bob
         .client
-        .post_json(url.clone(), &json!({"email": carol.email, "role": "member"}))
+        .post_json(
+            url.clone(),
+            &json!({"email": carol.email, "role": "member"}),
+        )
         .await;
     let unknown = bob
         .client
@@ -119,7 +119,12 @@ async fn adding_by_email_is_an_invite_and_tells_nothing(backend: Backend) {
     assert_eq!(sorted_keys(&existing), sorted_keys(&unknown));
     assert_eq!(existing["email"], carol.email);
     assert_eq!(unknown["email"], "nobody@n.example");
-    assert!(existing["inviteUrl"].as_str().unwrap().contains("/invites/"));
+    assert!(
+        existing["inviteUrl"]
+            .as_str()
+            .unwrap()
+            .contains("/invites/")
+    );
 
     // Carol is not a member until she accepts.
     assert!(!member_ids(&app, &bob).await.contains(&carol.id.to_string()));
@@ -148,7 +153,11 @@ async fn adding_by_email_is_an_invite_and_tells_nothing(backend: Backend) {
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(member_ids(&app, &bob).await.contains(&carol.id.to_string()));
-    assert!(!member_ids(&app, &bob).await.contains(&mallory.id.to_string()));
+    assert!(
+        !member_ids(&app, &bob)
+            .await
+            .contains(&mallory.id.to_string())
+    );
 
     // The form says the same for both, and adds nobody.
     let dave = app.signup("dave@d.example", "Org D").await;
@@ -157,14 +166,21 @@ async fn adding_by_email_is_an_invite_and_tells_nothing(backend: Backend) {
         let res = bob
             .client
             .post(app.url("/settings/members"))
-            .form(&[("_csrf", csrf.as_str()), ("email", email), ("role", "member")])
+            .form(&[
+                ("_csrf", csrf.as_str()),
+                ("email", email),
+                ("role", "member"),
+            ])
             .send()
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{email}");
         let page = res.text().await.unwrap();
         assert!(page.contains("data-testid=\"invite-link\""), "{page}");
-        assert!(page.contains(&format!("Invite for {email} created.")), "{page}");
+        assert!(
+            page.contains(&format!("Invite for {email} created.")),
+            "{page}"
+        );
     }
     assert!(!member_ids(&app, &bob).await.contains(&dave.id.to_string()));
     app.stop().await;
@@ -194,7 +210,10 @@ async fn default_workspace_is_the_last_chosen(backend: Backend) {
     // Back to her own workspace, then log out and in: still hers.
     let res = victim
         .client
-        .post_json(app.url(&format!("/api/workspaces/{own}/switch")), &json!({}))
+        .post_json(
+            app.url(&format!("/api/workspaces/{own}/switch")),
+            &json!({}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     victim
@@ -231,10 +250,7 @@ async fn default_workspace_is_the_last_chosen(backend: Backend) {
     // Removed from AAA, she falls back to the workspace she joined first.
     let res = attacker
         .client
-        .delete_json(app.url(&format!(
-            "/api/workspaces/{aaa}/members/{}",
-            victim.id
-        )))
+        .delete_json(app.url(&format!("/api/workspaces/{aaa}/members/{}", victim.id)))
         .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let again = app.login(&victim.email).await;
@@ -360,19 +376,25 @@ async fn secret_responses_are_not_cached(backend: Backend) {
     let csrf = app.csrf(&admin.client, "/settings/members").await;
     let res = admin
         .client
-        .post(app.url(&format!(
-            "/settings/members/{}/reset-password",
-            member.id
-        )))
+        .post(app.url(&format!("/settings/members/{}/reset-password", member.id)))
         .form(&[("_csrf", csrf.as_str())])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     no_store(&res, "reset link page");
-    assert!(res.text().await.unwrap().contains("data-testid=\"reset-link\""));
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("data-testid=\"reset-link\"")
+    );
     // Static assets still cache.
-    let css = client().get(app.url("/static/app.css")).send().await.unwrap();
+    let css = client()
+        .get(app.url("/static/app.css"))
+        .send()
+        .await
+        .unwrap();
     assert_ne!(css.headers()["cache-control"], "no-store");
     app.stop().await;
 }
@@ -429,7 +451,10 @@ async fn password_reset_link_works_once(backend: Backend) {
     // The sign-up password policy applies; a refused password keeps the link.
     let res = submit_reset(&url, "short").await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(login_status(&app, &mia.email, PASSWORD).await, StatusCode::OK);
+    assert_eq!(
+        login_status(&app, &mia.email, PASSWORD).await,
+        StatusCode::OK
+    );
 
     let res = submit_reset(&url, NEW_PASSWORD).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -456,7 +481,10 @@ async fn password_reset_link_works_once(backend: Backend) {
     let csrf = app.csrf(&browser, "/login").await;
     let res = browser
         .post(&url)
-        .form(&[("_csrf", csrf.as_str()), ("password", "yet another password")])
+        .form(&[
+            ("_csrf", csrf.as_str()),
+            ("password", "yet another password"),
+        ])
         .send()
         .await
         .unwrap();
@@ -476,7 +504,9 @@ async fn password_reset_link_works_once(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND, "replaced link");
     app.db
-        .execute("UPDATE password_resets SET expires_at = '2000-01-01T00:00:00Z' WHERE used_at IS NULL")
+        .execute(
+            "UPDATE password_resets SET expires_at = '2000-01-01T00:00:00Z' WHERE used_at IS NULL",
+        )
         .await;
     let res = client()
         .get(second["resetUrl"].as_str().unwrap())
@@ -511,8 +541,14 @@ async fn password_reset_is_limited_by_authority(backend: Backend) {
     let mia = invited_account(&app, &bob, "mia@b.example", "member").await;
     // Carol owns an organization of her own and is a member of B.
     let carol = app.signup("carol@c.example", "Org C").await;
-    app.join(&bob.client, bob.workspace_id, &carol.client, &carol.email, "member")
-        .await;
+    app.join(
+        &bob.client,
+        bob.workspace_id,
+        &carol.client,
+        &carol.email,
+        "member",
+    )
+    .await;
 
     // Another workspace's member, or its path, is "not found".
     let ghost = Uuid::now_v7();
@@ -543,10 +579,7 @@ async fn password_reset_is_limited_by_authority(backend: Backend) {
     let csrf = app.csrf(&adam.client, "/settings/members").await;
     let res = adam
         .client
-        .post(app.url(&format!(
-            "/settings/members/{}/reset-password",
-            olga.id
-        )))
+        .post(app.url(&format!("/settings/members/{}/reset-password", olga.id)))
         .form(&[("_csrf", csrf.as_str())])
         .send()
         .await
@@ -619,10 +652,19 @@ async fn cli_resets_a_password(backend: Backend) {
     let out = run_cli(&app, &args, "short\n");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--password"));
-    assert_eq!(login_status(&app, &ana.email, PASSWORD).await, StatusCode::OK);
+    assert_eq!(
+        login_status(&app, &ana.email, PASSWORD).await,
+        StatusCode::OK
+    );
     let out = run_cli(
         &app,
-        &["user", "reset-password", "--email", "nobody@a.example", "--password-stdin"],
+        &[
+            "user",
+            "reset-password",
+            "--email",
+            "nobody@a.example",
+            "--password-stdin",
+        ],
         &format!("{NEW_PASSWORD}\n"),
     );
     assert!(!out.status.success());

@@ -48,7 +48,11 @@ async fn make_key(app: &TestApp, admin: &TestUser, scopes: &[&str]) -> (String, 
         )
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    assert_eq!(res.headers()["cache-control"], "no-store", "a new key: no cache");
+    assert_eq!(
+        res.headers()["cache-control"],
+        "no-store",
+        "a new key: no cache"
+    );
     let body: Value = res.json().await.unwrap();
     (
         body["id"].as_str().unwrap().to_owned(),
@@ -324,7 +328,11 @@ async fn connection_tokens_refresh_and_audit(backend: Backend) {
 
     let res = with_key(&reader, client().get(&url)).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.headers()["cache-control"], "no-store", "tokens: no cache");
+    assert_eq!(
+        res.headers()["cache-control"],
+        "no-store",
+        "tokens: no cache"
+    );
     let tokens: Value = res.json().await.unwrap();
     assert!(tokens["access_token"].as_str().unwrap().len() > 20);
     assert_eq!(tokens["token_type"], "Bearer");

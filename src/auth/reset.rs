@@ -36,7 +36,12 @@ pub struct CreatedReset {
 /// A reset link takes over the whole account, so the admin must hold
 /// authority over every workspace the person belongs to, and only owners
 /// reset owners. Anyone else is the operator's job (the CLI).
-async fn require_may_reset(store: &DynStore, tenant: &Tenant, target_role: &str, target: Uuid) -> AppResult<()> {
+async fn require_may_reset(
+    store: &DynStore,
+    tenant: &Tenant,
+    target_role: &str,
+    target: Uuid,
+) -> AppResult<()> {
     tenant.require_admin("reset passwords")?;
     if target_role == Role::Owner.as_str() && tenant.role != Role::Owner {
         return Err(AppError::Forbidden(

@@ -307,7 +307,12 @@ mod tests {
         );
         assert_eq!(loggable_path("/reset/tok"), "/reset/[redacted]");
         assert_eq!(loggable_path("/reset/tok/"), "/reset/[redacted]/");
-        for plain in ["/", "/settings/members", "/api/workspaces/x/invites", "/data/jobs/1"] {
+        for plain in [
+            "/",
+            "/settings/members",
+            "/api/workspaces/x/invites",
+            "/data/jobs/1",
+        ] {
             assert_eq!(loggable_path(plain), plain);
         }
     }

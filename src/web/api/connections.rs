@@ -89,14 +89,16 @@ pub async fn callback(
                 let _ = session::flash(
                     &maybe.session,
                     FlashKind::Success,
-                    format!("{name} connected. Choose the accounts to use."))
+                    format!("{name} connected. Choose the accounts to use."),
+                )
                 .await;
                 Redirect::to(&format!("/data/{provider}/accounts")).into_response()
             } else {
                 let _ = session::flash(
                     &maybe.session,
                     FlashKind::Success,
-                    format!("{name} connected."))
+                    format!("{name} connected."),
+                )
                 .await;
                 Redirect::to("/data").into_response()
             }

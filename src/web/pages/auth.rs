@@ -108,7 +108,8 @@ pub async fn signup_submit(
             session::flash(
                 &session,
                 session::FlashKind::Success,
-                "Welcome to Plugboard.")
+                "Welcome to Plugboard.",
+            )
             .await?;
             Ok(Redirect::to("/").into_response())
         }
