@@ -1,4 +1,5 @@
-//! Command line: `plugboard [serve]`, `migrate`, `user create`, `keys …`,
+//! Command line: `plugboard [serve]`, `migrate`, `user create`,
+//! `user reset-password`, `keys …`,
 //! `providers validate`.
 
 use std::io::Read;
@@ -57,6 +58,18 @@ pub enum UserCommand {
     /// Create a user. With a new --org, the user owns it and its first
     /// workspace; with an existing one, the user joins a workspace of it.
     Create(UserCreate),
+    /// Set a user's password (the operator's reset): every session of the
+    /// user ends and open reset links stop working.
+    ResetPassword(UserResetPassword),
+}
+
+#[derive(Debug, Args)]
+pub struct UserResetPassword {
+    #[arg(long)]
+    pub email: String,
+    /// Read the new password from standard input (first line).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,14 +134,43 @@ fn read_password_stdin() -> anyhow::Result<String> {
     Ok(password)
 }
 
-pub async fn user_create(settings: &Settings, args: &UserCreate) -> anyhow::Result<()> {
-    let user_error = |e: crate::error::AppError| match e {
+/// An input error as the command line names it (`--field: message`).
+fn user_error(e: crate::error::AppError) -> anyhow::Error {
+    match e {
         crate::error::AppError::Validation {
             field: Some(field),
             message,
         } => anyhow::anyhow!("--{field}: {message}"),
         other => anyhow::anyhow!("{other}"),
-    };
+    }
+}
+
+pub async fn user_reset_password(
+    settings: &Settings,
+    args: &UserResetPassword,
+) -> anyhow::Result<()> {
+    validate_email("email", &args.email).map_err(user_error)?;
+    let password = read_password_stdin()?;
+    validate_password(&password, settings.auth.min_password_length).map_err(user_error)?;
+    let store = storage::connect(settings).await?;
+    store.migrate().await?;
+    let result = crate::auth::reset::set_by_operator(
+        &store,
+        &args.email,
+        &password,
+        settings.auth.min_password_length,
+    )
+    .await;
+    store.close().await;
+    let user_id = result.map_err(user_error)?;
+    println!(
+        "password set for user {user_id} ({}); their sessions were signed out",
+        args.email.trim()
+    );
+    Ok(())
+}
+
+pub async fn user_create(settings: &Settings, args: &UserCreate) -> anyhow::Result<()> {
     validate_email("email", &args.email).map_err(user_error)?;
     let name = args
         .name

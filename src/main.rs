@@ -58,6 +58,9 @@ async fn run(args: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(UserCommand::Create(create)) => cli::user_create(&settings, &create).await,
+        Command::User(UserCommand::ResetPassword(args)) => {
+            cli::user_reset_password(&settings, &args).await
+        }
         Command::Keys(KeysCommand::Status) => cli::keys_status(&settings).await,
         Command::Keys(KeysCommand::Rotate { batch_size }) => {
             cli::keys_rotate(&settings, batch_size).await

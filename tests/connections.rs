@@ -588,13 +588,14 @@ async fn member_connection_wins_and_tenants_are_isolated(backend: Backend) {
     let app = sandbox_app(backend, &[]).await;
     let admin = app.signup("admin@a.example", "Acme").await;
     let member = app.signup("member@a.example", "Member's own").await;
-    admin
-        .client
-        .post_json(
-            app.url(&format!("/api/workspaces/{}/members", admin.workspace_id)),
-            &json!({"email": "member@a.example", "role": "member"}),
-        )
-        .await;
+    app.join(
+        &admin.client,
+        admin.workspace_id,
+        &member.client,
+        "member@a.example",
+        "member",
+    )
+    .await;
     member
         .client
         .post_json(

@@ -1116,14 +1116,14 @@ async fn tenancy_and_roles(backend: Backend) {
 
     // A member of Alice's workspace reads but doesn't edit.
     let carol = app.signup("carol@a.example", "Carol's own").await;
-    let res = alice
-        .client
-        .post_json(
-            app.url(&format!("/api/workspaces/{}/members", alice.workspace_id)),
-            &json!({"email": carol.email, "role": "member"}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
+    app.join(
+        &alice.client,
+        alice.workspace_id,
+        &carol.client,
+        &carol.email,
+        "member",
+    )
+    .await;
     let res = carol
         .client
         .post_json(

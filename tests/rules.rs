@@ -268,14 +268,14 @@ async fn admins_only_and_workspaces_apart(backend: Backend) {
 
     // A member of A gets what every admin-only route answers them.
     let member = app.signup("member@a.example", "Member's own").await;
-    let res = admin
-        .client
-        .post_json(
-            app.url(&format!("/api/workspaces/{}/members", admin.workspace_id)),
-            &json!({"email": "member@a.example", "role": "member"}),
-        )
-        .await;
-    assert!(res.status().is_success());
+    app.join(
+        &admin.client,
+        admin.workspace_id,
+        &member.client,
+        "member@a.example",
+        "member",
+    )
+    .await;
     let res = member
         .client
         .post_json(

@@ -95,10 +95,20 @@ async fn sessions_expire_and_are_swept(backend: Backend) {
             .unwrap(),
         "ids never collide silently"
     );
+    assert!(
+        store
+            .session_insert(&dead, None, &data, now() - Duration::seconds(1))
+            .await
+            .unwrap()
+    );
+    // Saving a session deleted meanwhile (log-out, password reset) doesn't
+    // bring it back.
+    let gone = b"gone-session-hash".to_vec();
     store
-        .session_upsert(&dead, None, &data, now() - Duration::seconds(1))
+        .session_update(&gone, None, &data, now() + Duration::hours(1))
         .await
         .unwrap();
+    assert!(store.session_load(&gone, now()).await.unwrap().is_none());
     assert!(store.session_load(&live, now()).await.unwrap().is_some());
     assert!(
         store.session_load(&dead, now()).await.unwrap().is_none(),

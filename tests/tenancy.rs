@@ -16,7 +16,7 @@ on_both_backends!(
     roles_limit_what_members_can_do,
     last_owner_is_kept,
     invite_new_user_and_existing_user,
-    add_existing_user_and_switch_workspaces,
+    invite_existing_user_and_switch_workspaces,
     audit_records_changes,
 );
 
@@ -33,14 +33,23 @@ async fn world(app: &TestApp) -> World {
     let alice = app.signup("alice@a.example", "Org A").await;
     let bob = app.signup("bob@b.example", "Org B").await;
     let carol = app.signup("carol@b.example", "Carol's own").await;
-    let res = bob
+    app.join(
+        &bob.client,
+        bob.workspace_id,
+        &carol.client,
+        &carol.email,
+        "member",
+    )
+    .await;
+    // Carol goes back to her own workspace: her last choice.
+    let res = carol
         .client
         .post_json(
-            app.url(&format!("/api/workspaces/{}/members", bob.workspace_id)),
-            &json!({"email": carol.email, "role": "member"}),
+            app.url(&format!("/api/workspaces/{}/switch", carol.workspace_id)),
+            &json!({}),
         )
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(res.status(), StatusCode::OK);
     let invite: Value = bob
         .client
         .post_json(
@@ -391,11 +400,7 @@ async fn last_owner_is_kept(backend: Backend) {
     // With a second owner, the first may step down — but two concurrent
     // demotions can't leave the workspace ownerless.
     let second = app.signup("second@b.example", "Other").await;
-    bob.client
-        .post_json(
-            app.url(&format!("/api/workspaces/{ws}/members")),
-            &json!({"email": second.email, "role": "owner"}),
-        )
+    app.join(&bob.client, ws, &second.client, &second.email, "owner")
         .await;
     let second_client = app.login("second@b.example").await;
     let demote = |c: reqwest::Client, user: Uuid| {
@@ -556,11 +561,12 @@ async fn invite_new_user_and_existing_user(backend: Backend) {
     app.stop().await;
 }
 
-async fn add_existing_user_and_switch_workspaces(backend: Backend) {
+async fn invite_existing_user_and_switch_workspaces(backend: Backend) {
     let app = spawn_app(backend).await;
     let bob = app.signup("bob@b.example", "Org B").await;
     let carol = app.signup("carol@c.example", "Org C").await;
-    // Page flow: Bob adds Carol through the members form.
+    // Page flow: Bob invites Carol through the members form; the link is
+    // in the answer, and Carol is not a member until she accepts it.
     let token = app.csrf(&bob.client, "/settings/members").await;
     let res = bob
         .client
@@ -573,10 +579,25 @@ async fn add_existing_user_and_switch_workspaces(backend: Backend) {
         .send()
         .await
         .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = res.text().await.unwrap();
+    let marker = "data-testid=\"invite-link\"";
+    assert!(page.contains(marker), "{page}");
+    let link_start = page.find(&format!("{}/invites/", app.base)).unwrap();
+    let link = &page[link_start..];
+    let link = &link[..link.find('"').unwrap()];
+    let me: Value = carol.client.get_json(app.url("/api/me")).await;
+    assert_eq!(me["workspaces"].as_array().unwrap().len(), 1);
+    let token = app.csrf(&carol.client, "/").await;
+    let res = carol
+        .client
+        .post(format!("{link}/accept"))
+        .form(&[("_csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let page = bob.client.get_text(app.url("/settings/members")).await;
-    assert!(page.contains("is now a member"), "{page}");
-    // Adding twice is a conflict shown to the admin.
+    // Inviting a member again is a conflict shown to the admin.
     let token = extract_csrf(&page).unwrap();
     bob.client
         .post(app.url("/settings/members"))
@@ -590,6 +611,15 @@ async fn add_existing_user_and_switch_workspaces(backend: Backend) {
         .unwrap();
     let page = bob.client.get_text(app.url("/settings/members")).await;
     assert!(page.contains("already a member"), "{page}");
+    // Back in her own workspace, her last choice.
+    let res = carol
+        .client
+        .post_json(
+            app.url(&format!("/api/workspaces/{}/switch", carol.workspace_id)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
 
     // Carol now switches between her two workspaces.
     let me: Value = carol.client.get_json(app.url("/api/me")).await;
@@ -656,7 +686,7 @@ async fn audit_records_changes(backend: Backend) {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    for expected in ["user.signup", "member.add", "invite.create"] {
+    for expected in ["user.signup", "invite.accept", "invite.create"] {
         assert!(actions.contains(&expected), "{actions:?}");
     }
     let _ = w.alice;

@@ -77,7 +77,8 @@ impl FromRequestParts<AppState> for MaybeUser {
 }
 
 /// The workspace the user is working in (pages and session-scoped APIs):
-/// the one chosen in the session, else their first. The membership is
+/// the one chosen in the session, else the one they last chose (see
+/// `default_workspace`), else the one they joined first. The membership is
 /// re-checked on every request, so removal takes effect at once.
 pub struct CurrentTenant {
     pub user: User,
@@ -104,13 +105,7 @@ impl FromRequestParts<AppState> for CurrentTenant {
                 tenant,
             });
         }
-        let first = state
-            .store
-            .workspaces_for_user(user.id)
-            .await?
-            .into_iter()
-            .next();
-        match first {
+        match state.store.default_workspace(user.id).await? {
             Some(m) => {
                 session.insert(WORKSPACE_KEY, m.workspace_id).await?;
                 let tenant = Tenant::from_membership(user.id, &m);

@@ -3,6 +3,7 @@
 
 pub mod extract;
 pub mod password;
+pub mod reset;
 pub mod session;
 pub mod store;
 pub mod throttle;

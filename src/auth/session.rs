@@ -82,7 +82,7 @@ impl SessionStore for DbSessionStore {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         self.store
-            .session_upsert(
+            .session_update(
                 &id_hash(&record.id),
                 user_of(record),
                 &record.data,
@@ -175,6 +175,19 @@ pub async fn begin(
     Ok(())
 }
 
+/// Makes `workspace` the one the user works in, now and at their next
+/// log-in. The caller has checked the membership.
+pub async fn choose_workspace(
+    store: &DynStore,
+    session: &Session,
+    user_id: Uuid,
+    workspace: WorkspaceId,
+) -> AppResult<()> {
+    session.insert(WORKSPACE_KEY, workspace).await?;
+    store.remember_workspace(user_id, workspace).await?;
+    Ok(())
+}
+
 pub async fn end(session: &Session) -> AppResult<()> {
     session.flush().await?;
     Ok(())
@@ -183,10 +196,9 @@ pub async fn end(session: &Session) -> AppResult<()> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Flash {
     pub kind: FlashKind,
+    /// Never a secret: the session is stored. One-time secrets are rendered
+    /// in the response that creates them (`pages::ShownOnce`).
     pub message: String,
-    /// A link shown once with the message (invite links).
-    #[serde(default)]
-    pub link: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -209,7 +221,6 @@ pub async fn flash(
     session: &Session,
     kind: FlashKind,
     message: impl Into<String>,
-    link: Option<String>,
 ) -> AppResult<()> {
     session
         .insert(
@@ -217,7 +228,6 @@ pub async fn flash(
             Flash {
                 kind,
                 message: message.into(),
-                link,
             },
         )
         .await?;

@@ -57,6 +57,26 @@ pub enum Landing<'a> {
     },
 }
 
+pub struct NewPasswordReset<'a> {
+    pub id: Uuid,
+    pub workspace_id: WorkspaceId,
+    pub user_id: Uuid,
+    pub token_hash: &'a [u8],
+    pub created_by: Uuid,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// An open reset link found by its token, with whose password it sets.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PasswordResetLookup {
+    pub id: Uuid,
+    pub workspace_id: WorkspaceId,
+    pub user_id: Uuid,
+    pub email: String,
+    pub expires_at: OffsetDateTime,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateAccountOutcome {
     Created,
@@ -82,6 +102,32 @@ pub trait AccountStore {
     async fn find_user_by_email(&self, email_normalized: &str) -> sqlx::Result<Option<User>>;
     async fn record_login(&self, id: Uuid, at: OffsetDateTime) -> sqlx::Result<()>;
     async fn count_users(&self) -> sqlx::Result<i64>;
+    /// How many of `target`'s memberships lie outside `actor`'s authority:
+    /// workspaces where the actor is not an admin, or where the target is
+    /// an owner and the actor is not.
+    async fn memberships_beyond(&self, actor: Uuid, target: Uuid) -> sqlx::Result<i64>;
+    /// Stores a reset link; earlier open links of the user stop working.
+    async fn create_password_reset(
+        &self,
+        reset: &NewPasswordReset<'_>,
+        audit: &AuditEntry,
+    ) -> sqlx::Result<()>;
+    async fn find_open_password_reset(
+        &self,
+        token_hash: &[u8],
+        now: OffsetDateTime,
+    ) -> sqlx::Result<Option<PasswordResetLookup>>;
+    /// Sets the password in one transaction: consumes the link (`reset`,
+    /// false when it was used or expired meanwhile), closes every other
+    /// open link of the user and deletes all their sessions.
+    async fn set_password(
+        &self,
+        user_id: Uuid,
+        reset: Option<Uuid>,
+        password_hash: &str,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> sqlx::Result<bool>;
 }
 
 pub type SessionData = HashMap<String, serde_json::Value>;
@@ -96,7 +142,10 @@ pub trait SessionRecordStore {
         data: &SessionData,
         expires_at: OffsetDateTime,
     ) -> sqlx::Result<bool>;
-    async fn session_upsert(
+    /// Updates an existing record only: a session deleted while one of its
+    /// requests was in flight (log-out elsewhere, password reset) stays
+    /// deleted instead of being written back.
+    async fn session_update(
         &self,
         id_hash: &[u8],
         user_id: Option<Uuid>,
@@ -221,6 +270,95 @@ impl_for_backends! {
         async fn count_users(&self) -> sqlx::Result<i64> {
             sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await
         }
+
+        async fn memberships_beyond(&self, actor: Uuid, target: Uuid) -> sqlx::Result<i64> {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM memberships t LEFT JOIN memberships a \
+                 ON a.workspace_id = t.workspace_id AND a.user_id = $1 \
+                 WHERE t.user_id = $2 AND (a.role IS NULL OR a.role = 'member' \
+                 OR (t.role = 'owner' AND a.role <> 'owner'))",
+            )
+            .bind(actor)
+            .bind(target)
+            .fetch_one(&self.pool)
+            .await
+        }
+
+        async fn create_password_reset(&self, reset: &NewPasswordReset<'_>, audit: &AuditEntry) -> sqlx::Result<()> {
+            let mut tx = self.begin_write().await?;
+            sqlx::query("UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL")
+                .bind(reset.user_id)
+                .bind(reset.created_at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO password_resets (id, workspace_id, user_id, token_hash, created_by, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(reset.id)
+            .bind(reset.workspace_id)
+            .bind(reset.user_id)
+            .bind(reset.token_hash)
+            .bind(reset.created_by)
+            .bind(reset.created_at)
+            .bind(reset.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            crate::insert_audit!(&mut *tx, audit)?;
+            tx.commit().await
+        }
+
+        async fn find_open_password_reset(&self, token_hash: &[u8], now: OffsetDateTime) -> sqlx::Result<Option<PasswordResetLookup>> {
+            sqlx::query_as(
+                "SELECT r.id, r.workspace_id, r.user_id, u.email, r.expires_at FROM password_resets r \
+                 JOIN users u ON u.id = r.user_id \
+                 WHERE r.token_hash = $1 AND r.used_at IS NULL AND r.expires_at > $2",
+            )
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+        }
+
+        async fn set_password(&self, user_id: Uuid, reset: Option<Uuid>, password_hash: &str, now: OffsetDateTime, audit: &AuditEntry) -> sqlx::Result<bool> {
+            let mut tx = self.begin_write().await?;
+            if let Some(reset) = reset {
+                let consumed = sqlx::query(
+                    "UPDATE password_resets SET used_at = $3 WHERE id = $1 AND user_id = $2 \
+                     AND used_at IS NULL AND expires_at > $3",
+                )
+                .bind(reset)
+                .bind(user_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if consumed == 0 {
+                    return Ok(false);
+                }
+            }
+            let updated = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                .bind(user_id)
+                .bind(password_hash)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if updated == 0 {
+                return Ok(false);
+            }
+            sqlx::query("UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL")
+                .bind(user_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            crate::insert_audit!(&mut *tx, audit)?;
+            tx.commit().await?;
+            Ok(true)
+        }
     }
 }
 
@@ -241,12 +379,8 @@ impl_for_backends! {
             Ok(inserted == 1)
         }
 
-        async fn session_upsert(&self, id_hash: &[u8], user_id: Option<Uuid>, data: &SessionData, expires_at: OffsetDateTime) -> sqlx::Result<()> {
-            sqlx::query(
-                "INSERT INTO sessions (id_hash, user_id, data, expires_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (id_hash) DO UPDATE SET user_id = excluded.user_id, data = excluded.data, \
-                 expires_at = excluded.expires_at",
-            )
+        async fn session_update(&self, id_hash: &[u8], user_id: Option<Uuid>, data: &SessionData, expires_at: OffsetDateTime) -> sqlx::Result<()> {
+            sqlx::query("UPDATE sessions SET user_id = $2, data = $3, expires_at = $4 WHERE id_hash = $1")
             .bind(id_hash)
             .bind(user_id)
             .bind(Json(data))

@@ -6,7 +6,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::store::{AcceptOutcome, NewInvite, NewWorkspace};
-use super::{Member, MemberChange, Role, Tenant, WorkspaceId};
+use super::{MemberChange, Role, Tenant, WorkspaceId};
 use crate::audit::AuditEntry;
 use crate::auth::session::random_token;
 use crate::auth::{normalize_email, validate_email, validate_name};
@@ -67,45 +67,6 @@ pub async fn create_workspace(
     }
 }
 
-pub async fn add_existing_user(
-    store: &DynStore,
-    tenant: &Tenant,
-    email: &str,
-    role: Role,
-) -> AppResult<Member> {
-    require_may_grant(tenant, role)?;
-    validate_email("email", email)?;
-    let user = store
-        .find_user_by_email(&normalize_email(email))
-        .await?
-        .ok_or_else(|| {
-            AppError::validation(
-                "email",
-                "no account uses this email; send an invite instead",
-            )
-        })?;
-    let audit = AuditEntry::new(
-        Some(tenant.workspace_id),
-        Some(tenant.user_id),
-        "member.add",
-    )
-    .target("user", user.id)
-    .details(serde_json::json!({ "role": role }));
-    if !store
-        .add_member(tenant.workspace_id, user.id, role, &audit)
-        .await?
-    {
-        return Err(AppError::conflict(
-            "email",
-            "this user is already a member of the workspace",
-        ));
-    }
-    store
-        .get_member(tenant.workspace_id, user.id)
-        .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("member vanished after insert")))
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedInvite {
@@ -118,6 +79,10 @@ pub struct CreatedInvite {
     pub expires_at: OffsetDateTime,
 }
 
+/// Adding someone by email is always an invite bound to that email: an
+/// existing account joins only by accepting it, and the answer is the same
+/// whether or not the address has an account, so it can't be used to find
+/// out who has one.
 pub async fn invite(
     store: &DynStore,
     tenant: &Tenant,

@@ -43,6 +43,11 @@ pub trait TenancyStore {
     async fn create_workspace(&self, ws: &NewWorkspace<'_>, audit: &AuditEntry)
     -> sqlx::Result<()>;
     async fn workspaces_for_user(&self, user_id: Uuid) -> sqlx::Result<Vec<WorkspaceMembership>>;
+    /// Where the user lands: the workspace they last chose while they are
+    /// still a member of it, else the one they joined first.
+    async fn default_workspace(&self, user_id: Uuid) -> sqlx::Result<Option<WorkspaceMembership>>;
+    /// Records the user's choice of workspace for their next log-in.
+    async fn remember_workspace(&self, user_id: Uuid, workspace: WorkspaceId) -> sqlx::Result<()>;
     /// The tenancy gate: `None` unless `user_id` is a member of `workspace`.
     async fn membership(
         &self,
@@ -197,6 +202,29 @@ impl_for_backends! {
         async fn workspaces_for_user(&self, user_id: Uuid) -> sqlx::Result<Vec<WorkspaceMembership>> {
             sqlx::query_as(concat!(membership_select!(), "WHERE m.user_id = $1 ORDER BY o.name, w.name, w.id"))
                 .bind(user_id).fetch_all(&self.pool).await
+        }
+
+        async fn default_workspace(&self, user_id: Uuid) -> sqlx::Result<Option<WorkspaceMembership>> {
+            // Never by name: a workspace someone else named "AAA" must not
+            // become the default of a person who joins it.
+            sqlx::query_as(concat!(
+                membership_select!(),
+                "JOIN users u ON u.id = m.user_id WHERE m.user_id = $1 \
+                 ORDER BY CASE WHEN m.workspace_id = u.last_workspace_id THEN 0 ELSE 1 END, \
+                 m.created_at, w.id LIMIT 1"
+            ))
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+        }
+
+        async fn remember_workspace(&self, user_id: Uuid, workspace: WorkspaceId) -> sqlx::Result<()> {
+            sqlx::query("UPDATE users SET last_workspace_id = $2 WHERE id = $1")
+                .bind(user_id)
+                .bind(workspace)
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
         }
 
         async fn membership(&self, workspace: WorkspaceId, user_id: Uuid) -> sqlx::Result<Option<WorkspaceMembership>> {

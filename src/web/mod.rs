@@ -88,6 +88,12 @@ pub fn router(state: AppState) -> Router {
                 )
                 .layer(middleware::from_fn(scope_request_id))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+                // Dynamic answers may carry keys, tokens and links shown once,
+                // or tenant data: no cache keeps them. Static assets say otherwise.
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
                 // Invite links carry tokens in the path: never leak them as a Referer.
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::REFERRER_POLICY,
@@ -116,8 +122,24 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// One span per request. The path only: query strings can carry OAuth codes
-/// and tokens, so they are never logged.
+/// Path segments that follow these prefixes are bearer tokens (invite and
+/// password reset links).
+const TOKEN_PATH_PREFIXES: [&str; 3] = ["/invites/", "/api/invites/", "/reset/"];
+
+/// The path as logged: the token segment of a link path becomes
+/// `[redacted]`, so request logs can't be replayed as invites or resets.
+pub fn loggable_path(path: &str) -> String {
+    for prefix in TOKEN_PATH_PREFIXES {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            let tail = rest.find('/').map_or("", |i| &rest[i..]);
+            return format!("{prefix}[redacted]{tail}");
+        }
+    }
+    path.to_owned()
+}
+
+/// One span per request. The path only, tokens redacted: query strings can
+/// carry OAuth codes and tokens, so they are never logged.
 fn request_span(req: &Request<Body>) -> tracing::Span {
     let request_id = req
         .headers()
@@ -127,7 +149,7 @@ fn request_span(req: &Request<Body>) -> tracing::Span {
     tracing::info_span!(
         "request",
         method = %req.method(),
-        path = %req.uri().path(),
+        path = %loggable_path(req.uri().path()),
         request_id = %request_id,
     )
 }
@@ -284,4 +306,32 @@ async fn stylesheet() -> Response {
         APP_CSS,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn link_tokens_are_redacted_from_logged_paths() {
+        assert_eq!(loggable_path("/invites/abcDEF_123"), "/invites/[redacted]");
+        assert_eq!(
+            loggable_path("/invites/abcDEF_123/accept"),
+            "/invites/[redacted]/accept"
+        );
+        assert_eq!(
+            loggable_path("/api/invites/abcDEF_123/accept"),
+            "/api/invites/[redacted]/accept"
+        );
+        assert_eq!(loggable_path("/reset/tok"), "/reset/[redacted]");
+        assert_eq!(loggable_path("/reset/tok/"), "/reset/[redacted]/");
+        for plain in [
+            "/",
+            "/settings/members",
+            "/api/workspaces/x/invites",
+            "/data/jobs/1",
+        ] {
+            assert_eq!(loggable_path(plain), plain);
+        }
+    }
 }

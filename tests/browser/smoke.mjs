@@ -245,12 +245,12 @@ async function main() {
       await page.goto(`${base}/settings/members`);
       await waitForPath(page, '/settings/members', 'opening /settings/members');
       const form = page
-        .locator('section', { has: page.getByRole('heading', { name: 'Add someone' }) })
+        .locator('section', { has: page.getByRole('heading', { name: 'Invite by email' }) })
         .locator('form');
-      expect((await form.count()) === 1, `"Add someone" form: expected 1, found ${await form.count()}`);
+      expect((await form.count()) === 1, `"Invite by email" form: expected 1, found ${await form.count()}`);
       await form.getByLabel('Email').fill(FRIEND.email);
       await form.getByLabel('Role').selectOption('member');
-      await form.getByRole('button', { name: 'Add', exact: true }).click();
+      await form.getByRole('button', { name: 'Invite', exact: true }).click();
       await page.waitForLoadState('load');
       const link = page.locator('[data-testid="invite-link"]');
       try {

@@ -363,6 +363,40 @@ impl TestApp {
         client
     }
 
+    /// Makes an existing account a member the only way there is: an admin
+    /// invites the email and the person accepts the link.
+    pub async fn join(
+        &self,
+        admin: &reqwest::Client,
+        workspace_id: Uuid,
+        member: &reqwest::Client,
+        email: &str,
+        role: &str,
+    ) {
+        let res = admin
+            .post(self.url(&format!("/api/workspaces/{workspace_id}/invites")))
+            .json(&json!({ "email": email, "role": role }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED, "invite {email}");
+        let invite: Value = res.json().await.unwrap();
+        let token = invite["inviteUrl"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let res = member
+            .post(self.url(&format!("/api/invites/{token}/accept")))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "accept {email}");
+    }
+
     /// The CSRF token of the client's session, read from a rendered form.
     pub async fn csrf(&self, client: &reqwest::Client, page: &str) -> String {
         let html = client

@@ -37,9 +37,15 @@ impl From<WorkspaceMembership> for WorkspaceView {
 async fn me_of(state: &AppState, user: User, session: &Session) -> AppResult<Me> {
     let workspaces = state.store.workspaces_for_user(user.id).await?;
     let chosen: Option<WorkspaceId> = session.get(session::WORKSPACE_KEY).await.ok().flatten();
-    let current_workspace_id = chosen
-        .filter(|ws| workspaces.iter().any(|m| m.workspace_id == *ws))
-        .or_else(|| workspaces.first().map(|m| m.workspace_id));
+    let current_workspace_id =
+        match chosen.filter(|ws| workspaces.iter().any(|m| m.workspace_id == *ws)) {
+            Some(ws) => Some(ws),
+            None => state
+                .store
+                .default_workspace(user.id)
+                .await?
+                .map(|m| m.workspace_id),
+        };
     Ok(Me {
         user,
         workspaces: workspaces.into_iter().map(WorkspaceView::from).collect(),

@@ -94,7 +94,6 @@ pub async fn callback(
                     &maybe.session,
                     FlashKind::Success,
                     format!("{name} connected. Choose the accounts to use."),
-                    None,
                 )
                 .await;
                 Redirect::to(&format!("/data/{provider}/accounts")).into_response()
@@ -103,7 +102,6 @@ pub async fn callback(
                     &maybe.session,
                     FlashKind::Success,
                     format!("{name} connected."),
-                    None,
                 )
                 .await;
                 Redirect::to("/data").into_response()
@@ -114,7 +112,7 @@ pub async fn callback(
             field: None,
             message,
         }) => {
-            let _ = session::flash(&maybe.session, FlashKind::Error, message, None).await;
+            let _ = session::flash(&maybe.session, FlashKind::Error, message).await;
             Redirect::to("/data").into_response()
         }
         Err(AppError::Internal(e)) => {

@@ -50,6 +50,10 @@ pub fn routes() -> Router<AppState> {
             patch(workspaces::change_role).delete(workspaces::remove_member),
         )
         .route(
+            "/workspaces/{workspace_id}/members/{user_id}/password-reset",
+            post(workspaces::create_password_reset),
+        )
+        .route(
             "/workspaces/{workspace_id}/invites",
             get(workspaces::invites).post(workspaces::create_invite),
         )

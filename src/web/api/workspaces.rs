@@ -7,7 +7,8 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::audit::AuditRecord;
 use crate::auth::extract::{CurrentTenant, CurrentUser, PathTenant};
-use crate::auth::session::WORKSPACE_KEY;
+use crate::auth::reset::{self, CreatedReset};
+use crate::auth::session;
 use crate::error::{AppError, AppResult};
 use crate::input::{Name, SingleLine};
 use crate::storage::now;
@@ -76,10 +77,17 @@ pub async fn show(path: PathTenant) -> AppResult<Json<WorkspaceDetail>> {
     Ok(Json(WorkspaceDetail::from(&path.tenant)))
 }
 
-pub async fn switch(path: PathTenant) -> AppResult<Json<WorkspaceDetail>> {
-    path.session
-        .insert(WORKSPACE_KEY, path.tenant.workspace_id)
-        .await?;
+pub async fn switch(
+    State(state): State<AppState>,
+    path: PathTenant,
+) -> AppResult<Json<WorkspaceDetail>> {
+    session::choose_workspace(
+        &state.store,
+        &path.session,
+        path.user.id,
+        path.tenant.workspace_id,
+    )
+    .await?;
     Ok(Json(WorkspaceDetail::from(&path.tenant)))
 }
 
@@ -98,14 +106,16 @@ pub struct MemberInput {
     role: SingleLine,
 }
 
+/// Adding a person by email invites them: 202 with the invite (its link
+/// shown once), exactly as for an address without an account. They become
+/// a member only when they accept.
 pub async fn add_member(
-    State(state): State<AppState>,
+    state: State<AppState>,
     path: PathTenant,
-    ApiJson(input): ApiJson<MemberInput>,
-) -> AppResult<(StatusCode, Json<Member>)> {
-    let role = parse_role("role", &input.role)?;
-    let member = service::add_existing_user(&state.store, &path.tenant, &input.email, role).await?;
-    Ok((StatusCode::CREATED, Json(member)))
+    input: ApiJson<MemberInput>,
+) -> AppResult<(StatusCode, Json<CreatedInvite>)> {
+    let (_, created) = create_invite(state, path, input).await?;
+    Ok((StatusCode::ACCEPTED, created))
 }
 
 #[derive(Deserialize)]
@@ -138,6 +148,24 @@ pub async fn remove_member(
     let user_id = parse_path_id(&user_id, "member")?;
     service::remove_member(&state.store, &path.tenant, user_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A single-use password reset link for a member (admins; owners for
+/// owners), shown once.
+pub async fn create_password_reset(
+    State(state): State<AppState>,
+    path: PathTenant,
+    Path((_, user_id)): Path<(String, String)>,
+) -> AppResult<(StatusCode, Json<CreatedReset>)> {
+    let user_id = parse_path_id(&user_id, "member")?;
+    let created = reset::create_link(
+        &state.store,
+        &path.tenant,
+        user_id,
+        &state.settings.public_url(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 pub async fn invites(
@@ -201,7 +229,7 @@ pub async fn accept_invite(
 ) -> AppResult<Json<WorkspaceDetail>> {
     let ws =
         service::accept_invite(&state.store, current.user.id, &current.user.email, &token).await?;
-    current.session.insert(WORKSPACE_KEY, ws).await?;
+    session::choose_workspace(&state.store, &current.session, current.user.id, ws).await?;
     let membership = state
         .store
         .membership(ws, current.user.id)

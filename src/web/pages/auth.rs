@@ -110,7 +110,6 @@ pub async fn signup_submit(
                 &session,
                 session::FlashKind::Success,
                 "Welcome to Plugboard.",
-                None,
             )
             .await?;
             Ok(Redirect::to("/").into_response())

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use super::{Layout, redirect_with_outcome};
 use crate::app::AppState;
 use crate::auth::extract::{CurrentUser, MaybeUser};
-use crate::auth::session::WORKSPACE_KEY;
+use crate::auth::session;
 use crate::error::{AppError, AppResult};
 use crate::storage::now;
 use crate::tenancy::service::{self, hash_token};
@@ -56,7 +56,7 @@ pub async fn accept(
 ) -> AppResult<Response> {
     let ws =
         service::accept_invite(&state.store, current.user.id, &current.user.email, &token).await?;
-    form.session.insert(WORKSPACE_KEY, ws).await?;
+    session::choose_workspace(&state.store, &form.session, current.user.id, ws).await?;
     redirect_with_outcome(
         &form.session,
         "/",

@@ -3,12 +3,11 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 
-use super::{Layout, parse_path_id, redirect_with_outcome};
+use super::{Layout, ShownOnce, parse_path_id, redirect_with_outcome};
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
-use crate::auth::session::{self, FlashKind};
 use crate::error::{AppError, AppResult};
 use crate::input::{FormFields, Name};
 use crate::servicekeys::Scope;
@@ -25,6 +24,7 @@ pub struct KeysPage {
     workspace_name: String,
     keys: Vec<ServiceKeyRecord>,
     all_scopes: Vec<&'static str>,
+    shown_once: Option<ShownOnce>,
 }
 
 impl KeysPage {
@@ -37,7 +37,12 @@ impl KeysPage {
     }
 }
 
-pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
+/// The keys page, with a key just created shown once in it.
+async fn render(
+    state: &AppState,
+    current: CurrentTenant,
+    shown_once: Option<ShownOnce>,
+) -> AppResult<Response> {
     current.tenant.require_admin("manage service keys")?;
     let CurrentTenant {
         user,
@@ -46,14 +51,20 @@ pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppR
     } = current;
     let keys = state.store.list_service_keys(tenant.workspace_id).await?;
     Ok(KeysPage {
-        layout: Layout::signed_in(&state, &session, &user, &tenant).await?,
+        layout: Layout::signed_in(state, &session, &user, &tenant).await?,
         workspace_name: tenant.workspace_name.clone(),
         keys,
         all_scopes: Scope::ALL.iter().map(|s| s.as_str()).collect(),
+        shown_once,
     }
     .into_response())
 }
 
+pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
+    render(&state, current, None).await
+}
+
+/// The new key is in this response only: never in the session.
 pub async fn create(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -69,17 +80,16 @@ pub async fn create(
     let scopes: Vec<String> = form.form.all("scope").map(|v| v.to_string()).collect();
     match service::create(&state.store, &current.tenant, &name, &scopes).await {
         Ok(created) => {
-            session::flash(
-                &form.session,
-                FlashKind::Success,
-                format!(
+            let shown = ShownOnce {
+                message: format!(
                     "Key {} created. Copy it now; it won't be shown again:",
                     created.name
                 ),
-                Some(created.key),
-            )
-            .await?;
-            Ok(Redirect::to(BACK).into_response())
+                value: created.key,
+                label: "New service key",
+                testid: "new-key",
+            };
+            render(&state, current, Some(shown)).await
         }
         Err(err) => redirect_with_outcome(&form.session, BACK, Err(err)).await,
     }

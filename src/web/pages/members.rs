@@ -4,11 +4,10 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{Layout, parse_path_id, redirect_with_outcome};
+use super::{Layout, ShownOnce, parse_path_id, redirect_with_outcome};
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
-use crate::auth::normalize_email;
-use crate::auth::session::{self, FlashKind};
+use crate::auth::reset;
 use crate::error::AppResult;
 use crate::input::SingleLine;
 use crate::storage::now;
@@ -27,6 +26,7 @@ pub struct MembersPage {
     invites: Vec<Invite>,
     grantable: Vec<&'static str>,
     all_roles: Vec<&'static str>,
+    shown_once: Option<ShownOnce>,
 }
 
 impl MembersPage {
@@ -35,7 +35,12 @@ impl MembersPage {
     }
 }
 
-pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
+/// The members page, with a link just created shown once in it.
+async fn render(
+    state: &AppState,
+    current: CurrentTenant,
+    shown_once: Option<ShownOnce>,
+) -> AppResult<Response> {
     current.tenant.require_admin("manage members")?;
     let CurrentTenant {
         user,
@@ -52,15 +57,20 @@ pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppR
         .filter(|r| **r != Role::Owner || tenant.role == Role::Owner)
         .map(|r| r.as_str())
         .collect();
-    Ok(MembersPage {
-        layout: Layout::signed_in(&state, &session, &user, &tenant).await?,
+    let page = MembersPage {
+        layout: Layout::signed_in(state, &session, &user, &tenant).await?,
         workspace_name: tenant.workspace_name.clone(),
         members,
         invites,
         grantable,
         all_roles: Role::ALL.iter().map(|r| r.as_str()).collect(),
-    }
-    .into_response())
+        shown_once,
+    };
+    Ok(page.into_response())
+}
+
+pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
+    render(&state, current, None).await
 }
 
 #[derive(Deserialize)]
@@ -69,53 +79,79 @@ pub struct AddForm {
     role: SingleLine,
 }
 
-/// An existing account joins at once; any other address gets an invite
-/// whose link is shown once, in the flash.
+/// Invites by email, whether or not the address has an account; the link
+/// is shown once in this response and stored nowhere.
 pub async fn add(
     State(state): State<AppState>,
     current: CurrentTenant,
     form: CsrfForm<AddForm>,
 ) -> AppResult<Response> {
     let CsrfForm { form, session } = form;
-    let role = match parse_role("role", &form.role) {
-        Ok(role) => role,
-        Err(err) => return redirect_with_outcome(&session, BACK, Err(err)).await,
-    };
-    let existing = state
-        .store
-        .find_user_by_email(&normalize_email(&form.email))
-        .await?;
-    if existing.is_some() {
-        let outcome = service::add_existing_user(&state.store, &current.tenant, &form.email, role)
+    let created = match parse_role("role", &form.role) {
+        Ok(role) => {
+            service::invite(
+                &state.store,
+                &current.tenant,
+                &form.email,
+                role,
+                &state.settings.public_url(),
+                state.settings.auth.invite_ttl_hours,
+            )
             .await
-            .map(|m| format!("{} is now a {} of this workspace.", m.name, m.role_text));
-        return redirect_with_outcome(&session, BACK, outcome).await;
-    }
-    let created = service::invite(
-        &state.store,
-        &current.tenant,
-        &form.email,
-        role,
-        &state.settings.public_url(),
-        state.settings.auth.invite_ttl_hours,
-    )
-    .await;
+        }
+        Err(err) => Err(err),
+    };
     match created {
         Ok(invite) => {
-            session::flash(
-                &session,
-                FlashKind::Success,
-                format!(
-                    "No account uses {} yet. Send them this invite link (shown once, valid until {}):",
+            let shown = ShownOnce {
+                message: format!(
+                    "Invite for {} created. Send them this link; they join when they accept it. \
+                     It is shown once and works until {}.",
                     invite.email,
                     invite.expires_at.date()
                 ),
-                Some(invite.invite_url),
-            )
-            .await?;
-            Ok(axum::response::Redirect::to(BACK).into_response())
+                value: invite.invite_url,
+                label: "Invite link",
+                testid: "invite-link",
+            };
+            render(&state, current, Some(shown)).await
         }
         Err(err) => redirect_with_outcome(&session, BACK, Err(err)).await,
+    }
+}
+
+/// A single-use password reset link for a member, shown once.
+pub async fn reset_password(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(user_id): Path<String>,
+    form: CsrfForm<serde::de::IgnoredAny>,
+) -> AppResult<Response> {
+    let user_id = parse_path_id(&user_id, "member")?;
+    let created = reset::create_link(
+        &state.store,
+        &current.tenant,
+        user_id,
+        &state.settings.public_url(),
+    )
+    .await;
+    match created {
+        Ok(link) => {
+            let shown = ShownOnce {
+                message: format!(
+                    "Password reset link for {}. Send it to them; it works once, until {} {:02}:{:02} UTC.",
+                    link.email,
+                    link.expires_at.date(),
+                    link.expires_at.hour(),
+                    link.expires_at.minute()
+                ),
+                value: link.reset_url,
+                label: "Password reset link",
+                testid: "reset-link",
+            };
+            render(&state, current, Some(shown)).await
+        }
+        Err(err) => redirect_with_outcome(&form.session, BACK, Err(err)).await,
     }
 }
 

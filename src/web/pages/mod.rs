@@ -6,6 +6,7 @@ mod data;
 mod invites;
 mod keys;
 mod members;
+mod reset;
 mod workspace;
 
 use askama::Template;
@@ -39,6 +40,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/settings/members/{user_id}/remove", post(members::remove))
         .route(
+            "/settings/members/{user_id}/reset-password",
+            post(members::reset_password),
+        )
+        .route(
             "/settings/invites/{invite_id}/revoke",
             post(members::revoke_invite),
         )
@@ -57,7 +62,17 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/keys", get(keys::page).post(keys::create))
         .route("/settings/keys/{id}/revoke", post(keys::revoke))
         .route("/invites/{token}", get(invites::show))
+        .route("/reset/{token}", get(reset::show).post(reset::submit))
         .route("/invites/{token}/accept", post(invites::accept))
+}
+
+/// A secret (key, invite or reset link) rendered once in the response that
+/// created it. Never flashed: the session is stored in the database.
+pub struct ShownOnce {
+    pub message: String,
+    pub value: String,
+    pub label: &'static str,
+    pub testid: &'static str,
 }
 
 /// What every page's frame needs.
@@ -182,14 +197,14 @@ pub async fn redirect_with_outcome(
     let redirect = Redirect::to(to).into_response();
     match outcome {
         Ok(message) => {
-            session::flash(session, FlashKind::Success, message, None).await?;
+            session::flash(session, FlashKind::Success, message).await?;
             Ok(redirect)
         }
         // Not found stays a 404: a friendly redirect for another
         // workspace's id would tell it apart from an id that doesn't exist.
         Err(err @ (AppError::Internal(_) | AppError::NotFound(_))) => Err(err),
         Err(err) => {
-            session::flash(session, FlashKind::Error, err.to_string(), None).await?;
+            session::flash(session, FlashKind::Error, err.to_string()).await?;
             Ok(redirect)
         }
     }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{Layout, redirect_with_outcome};
 use crate::app::AppState;
 use crate::auth::extract::{CurrentTenant, CurrentUser};
-use crate::auth::session::WORKSPACE_KEY;
+use crate::auth::session;
 use crate::error::{AppError, AppResult};
 use crate::input::Name;
 use crate::tenancy::{Member, WorkspaceId, service};
@@ -56,7 +56,7 @@ pub async fn create(
 ) -> AppResult<Response> {
     let outcome = service::create_workspace(&state.store, &current.tenant, &form.form.name).await;
     if let Ok(id) = &outcome {
-        form.session.insert(WORKSPACE_KEY, *id).await?;
+        session::choose_workspace(&state.store, &form.session, current.user.id, *id).await?;
     }
     let message = outcome.map(|_| format!("Workspace {} created.", form.form.name.trim()));
     redirect_with_outcome(&form.session, "/", message).await
@@ -76,7 +76,7 @@ pub async fn switch(
         .membership(id, current.user.id)
         .await?
         .ok_or_else(|| AppError::not_found("workspace not found"))?;
-    form.session.insert(WORKSPACE_KEY, id).await?;
+    session::choose_workspace(&state.store, &form.session, current.user.id, id).await?;
     redirect_with_outcome(
         &form.session,
         "/",
