@@ -480,10 +480,10 @@ const SEED: &[(&str, &[usize])] = &[
     ),
 ];
 
-/// Runs statement `i` of [`SEED`] on a pool of either backend.
+/// Runs one statement of [`SEED`] on a pool of either backend.
 macro_rules! seed {
-    ($pool:expr, $ids:expr, $i:expr) => {{
-        let (sql, binds) = SEED[$i];
+    ($pool:expr, $ids:expr, $statement:expr) => {{
+        let (sql, binds): (&str, &[usize]) = $statement;
         let mut q = sqlx::query(sql);
         for b in binds {
             q = q.bind($ids[*b]);
@@ -519,15 +519,15 @@ async fn the_migration_keeps_existing_metric_rows(backend: Backend) {
                 .run(&pool)
                 .await
                 .unwrap();
-            for i in 0..SEED.len() {
-                seed!(&pool, ids, i).unwrap();
+            for statement in SEED {
+                seed!(&pool, ids, *statement).unwrap();
             }
             plugboard::storage::SQLITE_MIGRATOR
                 .run(&pool)
                 .await
                 .unwrap();
             let rows: Vec<String> = sqlx::query_scalar(AFTER).fetch_all(&pool).await.unwrap();
-            let refused = seed!(&pool, ids, SEED.len() - 1).is_err();
+            let refused = seed!(&pool, ids, SEED[SEED.len() - 1]).is_err();
             pool.close().await;
             (rows, refused)
         }
@@ -551,8 +551,8 @@ async fn the_migration_keeps_existing_metric_rows(backend: Backend) {
                 .run(&pool)
                 .await
                 .unwrap();
-            for i in 0..SEED.len() {
-                seed!(&pool, ids, i).unwrap();
+            for statement in SEED {
+                seed!(&pool, ids, *statement).unwrap();
             }
             plugboard::storage::PG_MIGRATOR.run(&pool).await.unwrap();
             let rows: Vec<String> = sqlx::query_scalar(
@@ -562,7 +562,7 @@ async fn the_migration_keeps_existing_metric_rows(backend: Backend) {
             .fetch_all(&pool)
             .await
             .unwrap();
-            let refused = seed!(&pool, ids, SEED.len() - 1).is_err();
+            let refused = seed!(&pool, ids, SEED[SEED.len() - 1]).is_err();
             pool.close().await;
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
