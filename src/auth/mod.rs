@@ -18,7 +18,7 @@ use crate::tenancy::WorkspaceId;
 use crate::tenancy::service::hash_token;
 use store::{CreateAccountOutcome, Landing, NewUser};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: Uuid,
@@ -106,15 +106,17 @@ pub fn validate_password(password: &str, min_len: usize) -> AppResult<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct SignupInput {
     pub email: String,
+    #[schema(write_only)]
     pub password: String,
     pub name: String,
     /// Required unless `invite_token` is given.
     #[serde(default)]
     pub organization: Option<String>,
     #[serde(default, alias = "inviteToken")]
+    #[schema(write_only)]
     pub invite_token: Option<String>,
 }
 
@@ -238,9 +240,10 @@ pub async fn signup(
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct LoginInput {
     pub email: String,
+    #[schema(write_only)]
     pub password: String,
 }
 

@@ -86,7 +86,7 @@ fn require_may_own(tenant: &Tenant, ownership: Ownership) -> AppResult<()> {
     Ok(())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StartedAuthorization {
     pub auth_url: String,
@@ -161,7 +161,8 @@ pub async fn start_authorization(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     pub code: Option<String>,
     pub state: Option<String>,
@@ -505,7 +506,7 @@ async fn save_new_tokens(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsInput {
     #[serde(default)]
@@ -513,8 +514,10 @@ pub struct CredentialsInput {
     #[serde(default)]
     pub client_id: Option<String>,
     #[serde(default)]
+    #[schema(write_only)]
     pub client_secret: Option<String>,
     #[serde(default)]
+    #[schema(write_only)]
     pub api_key: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -762,7 +765,7 @@ pub async fn get_for_admin(state: &AppState, tenant: &Tenant, id: Uuid) -> AppRe
         .ok_or_else(|| AppError::not_found("connection not found"))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Account {
     pub id: String,
     pub label: String,
@@ -1171,7 +1174,7 @@ pub async fn reconnect(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult
     Ok(Reconnect::Done(Box::new(saved)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Diagnostics {
     pub ok: bool,
@@ -1181,7 +1184,7 @@ pub struct Diagnostics {
     pub checks: Vec<Check>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Check {
     pub name: &'static str,
     pub ok: bool,

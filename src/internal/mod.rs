@@ -169,7 +169,7 @@ async fn connection_workspace(
     Ok(ws)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IssuedTokens {
     pub access_token: String,
     pub token_type: String,
@@ -238,13 +238,13 @@ pub async fn connection_tokens(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantRef {
     pub workspace_id: Uuid,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsWrite {
     pub tenant: TenantRef,
@@ -313,16 +313,18 @@ async fn job_for(state: &AppState, caller: &ServiceCaller, id: Uuid) -> AppResul
     found.ok_or_else(|| AppError::not_found("job not found"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunCallback {
     pub job_id: Uuid,
     pub status: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub summary: Option<Value>,
     #[serde(default)]
     pub error: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
 
@@ -391,17 +393,18 @@ pub async fn report_run(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunContext {
     pub job_id: Uuid,
     pub status: JobStatus,
-    pub tenant: serde_json::Value,
+    pub tenant: TenantRef,
     pub provider: String,
     pub object: Option<String>,
     pub connection_id: Option<Uuid>,
     pub connection_status: Option<Status>,
     pub selected_account_ids: Vec<String>,
+    #[schema(value_type = Option<crate::rules::Rule>)]
     pub rule: Value,
 }
 
@@ -420,7 +423,9 @@ pub async fn run_context(
     Ok(RunContext {
         job_id: job.id,
         status: job.status(),
-        tenant: serde_json::json!({ "workspaceId": job.workspace_id }),
+        tenant: TenantRef {
+            workspace_id: job.workspace_id.0,
+        },
         provider: job.provider.clone(),
         object: job.object.clone(),
         connection_id: job.connection_id,

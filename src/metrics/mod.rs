@@ -26,7 +26,7 @@ pub struct MetricRow {
     pub metrics: Value,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WriteCounts {
     pub written: u64,
     pub inserted: u64,
@@ -48,14 +48,18 @@ impl std::ops::Add for WriteCounts {
 }
 
 /// As posted by automations (and produced by metric fetchers).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricInput {
+    #[schema(value_type = String, format = Date)]
     pub date: Value,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub account_id: Option<Value>,
+    #[schema(value_type = Object)]
     pub metrics_json: Value,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub dimensions_json: Option<Value>,
 }
 

@@ -106,7 +106,7 @@ pub async fn add_existing_user(
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("member vanished after insert")))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedInvite {
     pub id: Uuid,

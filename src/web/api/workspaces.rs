@@ -13,15 +13,17 @@ use crate::storage::now;
 use crate::tenancy::service::{self, CreatedInvite, parse_role};
 use crate::tenancy::{Invite, Member, Tenant, WorkspaceId};
 use crate::web::extract::ApiJson;
+use crate::web::openapi::responses as errors;
 use crate::web::parse_path_id;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceDetail {
     id: WorkspaceId,
     name: String,
     organization_id: Uuid,
     organization_name: String,
+    #[schema(value_type = crate::tenancy::Role)]
     role: &'static str,
 }
 
@@ -37,6 +39,15 @@ impl From<&Tenant> for WorkspaceDetail {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces",
+    operation_id = "list_workspaces",
+    tag = "workspaces",
+    summary = "Your workspaces",
+    security(("session_cookie" = [])),
+    responses((status = 200, description = "The workspaces you belong to.", body = Vec<WorkspaceDetail>), errors::SignedIn)
+)]
 pub async fn list(
     State(state): State<AppState>,
     current: CurrentUser,
@@ -50,12 +61,22 @@ pub async fn list(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateWorkspace {
     name: String,
 }
 
 /// Creates a workspace in the organization of the current workspace.
+#[utoipa::path(
+    post,
+    path = "/workspaces",
+    operation_id = "create_workspace",
+    tag = "workspaces",
+    summary = "Create a workspace in the current workspace's organization",
+    security(("session_cookie" = [])),
+    request_body = CreateWorkspace,
+    responses((status = 201, description = "Created; you are its owner.", body = WorkspaceDetail), errors::Tenant, errors::Body)
+)]
 pub async fn create(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -71,10 +92,30 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(WorkspaceDetail::from(&tenant))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspace_id}",
+    operation_id = "show_workspace",
+    tag = "workspaces",
+    summary = "One of your workspaces",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    responses((status = 200, description = "The workspace.", body = WorkspaceDetail), errors::Tenant)
+)]
 pub async fn show(path: PathTenant) -> AppResult<Json<WorkspaceDetail>> {
     Ok(Json(WorkspaceDetail::from(&path.tenant)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspace_id}/switch",
+    operation_id = "switch_workspace",
+    tag = "workspaces",
+    summary = "Make this the session's current workspace",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    responses((status = 200, description = "Switched.", body = WorkspaceDetail), errors::Tenant, errors::JsonContentType)
+)]
 pub async fn switch(path: PathTenant) -> AppResult<Json<WorkspaceDetail>> {
     path.session
         .insert(WORKSPACE_KEY, path.tenant.workspace_id)
@@ -82,6 +123,16 @@ pub async fn switch(path: PathTenant) -> AppResult<Json<WorkspaceDetail>> {
     Ok(Json(WorkspaceDetail::from(&path.tenant)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspace_id}/members",
+    operation_id = "list_members",
+    tag = "workspaces",
+    summary = "The workspace's members",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    responses((status = 200, description = "Members.", body = Vec<Member>), errors::Tenant)
+)]
 pub async fn members(
     State(state): State<AppState>,
     path: PathTenant,
@@ -91,12 +142,24 @@ pub async fn members(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct MemberInput {
     email: String,
+    #[schema(value_type = crate::tenancy::Role)]
     role: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspace_id}/members",
+    operation_id = "add_member",
+    tag = "workspaces",
+    summary = "Add an existing user by email (admins)",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    request_body = MemberInput,
+    responses((status = 201, description = "Added.", body = Member), errors::Tenant, errors::Conflict, errors::Body)
+)]
 pub async fn add_member(
     State(state): State<AppState>,
     path: PathTenant,
@@ -107,11 +170,23 @@ pub async fn add_member(
     Ok((StatusCode::CREATED, Json(member)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RoleInput {
+    #[schema(value_type = crate::tenancy::Role)]
     role: String,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/workspaces/{workspace_id}/members/{user_id}",
+    operation_id = "change_member_role",
+    tag = "workspaces",
+    summary = "Change a member's role (admins)",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to."), ("user_id" = Uuid, Path, description = "The member's user id.")),
+    request_body = RoleInput,
+    responses((status = 200, description = "The member with the new role.", body = Member), errors::Tenant, errors::Conflict, errors::Body)
+)]
 pub async fn change_role(
     State(state): State<AppState>,
     path: PathTenant,
@@ -129,6 +204,16 @@ pub async fn change_role(
     Ok(Json(member))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/workspaces/{workspace_id}/members/{user_id}",
+    operation_id = "remove_member",
+    tag = "workspaces",
+    summary = "Remove a member (admins)",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to."), ("user_id" = Uuid, Path, description = "The member's user id.")),
+    responses((status = 204, description = "Removed."), errors::Tenant, errors::Conflict, errors::JsonContentType)
+)]
 pub async fn remove_member(
     State(state): State<AppState>,
     path: PathTenant,
@@ -139,6 +224,16 @@ pub async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspace_id}/invites",
+    operation_id = "list_invites",
+    tag = "workspaces",
+    summary = "Open invites (admins)",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    responses((status = 200, description = "Invites not yet accepted, revoked or expired.", body = Vec<Invite>), errors::Tenant)
+)]
 pub async fn invites(
     State(state): State<AppState>,
     path: PathTenant,
@@ -152,6 +247,17 @@ pub async fn invites(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspace_id}/invites",
+    operation_id = "create_invite",
+    tag = "workspaces",
+    summary = "Invite someone by email (admins); the link is shown this once",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    request_body = MemberInput,
+    responses((status = 201, description = "The invite, with its link (the only copy of the token).", body = CreatedInvite), errors::Tenant, errors::Conflict, errors::Body)
+)]
 pub async fn create_invite(
     State(state): State<AppState>,
     path: PathTenant,
@@ -170,6 +276,16 @@ pub async fn create_invite(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/workspaces/{workspace_id}/invites/{invite_id}",
+    operation_id = "revoke_invite",
+    tag = "workspaces",
+    summary = "Revoke an open invite (admins)",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to."), ("invite_id" = Uuid, Path, description = "The invite.")),
+    responses((status = 204, description = "Revoked."), errors::Tenant, errors::JsonContentType)
+)]
 pub async fn revoke_invite(
     State(state): State<AppState>,
     path: PathTenant,
@@ -180,6 +296,16 @@ pub async fn revoke_invite(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspace_id}/audit",
+    operation_id = "audit_log",
+    tag = "workspaces",
+    summary = "The workspace's audit log, newest first, 200 entries (admins)",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    responses((status = 200, description = "Audit entries.", body = Vec<AuditRecord>), errors::Tenant)
+)]
 pub async fn audit(
     State(state): State<AppState>,
     path: PathTenant,
@@ -193,6 +319,16 @@ pub async fn audit(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/invites/{token}/accept",
+    operation_id = "accept_invite",
+    tag = "workspaces",
+    summary = "Accept an invite addressed to your email",
+    security(("session_cookie" = [])),
+    params(("token" = String, Path, description = "The token from the invite link.")),
+    responses((status = 200, description = "Joined; now the current workspace.", body = WorkspaceDetail), errors::Tenant, errors::Conflict, errors::JsonContentType)
+)]
 pub async fn accept_invite(
     State(state): State<AppState>,
     current: CurrentUser,
