@@ -120,7 +120,10 @@ fn concrete_path(doc: &Value, method: &str, path: &str) -> String {
         let name = param["name"].as_str().unwrap();
         concrete = concrete.replace(&format!("{{{name}}}"), &placeholder(doc, param));
     }
-    assert!(!concrete.contains('{'), "undocumented path parameter in {path}");
+    assert!(
+        !concrete.contains('{'),
+        "undocumented path parameter in {path}"
+    );
     concrete
 }
 
@@ -146,8 +149,7 @@ async fn every_documented_operation_reaches_a_handler(backend: Backend) {
     // a plain .route(...) under /api (or for /health and /ready) would be
     // served but not documented.
     let mut api_sources = vec![source("src/web/api/mod.rs")];
-    for entry in std::fs::read_dir(format!("{}/src/web/api", env!("CARGO_MANIFEST_DIR"))).unwrap()
-    {
+    for entry in std::fs::read_dir(format!("{}/src/web/api", env!("CARGO_MANIFEST_DIR"))).unwrap() {
         api_sources.push(std::fs::read_to_string(entry.unwrap().path()).unwrap());
     }
     for src in &api_sources {
@@ -399,8 +401,13 @@ async fn docs_page_renders_the_document(backend: Backend) {
     assert!(html.contains("width=device-width"));
     for (method, path) in operations(&doc) {
         assert!(html.contains(&path), "{path} missing from /api/docs");
-        let id = doc["paths"][&path][&method]["operationId"].as_str().unwrap();
-        assert!(html.contains(&format!("id=\"op-{id}\"")), "{id} has no anchor");
+        let id = doc["paths"][&path][&method]["operationId"]
+            .as_str()
+            .unwrap();
+        assert!(
+            html.contains(&format!("id=\"op-{id}\"")),
+            "{id} has no anchor"
+        );
     }
     for tag in ["auth", "internal", "meta"] {
         assert!(html.contains(&format!("id=\"tag-{tag}\"")), "{tag}");

@@ -169,9 +169,13 @@ async fn connection_workspace(
     Ok(ws)
 }
 
+/// A connection's tokens: the only API response that carries them, to
+/// service keys with the tokens:read scope; every read is audited.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IssuedTokens {
+    /// The provider access token (or API key), refreshed when expiring.
     pub access_token: String,
+    /// `Bearer`, or `api_key` for API-key connections.
     pub token_type: String,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<time::OffsetDateTime>,
@@ -179,6 +183,7 @@ pub struct IssuedTokens {
     #[serde(rename = "selectedAccountIds")]
     pub selected_account_ids: Vec<String>,
     pub headers: std::collections::BTreeMap<String, String>,
+    /// Only for keys with the tokens:read_refresh scope.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
 }
@@ -317,6 +322,8 @@ async fn job_for(state: &AppState, caller: &ServiceCaller, id: Uuid) -> AppResul
 #[serde(rename_all = "camelCase")]
 pub struct RunCallback {
     pub job_id: Uuid,
+    /// running, succeeded, failed or cancelled.
+    #[schema(value_type = JobStatus)]
     pub status: String,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]

@@ -352,7 +352,7 @@ pub struct OperationView {
     summary: String,
     description: String,
     params: Vec<ParamView>,
-    request: Option<String>,
+    request: Option<BodyView>,
     responses: Vec<ResponseView>,
     auth: String,
 }
@@ -368,7 +368,13 @@ pub struct ParamView {
 pub struct ResponseView {
     status: String,
     description: String,
-    schema: Option<String>,
+    schema: Option<BodyView>,
+}
+
+/// A body's type, and the schema to link to when it names one.
+pub struct BodyView {
+    text: String,
+    link: Option<String>,
 }
 
 pub struct SchemaView {
@@ -497,12 +503,22 @@ fn type_name(schema: &Value) -> String {
     }
 }
 
-fn json_schema_of(content: &Value) -> Option<String> {
+fn json_schema_of(content: &Value) -> Option<BodyView> {
     let media = content.as_object()?;
     let (media_type, body) = media.iter().next()?;
     Some(match body.get("schema") {
-        Some(schema) => format!("{} ({media_type})", type_name(schema)),
-        None => media_type.clone(),
+        Some(schema) => BodyView {
+            text: format!("{} ({media_type})", type_name(schema)),
+            link: schema["$ref"]
+                .as_str()
+                .or_else(|| schema["items"]["$ref"].as_str())
+                .and_then(|r| r.rsplit('/').next())
+                .map(str::to_owned),
+        },
+        None => BodyView {
+            text: media_type.clone(),
+            link: None,
+        },
     })
 }
 
@@ -608,33 +624,53 @@ fn schemas(json: &Value) -> Vec<SchemaView> {
     };
     map.iter()
         .map(|(name, schema)| {
-            let required: Vec<&str> = schema["required"]
-                .as_array()
-                .map(|r| r.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let properties = schema["properties"]
-                .as_object()
-                .map(|props| {
-                    props
-                        .iter()
-                        .map(|(prop, s)| PropertyView {
-                            name: prop.clone(),
-                            kind: type_name(s),
-                            required: required.contains(&prop.as_str()),
-                            write_only: s["writeOnly"].as_bool().unwrap_or(false),
-                            description: text(&s["description"]),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            // A flattened struct is `allOf`: the named parts are listed as
+            // "with the fields of", the inline parts' fields shown here.
+            let parts: Vec<&Value> = match schema["allOf"].as_array() {
+                Some(parts) => parts.iter().collect(),
+                None => vec![schema],
+            };
+            let included: Vec<String> = parts
+                .iter()
+                .filter_map(|p| p["$ref"].as_str())
+                .filter_map(|r| r.rsplit('/').next())
+                .map(str::to_owned)
+                .collect();
+            let properties = parts.iter().flat_map(|p| properties(p)).collect();
             SchemaView {
                 name: name.clone(),
                 description: text(&schema["description"]),
-                kind: type_name(schema),
+                kind: if included.is_empty() {
+                    type_name(schema)
+                } else {
+                    format!("object, with the fields of {}", included.join(", "))
+                },
                 properties,
             }
         })
         .collect()
+}
+
+fn properties(schema: &Value) -> Vec<PropertyView> {
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    schema["properties"]
+        .as_object()
+        .map(|props| {
+            props
+                .iter()
+                .map(|(prop, s)| PropertyView {
+                    name: prop.clone(),
+                    kind: type_name(s),
+                    required: required.contains(&prop.as_str()),
+                    write_only: s["writeOnly"].as_bool().unwrap_or(false),
+                    description: text(&s["description"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -647,7 +683,13 @@ mod tests {
     fn error_codes_are_enumerated() {
         let documented: Vec<String> = ErrorCode::ALL
             .iter()
-            .map(|c| serde_json::to_value(c).unwrap().as_str().unwrap().to_owned())
+            .map(|c| {
+                serde_json::to_value(c)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         let errors = [
             AppError::validation("f", "m"),

@@ -10,11 +10,11 @@ use serde::Serialize;
 use crate::app::AppState;
 use crate::auth::extract::CurrentUser;
 use crate::error::{AppError, AppResult};
-use crate::web::openapi::{ErrorBody, responses as errors};
 use crate::providers::Provider;
 use crate::providers::catalog::{
     CatalogView, MappingDefaultsView, ProviderDetail, ProviderSummary,
 };
+use crate::web::openapi::{ErrorBody, responses as errors};
 
 fn find_provider<'a>(state: &'a AppState, key: &str) -> AppResult<&'a Arc<Provider>> {
     state
@@ -46,11 +46,7 @@ pub struct IntegrationsCapability {
     responses((status = 200, description = "Capabilities.", body = Capabilities), errors::SignedIn)
 )]
 pub async fn capabilities(State(state): State<AppState>, _user: CurrentUser) -> Json<Capabilities> {
-    let providers: Vec<String> = state
-        .providers
-        .iter()
-        .map(|p| p.meta.key.clone())
-        .collect();
+    let providers: Vec<String> = state.providers.iter().map(|p| p.meta.key.clone()).collect();
     Json(Capabilities {
         integrations: IntegrationsCapability {
             enabled: !providers.is_empty(),

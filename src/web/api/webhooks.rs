@@ -89,10 +89,7 @@ pub async fn put(
     params(("workspace_id" = Uuid, Path, description = "A workspace you administer.")),
     responses((status = 200, description = "The endpoint.", body = WebhookView), errors::Tenant)
 )]
-pub async fn get(
-    State(state): State<AppState>,
-    path: PathTenant,
-) -> AppResult<Json<WebhookView>> {
+pub async fn get(State(state): State<AppState>, path: PathTenant) -> AppResult<Json<WebhookView>> {
     path.tenant.require_admin("manage webhooks")?;
     let url = state
         .store
