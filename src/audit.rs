@@ -54,7 +54,7 @@ impl AuditEntry {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
     pub id: Uuid,
@@ -62,6 +62,7 @@ pub struct AuditRecord {
     pub action: String,
     pub target_type: Option<String>,
     pub target_id: Option<String>,
+    #[schema(value_type = Object)]
     pub details: Json<serde_json::Value>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -20,7 +20,7 @@ use crate::tenancy::WorkspaceId;
 use crate::tenancy::service::hash_token;
 use store::{CreateAccountOutcome, Landing, NewUser};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: Uuid,
@@ -108,16 +108,18 @@ pub fn validate_password(password: &str, min_len: usize) -> AppResult<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct SignupInput {
     pub email: SingleLine,
     /// Any characters: only its hash is stored.
+    #[schema(write_only)]
     pub password: String,
     pub name: Name,
     /// Required unless `invite_token` is given.
     #[serde(default)]
     pub organization: Option<Name>,
     #[serde(default, alias = "inviteToken")]
+    #[schema(write_only)]
     pub invite_token: Option<SingleLine>,
 }
 
@@ -241,10 +243,11 @@ pub async fn signup(
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct LoginInput {
     pub email: SingleLine,
     /// Any characters: it is only compared with a hash.
+    #[schema(write_only)]
     pub password: String,
 }
 

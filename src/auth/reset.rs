@@ -22,7 +22,7 @@ pub const RESET_TTL_HOURS: i64 = 24;
 
 const GONE: &str = "this password reset link is invalid, expired or already used";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedReset {
     pub user_id: Uuid,

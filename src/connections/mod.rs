@@ -23,7 +23,7 @@ pub const REFRESH_TOKEN: &str = "refresh_token";
 pub const CLIENT_SECRET: &str = "client_secret";
 pub const API_KEY: &str = "api_key";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Connected,
@@ -63,7 +63,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Ownership {
     Workspace,
@@ -167,7 +167,7 @@ impl Connection {
 }
 
 /// What the API and pages show of a connection.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionView {
     pub id: Uuid,

@@ -87,7 +87,7 @@ fn require_may_own(tenant: &Tenant, ownership: Ownership) -> AppResult<()> {
     Ok(())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StartedAuthorization {
     pub auth_url: String,
@@ -162,7 +162,8 @@ pub async fn start_authorization(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     pub code: Option<String>,
     pub state: Option<String>,
@@ -508,7 +509,7 @@ async fn save_new_tokens(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsInput {
     #[serde(default)]
@@ -516,8 +517,10 @@ pub struct CredentialsInput {
     #[serde(default)]
     pub client_id: Option<SingleLine>,
     #[serde(default)]
+    #[schema(write_only)]
     pub client_secret: Option<SingleLine>,
     #[serde(default)]
+    #[schema(write_only)]
     pub api_key: Option<SingleLine>,
     #[serde(default)]
     pub headers: BTreeMap<SingleLine, SingleLine>,
@@ -791,7 +794,7 @@ pub async fn get_for_admin(state: &AppState, tenant: &Tenant, id: Uuid) -> AppRe
         .ok_or_else(|| AppError::not_found("connection not found"))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Account {
     pub id: String,
@@ -1300,7 +1303,7 @@ pub async fn reconnect(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult
     Ok(Reconnect::Done(Box::new(saved)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Diagnostics {
     pub ok: bool,
@@ -1310,7 +1313,7 @@ pub struct Diagnostics {
     pub checks: Vec<Check>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Check {
     pub name: &'static str,
     pub ok: bool,

@@ -27,7 +27,7 @@ use crate::storage::now;
 use crate::tenancy::{Tenant, WorkspaceId};
 
 /// The mapping in force for one provider object of a workspace.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EffectiveMapping {
     pub provider: String,
@@ -48,8 +48,10 @@ pub struct EffectiveMapping {
     #[serde(with = "time::serde::rfc3339::option")]
     pub updated_at: Option<OffsetDateTime>,
     /// What a mapping of this object may say, for editors.
+    #[schema(value_type = Vec<String>)]
     pub target_fields: &'static [&'static str],
     pub source_fields: Vec<String>,
+    #[schema(value_type = Vec<crate::entities::FieldPolicy>)]
     pub policies: [&'static str; 3],
 }
 
@@ -228,7 +230,7 @@ pub async fn ensure_mapping_current(
     Err(MAPPING_OUT_OF_DATE.to_owned())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MappingInput {
     pub fields: Vec<FieldInput>,
@@ -238,7 +240,7 @@ pub struct MappingInput {
     pub version: Option<i32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldInput {
     pub source: SingleLine,

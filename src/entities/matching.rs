@@ -31,7 +31,7 @@ const MAX_RECORDS: i64 = 10_000;
 
 /// What matching compares: the key (project number / person email), the
 /// name and, for projects, the client.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Probe {
     pub key: Option<String>,
     pub name: Option<String>,
@@ -66,7 +66,7 @@ impl Probe {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchedBy {
     Number,
@@ -139,7 +139,7 @@ pub fn rank(kind: EntityKind, probe: &Probe, candidates: &[Candidate]) -> Ranked
     Ranked::Unmatched
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchStatus {
     Matched,
@@ -147,7 +147,7 @@ pub enum MatchStatus {
     Conflict,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CandidateView {
     pub id: Uuid,
@@ -156,7 +156,7 @@ pub struct CandidateView {
     pub linked: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Suggestion {
     pub external_id: String,
@@ -221,7 +221,7 @@ pub fn suggest(
     out
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Suggestions {
     pub provider: String,
@@ -280,7 +280,7 @@ pub async fn suggestions(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConfirmInput {
     pub pairs: Vec<PairInput>,
@@ -288,14 +288,14 @@ pub struct ConfirmInput {
     pub connection_id: Option<Uuid>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PairInput {
     pub external_id: SingleLine,
     pub entity_id: SingleLine,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Confirmed {
     /// Pairs linked now.
     pub matched: u64,

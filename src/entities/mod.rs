@@ -108,7 +108,7 @@ impl EntityKind {
 }
 
 /// How a mapped field follows the source.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldPolicy {
     /// Overwrite unless the field was edited locally (the default).
@@ -410,7 +410,7 @@ pub fn parse_local(kind: EntityKind, column: &str, raw: &Value) -> Result<Value,
 }
 
 /// One mapped field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MappingField {
     pub source: String,
     pub target: String,
@@ -433,7 +433,7 @@ pub struct Link {
     pub inactive_by_source: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConflictPolicy {
     /// Link to an existing entity found by the matching rules, else create.
@@ -445,7 +445,7 @@ pub enum ConflictPolicy {
     AutoCreate,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeletionPolicy {
     /// Deactivate the entity, keep the link, stop field updates.
@@ -469,7 +469,7 @@ pub struct ApplyOptions {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApplyCounts {
     /// Entities created (and linked).
     pub created: u64,

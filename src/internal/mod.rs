@@ -197,9 +197,13 @@ fn shareable_headers(
         .unwrap_or_default()
 }
 
-#[derive(Debug, Serialize)]
+/// A connection's tokens: the only API response that carries them, to
+/// service keys with the tokens:read scope; every read is audited.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IssuedTokens {
+    /// The provider access token (or API key), refreshed when expiring.
     pub access_token: String,
+    /// `Bearer`, or `api_key` for API-key connections.
     pub token_type: String,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<time::OffsetDateTime>,
@@ -207,6 +211,7 @@ pub struct IssuedTokens {
     #[serde(rename = "selectedAccountIds")]
     pub selected_account_ids: Vec<String>,
     pub headers: std::collections::BTreeMap<String, String>,
+    /// Only for keys with the tokens:read_refresh scope.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
 }
@@ -265,13 +270,13 @@ pub async fn connection_tokens(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantRef {
     pub workspace_id: Uuid,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsWrite {
     pub tenant: TenantRef,
@@ -381,16 +386,20 @@ async fn job_for(state: &AppState, caller: &ServiceCaller, id: Uuid) -> AppResul
     found.ok_or_else(|| AppError::not_found("job not found"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunCallback {
     pub job_id: Uuid,
+    /// running, succeeded, failed or cancelled.
+    #[schema(value_type = JobStatus)]
     pub status: SingleLine,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub summary: Option<JsonText>,
     #[serde(default)]
     pub error: Option<MultiLine>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<JsonText>,
 }
 
@@ -459,17 +468,18 @@ pub async fn report_run(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunContext {
     pub job_id: Uuid,
     pub status: JobStatus,
-    pub tenant: serde_json::Value,
+    pub tenant: TenantRef,
     pub provider: String,
     pub object: Option<String>,
     pub connection_id: Option<Uuid>,
     pub connection_status: Option<Status>,
     pub selected_account_ids: Vec<String>,
+    #[schema(value_type = Option<crate::rules::Rule>)]
     pub rule: Value,
 }
 
@@ -492,7 +502,9 @@ pub async fn run_context(
     Ok(RunContext {
         job_id: job.id,
         status: job.status(),
-        tenant: serde_json::json!({ "workspaceId": job.workspace_id }),
+        tenant: TenantRef {
+            workspace_id: job.workspace_id.0,
+        },
         provider: job.provider.clone(),
         object: job.object.clone(),
         connection_id: job.connection_id,

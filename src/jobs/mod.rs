@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::tenancy::WorkspaceId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -55,7 +55,7 @@ impl JobStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     pub id: Uuid,
@@ -64,12 +64,16 @@ pub struct Job {
     pub provider: String,
     pub object: Option<String>,
     pub kind: String,
+    #[schema(value_type = JobStatus)]
     pub status: String,
     pub idempotency_key: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub summary: Option<Json<Value>>,
     pub error: Option<String>,
+    #[schema(value_type = Object)]
     pub metadata: Json<Value>,
     /// Fetched, created, updated, unchanged, deleted, skipped children, errors.
+    #[schema(value_type = Object)]
     pub counts: Json<Value>,
     pub requested_by: Option<Uuid>,
     #[serde(with = "time::serde::rfc3339")]

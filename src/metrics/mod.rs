@@ -33,7 +33,7 @@ pub struct MetricRow {
     pub metrics: Value,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WriteCounts {
     pub written: u64,
     pub inserted: u64,
@@ -58,19 +58,23 @@ impl std::ops::Add for WriteCounts {
 }
 
 /// As posted by automations (and produced by metric fetchers).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricInput {
+    #[schema(value_type = String, format = Date)]
     pub date: Value,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub account_id: Option<Value>,
+    #[schema(value_type = Object)]
     pub metrics_json: Value,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub dimensions_json: Option<Value>,
 }
 
 /// How a write treats what is stored.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WriteMode {
     /// Metric keys merge into the stored row's; other rows are untouched.

@@ -9,7 +9,7 @@ use super::{
     BaseUrlVariant, Flow, Hierarchy, ObjectKind, ObjectMeta, Provider, RateLimits, RequiredHeader,
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderSummary<'a> {
     pub key: &'a str,
@@ -43,7 +43,7 @@ impl<'a> ProviderSummary<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthView<'a> {
     pub flows: &'a [Flow],
@@ -57,7 +57,7 @@ pub struct AuthView<'a> {
     pub client_secret_env: &'a str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderDetail<'a> {
     #[serde(flatten)]
@@ -98,7 +98,7 @@ impl<'a> ProviderDetail<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FieldView<'a> {
     pub name: &'a str,
@@ -108,7 +108,7 @@ pub struct FieldView<'a> {
     pub identifier: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectView<'a> {
     pub key: &'a str,
@@ -126,7 +126,7 @@ pub struct ObjectView<'a> {
     pub has_mapping_defaults: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ParentOnlyView<'a> {
     pub description: &'a str,
@@ -167,7 +167,7 @@ impl<'a> ObjectView<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CatalogView<'a> {
     pub provider: &'a str,
@@ -189,7 +189,7 @@ impl<'a> CatalogView<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MappingDefaultsView<'a> {
     pub provider: &'a str,
@@ -200,7 +200,7 @@ pub struct MappingDefaultsView<'a> {
     pub field_signature_hash: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MappingPairView<'a> {
     pub source: &'a str,
     pub target: &'a str,

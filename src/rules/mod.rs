@@ -31,7 +31,7 @@ pub const SCHEMA_JSON: &str = include_str!("../../providers/rule.schema.json");
 pub const MIN_INTERVAL_MINUTES: u32 = 5;
 pub const MAX_INTERVAL_MINUTES: u32 = 43_200;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Interval {
     Minutes(u32),
@@ -39,14 +39,14 @@ pub enum Interval {
     Cron(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Behaviour {
     Full,
     Delta,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConflictPolicy {
     #[default]
@@ -55,7 +55,7 @@ pub enum ConflictPolicy {
     AutoCreate,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeletionPolicy {
     #[default]
@@ -64,7 +64,7 @@ pub enum DeletionPolicy {
     SoftDelete,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InitialSyncMode {
     #[default]
@@ -73,7 +73,7 @@ pub enum InitialSyncMode {
     DeltaOnlyFromNow,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FilterOp {
     Eq,
@@ -87,7 +87,7 @@ pub enum FilterOp {
     Exists,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Filter {
     pub field: String,
@@ -166,7 +166,7 @@ fn yes() -> bool {
 }
 
 /// A rule as stored and handed to the worker: every default explicit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Rule {
     /// Empty: all of the object's fields.
@@ -222,7 +222,7 @@ impl From<RuleError> for AppError {
 }
 
 /// A value the server changed rather than rejected, reported back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Adjustment {
     pub field: String,
     pub message: String,

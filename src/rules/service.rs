@@ -19,7 +19,7 @@ use crate::storage::now;
 use crate::tenancy::Tenant;
 
 /// A rule as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleView {
     pub id: Uuid,
@@ -31,6 +31,7 @@ pub struct RuleView {
     pub next_run: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_planned_at: Option<OffsetDateTime>,
+    #[schema(value_type = crate::rules::Rule)]
     pub rule: Value,
     pub created_by: Option<Uuid>,
     #[serde(with = "time::serde::rfc3339")]
@@ -57,7 +58,7 @@ impl From<StoredRule> for RuleView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Saved {
     #[serde(flatten)]

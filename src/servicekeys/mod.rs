@@ -23,7 +23,7 @@ use crate::vault::Secret;
 
 pub const KEY_PREFIX: &str = "pb_sk_";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Scope {
     #[serde(rename = "tokens:read")]
     TokensRead,

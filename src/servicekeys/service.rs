@@ -11,7 +11,7 @@ use crate::error::{AppError, AppResult};
 use crate::storage::{DynStore, now};
 use crate::tenancy::Tenant;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedKey {
     pub id: Uuid,

@@ -10,12 +10,13 @@ use crate::audit::AuditEntry;
 use crate::impl_for_backends;
 use crate::tenancy::WorkspaceId;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceKeyRecord {
     pub id: Uuid,
     pub name: String,
     pub prefix: String,
+    #[schema(value_type = Vec<Scope>)]
     pub scopes: Json<Vec<Scope>>,
     pub created_by: Option<Uuid>,
     #[serde(with = "time::serde::rfc3339")]

@@ -13,7 +13,7 @@ use crate::jobs::{Job, JobStatus};
 use crate::storage::now;
 use crate::tenancy::Tenant;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Enqueued {
     pub job_id: Uuid,
@@ -249,7 +249,7 @@ pub async fn retry(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Enq
         .ok_or_else(|| AppError::not_found("nothing to retry"))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
     pub live_workers: i64,

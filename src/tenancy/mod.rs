@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[sqlx(transparent)]
 #[serde(transparent)]
 pub struct WorkspaceId(pub Uuid);
@@ -25,7 +27,19 @@ impl fmt::Display for WorkspaceId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Member,
@@ -65,7 +79,7 @@ impl fmt::Display for Role {
 }
 
 /// A workspace as seen by one of its members.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceMembership {
     pub workspace_id: WorkspaceId,
@@ -120,24 +134,26 @@ impl Tenant {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Member {
     pub user_id: Uuid,
     pub name: String,
     pub email: String,
     #[serde(rename = "role")]
+    #[schema(value_type = Role)]
     pub role_text: String,
     #[serde(with = "time::serde::rfc3339")]
     pub joined_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Invite {
     pub id: Uuid,
     pub email: String,
     #[serde(rename = "role")]
+    #[schema(value_type = Role)]
     pub role_text: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -3,8 +3,10 @@
 
 pub mod api;
 pub mod extract;
+pub mod openapi;
 pub mod pages;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -13,7 +15,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -22,6 +24,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::auth::session::{DbSessionStore, SESSION_COOKIE};
@@ -59,17 +64,24 @@ pub fn router(state: AppState) -> Router {
     let body_limit = settings.server.body_limit_bytes;
     let timeout = Duration::from_secs(settings.server.request_timeout_secs);
 
-    let mut router = Router::<AppState>::new();
+    // Everything under /api plus /health and /ready: routed and documented
+    // from the same registrations.
+    let (documented, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .nest("/api", api)
+        .split_for_parts();
+    let document = Arc::new(openapi::Document::new(document));
+
+    let mut router = documented;
     // The sandbox is its own little server: no sessions, no CSRF, no API rules.
     if let Some(sandbox) = &state.sandbox {
         router = router.nest_service("/sandbox", sandbox.router());
     }
     router
-        .route("/health", get(health))
-        .route("/ready", get(ready))
         .route("/static/app.css", get(stylesheet))
-        .nest("/api", api)
         .merge(pages)
+        .layer(Extension(document))
         .layer(sessions)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(
@@ -264,29 +276,75 @@ async fn page_not_found() -> AppError {
     AppError::not_found("page not found")
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Liveness {
+    /// Always `ok` while the process serves requests.
+    pub status: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "meta",
+    summary = "Liveness",
+    responses((status = 200, description = "The process is up.", body = Liveness))
+)]
+async fn health() -> Json<Liveness> {
+    Json(Liveness { status: "ok" })
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready`, or `unavailable` with a reason.
+    pub status: &'static str,
+    /// The database backend: `postgres` or `sqlite`.
+    pub database: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn unavailable(database: &'static str, reason: String) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(Readiness {
+            status: "unavailable",
+            database,
+            reason: Some(reason),
+        }),
+    )
+        .into_response()
 }
 
 /// Ready when the database answers and every migration in this binary has
 /// been applied.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    operation_id = "ready",
+    tag = "meta",
+    summary = "Readiness: the database answers and is migrated",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Not ready; `reason` says why.", body = Readiness),
+        (status = 500, description = "Internal error.", body = openapi::ErrorBody)
+    )
+)]
 async fn ready(State(state): State<AppState>) -> Response {
-    let backend = state.store.backend().name();
+    let database = state.store.backend().name();
     if let Err(err) = state.store.ping().await {
         tracing::warn!(error = %err, "readiness: database unreachable");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "unavailable", "database": backend, "reason": "database unreachable" })),
-        )
-            .into_response();
+        return unavailable(database, "database unreachable".into());
     }
     match state.store.pending_migrations().await {
-        Ok(0) => Json(serde_json::json!({ "status": "ready", "database": backend })).into_response(),
-        Ok(pending) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "unavailable", "database": backend, "reason": format!("{pending} migrations not applied") })),
-        )
-            .into_response(),
+        Ok(0) => Json(Readiness {
+            status: "ready",
+            database,
+            reason: None,
+        })
+        .into_response(),
+        Ok(pending) => unavailable(database, format!("{pending} migrations not applied")),
         Err(err) => AppError::internal(err).into_response(),
     }
 }

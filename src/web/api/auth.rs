@@ -10,8 +10,9 @@ use crate::auth::{self, LoginInput, SignupInput, SignupPolicy, User, normalize_e
 use crate::error::AppResult;
 use crate::tenancy::{WorkspaceId, WorkspaceMembership};
 use crate::web::extract::ApiJson;
+use crate::web::openapi::{ErrorBody, responses as errors};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Me {
     user: User,
@@ -19,11 +20,12 @@ pub struct Me {
     current_workspace_id: Option<WorkspaceId>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceView {
     #[serde(flatten)]
     membership: WorkspaceMembership,
+    #[schema(value_type = crate::tenancy::Role)]
     role: &'static str,
 }
 
@@ -53,6 +55,20 @@ async fn me_of(state: &AppState, user: User, session: &Session) -> AppResult<Me>
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/signup",
+    operation_id = "signup",
+    tag = "auth",
+    summary = "Create an account (and an organization, or join by invite) and sign in",
+    request_body = SignupInput,
+    responses(
+        (status = 201, description = "Signed up and signed in; sets the session cookie.", body = Me),
+        (status = 403, description = "Sign-up is closed on this server.", body = ErrorBody),
+        errors::Conflict,
+        errors::Body
+    )
+)]
 pub async fn signup(
     State(state): State<AppState>,
     session: Session,
@@ -76,6 +92,20 @@ pub async fn signup(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    operation_id = "login",
+    tag = "auth",
+    summary = "Sign in with email and password",
+    request_body = LoginInput,
+    responses(
+        (status = 200, description = "Signed in; sets the session cookie.", body = Me),
+        (status = 401, description = "Invalid email or password (invalid_credentials).", body = ErrorBody),
+        errors::RateLimited,
+        errors::Body
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -90,11 +120,28 @@ pub async fn login(
     Ok(Json(me_of(&state, user, &session).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    operation_id = "logout",
+    tag = "auth",
+    summary = "End the session",
+    responses((status = 204, description = "Signed out."), errors::JsonContentType)
+)]
 pub async fn logout(session: Session) -> AppResult<StatusCode> {
     session::end(&session).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/me",
+    operation_id = "me",
+    tag = "auth",
+    summary = "The signed-in user, their workspaces and the current one",
+    security(("session_cookie" = [])),
+    responses((status = 200, description = "The signed-in user.", body = Me), errors::SignedIn)
+)]
 pub async fn me(State(state): State<AppState>, current: CurrentUser) -> AppResult<Json<Me>> {
     Ok(Json(me_of(&state, current.user, &current.session).await?))
 }

@@ -4,18 +4,21 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::extract::{CurrentTenant, MaybeUser};
 use crate::auth::session::{self, FlashKind, WORKSPACE_KEY};
-use crate::connections::service::{self, CallbackQuery, CredentialsInput, Diagnostics, Reconnect};
+use crate::connections::service::{
+    self, Account, CallbackQuery, CredentialsInput, Diagnostics, Reconnect, StartedAuthorization,
+};
 use crate::connections::{Connection, ConnectionView};
 use crate::error::{AppError, AppResult, ErrorInfo};
 use crate::input::SingleLine;
 use crate::tenancy::Tenant;
 use crate::web::extract::{ApiJson, ApiQuery};
+use crate::web::openapi::responses as errors;
 use crate::web::parse_path_id;
 
 /// The connection as `tenant` may see it: another member's personal
@@ -26,6 +29,25 @@ pub fn view(state: &AppState, tenant: &Tenant, c: &Connection) -> ConnectionView
         .get(&c.provider)
         .is_some_and(|p| p.meta.auth.issues_refresh_token);
     ConnectionView::for_viewer(c, issues, tenant.user_id)
+}
+
+/// What an admin may do to a connection (documentation of the path value).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ConnectionAction {
+    Disable,
+    Enable,
+    Reconnect,
+}
+
+/// The connection after the action, or (reconnect of an OAuth connection)
+/// where to send the browser.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ConnectionActionResult {
+    Connection(Box<ConnectionView>),
+    Authorize(StartedAuthorization),
 }
 
 #[derive(Deserialize)]
@@ -42,6 +64,23 @@ fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 /// 302 to the provider, or `{authUrl, state}` for clients asking for JSON.
+#[utoipa::path(
+    get,
+    path = "/oauth/{provider}/start",
+    operation_id = "oauth_start",
+    tag = "connections",
+    summary = "Begin connecting over OAuth",
+    description = "Redirects (302) to the provider's consent page, or answers {authUrl, state} when the client sends Accept: application/json.",
+    security(("session_cookie" = [])),
+    params(("provider" = String, Path, description = "A provider key from the catalog."),
+        ("ownership" = Option<String>, Query, description = "workspace (default) or user (a personal connection)."),
+        ("environment" = Option<String>, Query, description = "A base-URL variant key of the provider.")),
+    responses(
+        (status = 200, description = "Where to send the browser (Accept: application/json).", body = StartedAuthorization),
+        (status = 302, description = "Redirect to the provider."),
+        errors::Tenant, errors::Invalid
+    )
+)]
 pub async fn start(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -66,6 +105,21 @@ pub async fn start(
 /// The provider sends the browser back here. Successes and refusals land on
 /// the Data Hub with a message; a bad state gets an error page. Either way
 /// nothing is created unless the whole exchange succeeded.
+#[utoipa::path(
+    get,
+    path = "/oauth/{provider}/callback",
+    operation_id = "oauth_callback",
+    tag = "connections",
+    summary = "Where the provider sends the browser back (HTML flow)",
+    description = "Not for API clients: redirects to the Data Hub with a message, or renders an error page. Nothing is created unless the whole exchange succeeded.",
+    security(("session_cookie" = [])),
+    params(("provider" = String, Path, description = "A provider key from the catalog."), CallbackQuery),
+    responses(
+        (status = 303, description = "Back to the Data Hub (or account selection)."),
+        (status = 400, description = "A bad or expired state: an HTML error page.", content_type = "text/html", body = String),
+        (status = 401, description = "The session ended: an HTML error page.", content_type = "text/html", body = String)
+    )
+)]
 pub async fn callback(
     State(state): State<AppState>,
     maybe: MaybeUser,
@@ -138,6 +192,17 @@ fn error_page(status: StatusCode, _title: &str, message: &str) -> Response {
     page
 }
 
+#[utoipa::path(
+    post,
+    path = "/integrations/{provider}/connect",
+    operation_id = "connect_with_credentials",
+    tag = "connections",
+    summary = "Connect with credentials (client credentials or an API key)",
+    security(("session_cookie" = [])),
+    params(("provider" = String, Path, description = "A provider key from the catalog.")),
+    request_body = CredentialsInput,
+    responses((status = 201, description = "Connected.", body = ConnectionView), errors::Tenant, errors::Conflict, errors::Body)
+)]
 pub async fn connect(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -154,22 +219,40 @@ pub struct AccountsQuery {
     connection_id: Option<Uuid>,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountsView {
+    connection_id: Uuid,
+    accounts: Vec<Account>,
+    selected_account_ids: Vec<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/oauth/{provider}/accounts",
+    operation_id = "list_provider_accounts",
+    tag = "connections",
+    summary = "The accounts a connection can choose from, and those chosen",
+    security(("session_cookie" = [])),
+    params(("provider" = String, Path, description = "A provider key from the catalog."), ("connectionId" = Option<Uuid>, Query, description = "The connection; default: the one you'd use.")),
+    responses((status = 200, description = "Accounts.", body = AccountsView), errors::Tenant, errors::Invalid)
+)]
 pub async fn accounts(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(provider): Path<String>,
     ApiQuery(query): ApiQuery<AccountsQuery>,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<AccountsView>> {
     let c = service::resolve(&state, &current.tenant, &provider, query.connection_id).await?;
     let accounts = service::list_accounts(&state, &c).await?;
-    Ok(Json(serde_json::json!({
-        "connectionId": c.id,
-        "accounts": accounts,
-        "selectedAccountIds": c.selected_account_ids.0,
-    })))
+    Ok(Json(AccountsView {
+        connection_id: c.id,
+        accounts,
+        selected_account_ids: c.selected_account_ids.0,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SelectInput {
     provider: SingleLine,
@@ -177,6 +260,16 @@ pub struct SelectInput {
     account_ids: Vec<SingleLine>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/data/select-account",
+    operation_id = "select_accounts",
+    tag = "connections",
+    summary = "Choose the accounts a connection syncs",
+    security(("session_cookie" = [])),
+    request_body = SelectInput,
+    responses((status = 200, description = "The connection.", body = ConnectionView), errors::Tenant, errors::Body)
+)]
 pub async fn select_account(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -194,13 +287,23 @@ pub async fn select_account(
     Ok(Json(view(&state, &current.tenant, &c)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DisconnectInput {
     provider: SingleLine,
     connection_id: Option<Uuid>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/data/disconnect",
+    operation_id = "disconnect",
+    tag = "connections",
+    summary = "Disconnect: tokens are revoked where the provider supports it and deleted",
+    security(("session_cookie" = [])),
+    request_body = DisconnectInput,
+    responses((status = 200, description = "The connection, now NOT_CONNECTED.", body = ConnectionView), errors::Tenant, errors::Body)
+)]
 pub async fn disconnect(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -217,6 +320,15 @@ pub async fn disconnect(
     Ok(Json(view(&state, &current.tenant, &c)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/integrations/connections",
+    operation_id = "list_connections",
+    tag = "connections",
+    summary = "The connections you can see",
+    security(("session_cookie" = [])),
+    responses((status = 200, description = "Connections.", body = Vec<ConnectionView>), errors::Tenant)
+)]
 pub async fn list(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -229,24 +341,52 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/integrations/connections/{id}/{action}",
+    operation_id = "connection_admin_action",
+    tag = "connections",
+    summary = "Disable, enable or reconnect a connection (admins)",
+    description = "reconnect answers {authUrl, state} for OAuth connections (send the browser there) and the connection otherwise.",
+    security(("session_cookie" = [])),
+    params(("id" = Uuid, Path, description = "The connection."), ("action" = ConnectionAction, Path)),
+    responses(
+        (status = 200, description = "The connection, or where to re-authorize.", body = ConnectionActionResult),
+        errors::Tenant, errors::Conflict, errors::JsonContentType
+    )
+)]
 pub async fn admin_action(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path((id, action)): Path<(String, String)>,
-) -> AppResult<Response> {
+) -> AppResult<Json<ConnectionActionResult>> {
     let id = parse_path_id(&id, "connection")?;
     let c = match action.as_str() {
         "disable" => service::set_enabled(&state, &current.tenant, id, false).await?,
         "enable" => service::set_enabled(&state, &current.tenant, id, true).await?,
         "reconnect" => match service::reconnect(&state, &current.tenant, id).await? {
-            Reconnect::Redirect(started) => return Ok(Json(started).into_response()),
+            Reconnect::Redirect(started) => {
+                return Ok(Json(ConnectionActionResult::Authorize(started)));
+            }
             Reconnect::Done(c) => *c,
         },
         _ => return Err(AppError::not_found("no such API route")),
     };
-    Ok(Json(view(&state, &current.tenant, &c)).into_response())
+    Ok(Json(ConnectionActionResult::Connection(Box::new(view(
+        &state, &current.tenant, &c,
+    )))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/integrations/{provider}/test",
+    operation_id = "test_connection",
+    tag = "connections",
+    summary = "Make a minimal authenticated call and report findings",
+    security(("session_cookie" = [])),
+    params(("provider" = String, Path, description = "A provider key from the catalog.")),
+    responses((status = 200, description = "Diagnostics.", body = Diagnostics), errors::Tenant)
+)]
 pub async fn test(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -257,13 +397,24 @@ pub async fn test(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutomationsInput {
     allowed: bool,
 }
 
 /// The owner's "automations may use this connection" switch.
+#[utoipa::path(
+    put,
+    path = "/integrations/connections/{id}/automations",
+    operation_id = "set_connection_automations",
+    tag = "connections",
+    summary = "Let automations use your personal connection, or stop them (owner only)",
+    security(("session_cookie" = [])),
+    params(("id" = Uuid, Path, description = "Your personal connection.")),
+    request_body = AutomationsInput,
+    responses((status = 200, description = "The connection.", body = ConnectionView), errors::Tenant, errors::Body)
+)]
 pub async fn set_automations(
     State(state): State<AppState>,
     current: CurrentTenant,

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::app::AppState;
@@ -18,9 +18,119 @@ use crate::entities::{
 use crate::error::AppResult;
 use crate::input::SingleLine;
 use crate::web::extract::{ApiJson, ApiQuery};
+use crate::web::openapi::responses as errors;
 use crate::web::parse_path_id;
+use uuid::Uuid;
 
 type Body = ApiJson<Map<String, Value>>;
+
+// Projects and people are read and written as JSON objects whose keys are
+// the entity's columns (`EntityKind::columns`): the service checks each key
+// (camelCase or snake_case), so a bad one is a 422 naming it. The types
+// below document those objects; keep them in step with the columns.
+
+/// A project as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct ProjectView {
+    id: Uuid,
+    /// Always `project`.
+    kind: String,
+    number: Option<String>,
+    name: String,
+    client_name: Option<String>,
+    #[schema(value_type = Option<EntityStatus>)]
+    status: Option<String>,
+    #[schema(format = Date)]
+    start_date: Option<String>,
+    #[schema(format = Date)]
+    end_date: Option<String>,
+    #[serde(flatten)]
+    common: EntityCommon,
+}
+
+/// A person as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct PersonView {
+    id: Uuid,
+    /// Always `person`.
+    kind: String,
+    name: String,
+    email: Option<String>,
+    title: Option<String>,
+    active: Option<bool>,
+    #[serde(flatten)]
+    common: EntityCommon,
+}
+
+/// Fields every project and person has.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct EntityCommon {
+    /// The source's values by field, beside the local ones.
+    #[schema(value_type = Object)]
+    source_values: Value,
+    /// Fields edited locally (what preserve_local respects).
+    local_edits: Vec<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    /// Only when reading one (GET by id): the records linked to it.
+    links: Option<Vec<EntityLink>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct EntityLink {
+    provider: String,
+    object: String,
+    external_id: String,
+    connection_id: Uuid,
+    inactive_by_source: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum EntityStatus {
+    Active,
+    Inactive,
+}
+
+/// Fields to set on a project (camelCase or snake_case keys); others are
+/// 422. Null or an empty string clears a field.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct ProjectChanges {
+    number: Option<String>,
+    name: Option<String>,
+    client_name: Option<String>,
+    #[schema(value_type = Option<EntityStatus>)]
+    status: Option<String>,
+    #[schema(format = Date)]
+    start_date: Option<String>,
+    #[schema(format = Date)]
+    end_date: Option<String>,
+}
+
+/// Fields to set on a person (camelCase or snake_case keys); others are
+/// 422. Null or an empty string clears a field.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct PersonChanges {
+    name: Option<String>,
+    email: Option<String>,
+    title: Option<String>,
+    active: Option<bool>,
+}
 
 async fn list(
     state: &AppState,
@@ -65,9 +175,10 @@ async fn update(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetInput {
+    /// The field (camelCase or snake_case) to set back to its source value.
     field: SingleLine,
 }
 
@@ -84,6 +195,15 @@ async fn reset(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/projects",
+    operation_id = "list_projects",
+    tag = "entities",
+    summary = "The workspace's projects (up to 5,000)",
+    security(("session_cookie" = [])),
+    responses((status = 200, description = "Project list (without links).", body = Vec<ProjectView>), errors::Tenant)
+)]
 pub async fn list_projects(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -91,6 +211,17 @@ pub async fn list_projects(
     list(&state, &current, EntityKind::Project).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/projects",
+    operation_id = "create_project",
+    tag = "entities",
+    summary = "Enter a project locally (admins)",
+    description = "Keys in camelCase or snake_case; name is required.",
+    security(("session_cookie" = [])),
+    request_body = ProjectChanges,
+    responses((status = 201, description = "Created.", body = ProjectView), errors::Tenant, errors::Body)
+)]
 pub async fn create_project(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -99,6 +230,16 @@ pub async fn create_project(
     create(&state, &current, EntityKind::Project, &body).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/projects/{id}",
+    operation_id = "show_project",
+    tag = "entities",
+    summary = "A project with its links",
+    security(("session_cookie" = [])),
+    params(("id" = Uuid, Path, description = "The project.")),
+    responses((status = 200, description = "The project.", body = ProjectView), errors::Tenant)
+)]
 pub async fn show_project(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -107,6 +248,18 @@ pub async fn show_project(
     show(&state, &current, EntityKind::Project, &id).await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/projects/{id}",
+    operation_id = "update_project",
+    tag = "entities",
+    summary = "Edit a project (admins); edited fields are marked local",
+    description = "Only the fields given change; null or an empty string clears a field.",
+    security(("session_cookie" = [])),
+    params(("id" = Uuid, Path, description = "The project.")),
+    request_body = ProjectChanges,
+    responses((status = 200, description = "The project.", body = ProjectView), errors::Tenant, errors::Body)
+)]
 pub async fn update_project(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -116,6 +269,17 @@ pub async fn update_project(
     update(&state, &current, EntityKind::Project, &id, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/projects/{id}/reset-field",
+    operation_id = "reset_project_field",
+    tag = "entities",
+    summary = "Reset a field of a project to its source value (admins)",
+    security(("session_cookie" = [])),
+    params(("id" = Uuid, Path, description = "The project.")),
+    request_body = ResetInput,
+    responses((status = 200, description = "The project.", body = ProjectView), errors::Tenant, errors::Body)
+)]
 pub async fn reset_project_field(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -125,6 +289,15 @@ pub async fn reset_project_field(
     reset(&state, &current, EntityKind::Project, &id, &input.field).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/people",
+    operation_id = "list_people",
+    tag = "entities",
+    summary = "The workspace's people (up to 5,000)",
+    security(("session_cookie" = [])),
+    responses((status = 200, description = "Person list (without links).", body = Vec<PersonView>), errors::Tenant)
+)]
 pub async fn list_people(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -132,6 +305,17 @@ pub async fn list_people(
     list(&state, &current, EntityKind::Person).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/people",
+    operation_id = "create_person",
+    tag = "entities",
+    summary = "Enter a person locally (admins)",
+    description = "Keys in camelCase or snake_case; name is required.",
+    security(("session_cookie" = [])),
+    request_body = PersonChanges,
+    responses((status = 201, description = "Created.", body = PersonView), errors::Tenant, errors::Body)
+)]
 pub async fn create_person(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -140,6 +324,16 @@ pub async fn create_person(
     create(&state, &current, EntityKind::Person, &body).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/people/{id}",
+    operation_id = "show_person",
+    tag = "entities",
+    summary = "A person with its links",
+    security(("session_cookie" = [])),
+    params(("id" = Uuid, Path, description = "The person.")),
+    responses((status = 200, description = "The person.", body = PersonView), errors::Tenant)
+)]
 pub async fn show_person(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -148,6 +342,18 @@ pub async fn show_person(
     show(&state, &current, EntityKind::Person, &id).await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/people/{id}",
+    operation_id = "update_person",
+    tag = "entities",
+    summary = "Edit a person (admins); edited fields are marked local",
+    description = "Only the fields given change; null or an empty string clears a field.",
+    security(("session_cookie" = [])),
+    params(("id" = Uuid, Path, description = "The person.")),
+    request_body = PersonChanges,
+    responses((status = 200, description = "The person.", body = PersonView), errors::Tenant, errors::Body)
+)]
 pub async fn update_person(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -157,6 +363,17 @@ pub async fn update_person(
     update(&state, &current, EntityKind::Person, &id, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/people/{id}/reset-field",
+    operation_id = "reset_person_field",
+    tag = "entities",
+    summary = "Reset a field of a person to its source value (admins)",
+    security(("session_cookie" = [])),
+    params(("id" = Uuid, Path, description = "The person.")),
+    request_body = ResetInput,
+    responses((status = 200, description = "The person.", body = PersonView), errors::Tenant, errors::Body)
+)]
 pub async fn reset_person_field(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -167,6 +384,16 @@ pub async fn reset_person_field(
 }
 
 /// Members may look at the mapping; the catalog is theirs to see too.
+#[utoipa::path(
+    get,
+    path = "/integrations/{provider}/{object}/mapping",
+    operation_id = "get_mapping",
+    tag = "entities",
+    summary = "The mapping in force for an object",
+    security(("session_cookie" = [])),
+    params(("provider" = String, Path, description = "A provider key from the catalog."), ("object" = String, Path, description = "An object key of the provider.")),
+    responses((status = 200, description = "The mapping (the provider's defaults until an admin saves one).", body = EffectiveMapping), errors::Tenant)
+)]
 pub async fn get_mapping(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -177,6 +404,17 @@ pub async fn get_mapping(
     ))
 }
 
+#[utoipa::path(
+    put,
+    path = "/integrations/{provider}/{object}/mapping",
+    operation_id = "save_mapping",
+    tag = "entities",
+    summary = "Save the mapping of an object (admins)",
+    security(("session_cookie" = [])),
+    params(("provider" = String, Path, description = "A provider key from the catalog."), ("object" = String, Path, description = "An object key of the provider.")),
+    request_body = MappingInput,
+    responses((status = 200, description = "The saved mapping.", body = EffectiveMapping), errors::Tenant, errors::Conflict, errors::Body)
+)]
 pub async fn put_mapping(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -188,7 +426,7 @@ pub async fn put_mapping(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ApplyInput {
     #[serde(default)]
@@ -203,6 +441,17 @@ pub struct ApplyInput {
 
 /// "Re-apply mappings" (admins): applies the connection's stored records
 /// of the object now.
+#[utoipa::path(
+    post,
+    path = "/integrations/{provider}/{object}/apply",
+    operation_id = "apply_mapping",
+    tag = "entities",
+    summary = "Re-apply the mapping to the connection's stored records (admins)",
+    security(("session_cookie" = [])),
+    params(("provider" = String, Path, description = "A provider key from the catalog."), ("object" = String, Path, description = "An object key of the provider.")),
+    request_body = ApplyInput,
+    responses((status = 200, description = "What changed (or would, with dryRun).", body = ApplyCounts), errors::Tenant, errors::Conflict, errors::Body)
+)]
 pub async fn apply(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -235,6 +484,16 @@ pub struct SuggestionsQuery {
     connection_id: Option<SingleLine>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/integrations/{provider}/{object}/matching/suggestions",
+    operation_id = "matching_suggestions",
+    tag = "entities",
+    summary = "Proposed matches for unlinked records (admins)",
+    security(("session_cookie" = [])),
+    params(("provider" = String, Path, description = "A provider key from the catalog."), ("object" = String, Path, description = "An object key of the provider."), ("connectionId" = Option<Uuid>, Query, description = "The connection; default: the one you'd use.")),
+    responses((status = 200, description = "Suggestions.", body = Suggestions), errors::Tenant, errors::Conflict)
+)]
 pub async fn suggestions(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -251,6 +510,17 @@ pub async fn suggestions(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/integrations/{provider}/{object}/matching/confirm",
+    operation_id = "matching_confirm",
+    tag = "entities",
+    summary = "Link records to projects or people (admins)",
+    security(("session_cookie" = [])),
+    params(("provider" = String, Path, description = "A provider key from the catalog."), ("object" = String, Path, description = "An object key of the provider.")),
+    request_body = ConfirmInput,
+    responses((status = 200, description = "Counts.", body = Confirmed), errors::Tenant, errors::Conflict, errors::Body)
+)]
 pub async fn confirm(
     State(state): State<AppState>,
     current: CurrentTenant,

@@ -12,13 +12,26 @@ use crate::input::{Name, SingleLine};
 use crate::servicekeys::service::{self, CreatedKey};
 use crate::servicekeys::store::ServiceKeyRecord;
 use crate::web::extract::ApiJson;
+use crate::web::openapi::responses as errors;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewKeyInput {
     name: Name,
+    #[schema(value_type = Vec<crate::servicekeys::Scope>)]
     scopes: Vec<SingleLine>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspace_id}/service-keys",
+    operation_id = "create_service_key",
+    tag = "service-keys",
+    summary = "Create a service key (admins); the full key is in this response only",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you administer.")),
+    request_body = NewKeyInput,
+    responses((status = 201, description = "The key; `key` is shown this once and stored only hashed.", body = CreatedKey), errors::Tenant, errors::Body)
+)]
 pub async fn create(
     State(state): State<AppState>,
     path: PathTenant,
@@ -29,6 +42,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspace_id}/service-keys",
+    operation_id = "list_service_keys",
+    tag = "service-keys",
+    summary = "The workspace's service keys, without their secrets (admins)",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you administer.")),
+    responses((status = 200, description = "Keys (prefix only).", body = Vec<ServiceKeyRecord>), errors::Tenant)
+)]
 pub async fn list(
     State(state): State<AppState>,
     path: PathTenant,
@@ -42,6 +65,16 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/workspaces/{workspace_id}/service-keys/{key_id}",
+    operation_id = "revoke_service_key",
+    tag = "service-keys",
+    summary = "Revoke a service key (admins)",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you administer."), ("key_id" = Uuid, Path, description = "The key.")),
+    responses((status = 204, description = "Revoked."), errors::Tenant, errors::JsonContentType)
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     path: PathTenant,

@@ -11,158 +11,80 @@ mod sync;
 mod webhooks;
 mod workspaces;
 
-use axum::Router;
-use axum::routing::{delete, get, patch, post, put};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
+use crate::web::openapi;
+
+// Routes are registered only through `routes!` on an `OpenApiRouter`:
+// each handler's `#[utoipa::path]` is both its route and its documentation
+// (tests/openapi.rs fails on a plain axum route call here). One `routes!` per
+// path: handlers in one call must share the path.
 
 /// Server-to-server routes; their own, larger body limit (metric batches).
-pub fn internal_routes(body_limit: usize) -> Router<AppState> {
-    Router::new()
-        .route("/connection-tokens", get(internal::connection_tokens))
-        .route("/metrics/write", post(internal::write_metrics))
-        .route("/runs/callback", post(internal::run_callback))
-        .route("/run-context", get(internal::run_context))
+pub fn internal_routes(body_limit: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(internal::connection_tokens))
+        .routes(routes!(internal::write_metrics))
+        .routes(routes!(internal::run_callback))
+        .routes(routes!(internal::run_context))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/auth/signup", post(auth::signup))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/logout", post(auth::logout))
-        .route("/me", get(auth::me))
-        .route(
-            "/workspaces",
-            get(workspaces::list).post(workspaces::create),
-        )
-        .route("/workspaces/{workspace_id}", get(workspaces::show))
-        .route(
-            "/workspaces/{workspace_id}/switch",
-            post(workspaces::switch),
-        )
-        .route(
-            "/workspaces/{workspace_id}/members",
-            get(workspaces::members).post(workspaces::add_member),
-        )
-        .route(
-            "/workspaces/{workspace_id}/members/{user_id}",
-            patch(workspaces::change_role).delete(workspaces::remove_member),
-        )
-        .route(
-            "/workspaces/{workspace_id}/members/{user_id}/password-reset",
-            post(workspaces::create_password_reset),
-        )
-        .route(
-            "/workspaces/{workspace_id}/invites",
-            get(workspaces::invites).post(workspaces::create_invite),
-        )
-        .route(
-            "/workspaces/{workspace_id}/invites/{invite_id}",
-            delete(workspaces::revoke_invite),
-        )
-        .route("/workspaces/{workspace_id}/audit", get(workspaces::audit))
-        .route("/invites/{token}/accept", post(workspaces::accept_invite))
-        .route("/capabilities", get(integrations::capabilities))
-        .route("/integrations/providers", get(integrations::providers))
-        .route("/integrations/{provider}", get(integrations::provider))
-        .route(
-            "/integrations/{provider}/catalog",
-            get(integrations::catalog),
-        )
-        .route(
-            "/integrations/{provider}/{object}/mapping/defaults",
-            get(integrations::mapping_defaults),
-        )
-        .route(
-            "/integrations/{provider}/{object}/mapping",
-            get(entities::get_mapping).put(entities::put_mapping),
-        )
-        .route(
-            "/integrations/{provider}/{object}/apply",
-            post(entities::apply),
-        )
-        .route(
-            "/integrations/{provider}/{object}/matching/suggestions",
-            get(entities::suggestions),
-        )
-        .route(
-            "/integrations/{provider}/{object}/matching/confirm",
-            post(entities::confirm),
-        )
-        .route(
-            "/projects",
-            get(entities::list_projects).post(entities::create_project),
-        )
-        .route(
-            "/projects/{id}",
-            get(entities::show_project).patch(entities::update_project),
-        )
-        .route(
-            "/projects/{id}/reset-field",
-            post(entities::reset_project_field),
-        )
-        .route(
-            "/people",
-            get(entities::list_people).post(entities::create_person),
-        )
-        .route(
-            "/people/{id}",
-            get(entities::show_person).patch(entities::update_person),
-        )
-        .route(
-            "/people/{id}/reset-field",
-            post(entities::reset_person_field),
-        )
-        .route("/oauth/{provider}/start", get(connections::start))
-        .route("/oauth/{provider}/callback", get(connections::callback))
-        .route("/oauth/{provider}/accounts", get(connections::accounts))
-        .route(
-            "/integrations/{provider}/connect",
-            post(connections::connect),
-        )
-        .route("/integrations/{provider}/test", get(connections::test))
-        .route("/integrations/connections", get(connections::list))
-        .route(
-            "/integrations/connections/{id}/{action}",
-            post(connections::admin_action),
-        )
-        .route(
-            "/integrations/connections/{id}/automations",
-            put(connections::set_automations),
-        )
-        .route("/data/select-account", post(connections::select_account))
-        .route("/data/sync", post(sync::sync_data))
-        .route("/integrations/health", get(sync::health))
-        .route("/integrations/{provider}/jobs", get(sync::list))
-        .route(
-            "/integrations/{provider}/{object}/sync",
-            post(sync::sync_object),
-        )
-        .route(
-            "/integrations/{provider}/{object}/rules",
-            get(rules::list).put(rules::put).delete(rules::delete),
-        )
-        .route("/jobs/{id}", get(sync::show))
-        .route("/jobs/{id}/cancel", post(sync::cancel))
-        .route("/jobs/{id}/retry", post(sync::retry))
-        .route("/data/disconnect", post(connections::disconnect))
-        .route(
-            "/workspaces/{workspace_id}/webhook",
-            get(webhooks::get)
-                .put(webhooks::put)
-                .delete(webhooks::delete),
-        )
-        .route(
-            "/workspaces/{workspace_id}/webhook/deliveries",
-            get(webhooks::deliveries),
-        )
-        .route(
-            "/workspaces/{workspace_id}/service-keys",
-            get(keys::list).post(keys::create),
-        )
-        .route(
-            "/workspaces/{workspace_id}/service-keys/{key_id}",
-            delete(keys::revoke),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(openapi::docs))
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(workspaces::list, workspaces::create))
+        .routes(routes!(workspaces::show))
+        .routes(routes!(workspaces::switch))
+        .routes(routes!(workspaces::members, workspaces::add_member))
+        .routes(routes!(workspaces::change_role, workspaces::remove_member))
+        .routes(routes!(workspaces::create_password_reset))
+        .routes(routes!(workspaces::invites, workspaces::create_invite))
+        .routes(routes!(workspaces::revoke_invite))
+        .routes(routes!(workspaces::audit))
+        .routes(routes!(workspaces::accept_invite))
+        .routes(routes!(integrations::capabilities))
+        .routes(routes!(integrations::providers))
+        .routes(routes!(integrations::provider))
+        .routes(routes!(integrations::catalog))
+        .routes(routes!(integrations::mapping_defaults))
+        .routes(routes!(entities::get_mapping, entities::put_mapping))
+        .routes(routes!(entities::apply))
+        .routes(routes!(entities::suggestions))
+        .routes(routes!(entities::confirm))
+        .routes(routes!(entities::list_projects, entities::create_project))
+        .routes(routes!(entities::show_project, entities::update_project))
+        .routes(routes!(entities::reset_project_field))
+        .routes(routes!(entities::list_people, entities::create_person))
+        .routes(routes!(entities::show_person, entities::update_person))
+        .routes(routes!(entities::reset_person_field))
+        .routes(routes!(connections::start))
+        .routes(routes!(connections::callback))
+        .routes(routes!(connections::accounts))
+        .routes(routes!(connections::connect))
+        .routes(routes!(connections::test))
+        .routes(routes!(connections::list))
+        .routes(routes!(connections::admin_action))
+        .routes(routes!(connections::set_automations))
+        .routes(routes!(connections::select_account))
+        .routes(routes!(sync::sync_data))
+        .routes(routes!(sync::health))
+        .routes(routes!(sync::list))
+        .routes(routes!(sync::sync_object))
+        .routes(routes!(rules::list, rules::put, rules::delete))
+        .routes(routes!(sync::show))
+        .routes(routes!(sync::cancel))
+        .routes(routes!(sync::retry))
+        .routes(routes!(connections::disconnect))
+        .routes(routes!(webhooks::get, webhooks::put, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::revoke))
 }

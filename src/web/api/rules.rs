@@ -12,6 +12,7 @@ use crate::error::{AppError, AppResult};
 use crate::input::SingleLine;
 use crate::rules::service::{self, RuleView, Saved};
 use crate::web::extract::{ApiJson, ApiQuery};
+use crate::web::openapi::responses as errors;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -33,6 +34,16 @@ impl RuleQuery {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/integrations/{provider}/{object}/rules",
+    operation_id = "list_rules",
+    tag = "sync",
+    summary = "Sync rules of an object (admins)",
+    security(("session_cookie" = [])),
+    params(("provider" = String, Path, description = "A provider key from the catalog."), ("object" = String, Path, description = "An object key of the provider."), ("connectionId" = Option<Uuid>, Query, description = "The connection; default: the one you'd use.")),
+    responses((status = 200, description = "Rules.", body = Vec<RuleView>), errors::Tenant, errors::Invalid)
+)]
 pub async fn list(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -45,7 +56,34 @@ pub async fn list(
     ))
 }
 
+/// The document `PUT` takes: a rule plus its envelope. The handler reads it
+/// as JSON and validates it against the rule schema itself, so errors name
+/// fields by JSON pointer; this type documents the shape.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct RuleInput {
+    #[serde(flatten)]
+    rule: crate::rules::Rule,
+    /// The connection the rule is for; default: the one you'd use.
+    connection_id: Option<Uuid>,
+    /// The revision you edited; a newer one is a conflict (409).
+    revision: Option<i32>,
+}
+
 /// 201 when the rule was created, 200 when replaced.
+#[utoipa::path(
+    put,
+    path = "/integrations/{provider}/{object}/rules",
+    operation_id = "save_rule",
+    tag = "sync",
+    summary = "Create or replace a sync rule (admins)",
+    description = "Validated against the rule schema; errors name the field by JSON pointer. Values the server adjusted instead of rejecting are listed in `adjusted`. Send the `revision` you edited to detect concurrent edits (409).",
+    security(("session_cookie" = [])),
+    params(("provider" = String, Path, description = "A provider key from the catalog."), ("object" = String, Path, description = "An object key of the provider.")),
+    request_body = RuleInput,
+    responses((status = 201, description = "Created.", body = Saved), (status = 200, description = "Replaced.", body = Saved), errors::Tenant, errors::Conflict, errors::Body)
+)]
 pub async fn put(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -61,6 +99,16 @@ pub async fn put(
     Ok((status, Json(saved)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/integrations/{provider}/{object}/rules",
+    operation_id = "delete_rule",
+    tag = "sync",
+    summary = "Delete a sync rule (admins)",
+    security(("session_cookie" = [])),
+    params(("provider" = String, Path, description = "A provider key from the catalog."), ("object" = String, Path, description = "An object key of the provider."), ("connectionId" = Option<Uuid>, Query, description = "The connection; default: the one you'd use.")),
+    responses((status = 204, description = "Deleted."), errors::Tenant, errors::Invalid, errors::JsonContentType)
+)]
 pub async fn delete(
     State(state): State<AppState>,
     current: CurrentTenant,

@@ -15,15 +15,17 @@ use crate::storage::now;
 use crate::tenancy::service::{self, CreatedInvite, parse_role};
 use crate::tenancy::{Invite, Member, Tenant, WorkspaceId};
 use crate::web::extract::ApiJson;
+use crate::web::openapi::responses as errors;
 use crate::web::parse_path_id;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceDetail {
     id: WorkspaceId,
     name: String,
     organization_id: Uuid,
     organization_name: String,
+    #[schema(value_type = crate::tenancy::Role)]
     role: &'static str,
 }
 
@@ -39,6 +41,15 @@ impl From<&Tenant> for WorkspaceDetail {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces",
+    operation_id = "list_workspaces",
+    tag = "workspaces",
+    summary = "Your workspaces",
+    security(("session_cookie" = [])),
+    responses((status = 200, description = "The workspaces you belong to.", body = Vec<WorkspaceDetail>), errors::SignedIn)
+)]
 pub async fn list(
     State(state): State<AppState>,
     current: CurrentUser,
@@ -52,12 +63,22 @@ pub async fn list(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateWorkspace {
     name: Name,
 }
 
 /// Creates a workspace in the organization of the current workspace.
+#[utoipa::path(
+    post,
+    path = "/workspaces",
+    operation_id = "create_workspace",
+    tag = "workspaces",
+    summary = "Create a workspace in the current workspace's organization",
+    security(("session_cookie" = [])),
+    request_body = CreateWorkspace,
+    responses((status = 201, description = "Created; you are its owner.", body = WorkspaceDetail), errors::Tenant, errors::Body)
+)]
 pub async fn create(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -73,10 +94,30 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(WorkspaceDetail::from(&tenant))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspace_id}",
+    operation_id = "show_workspace",
+    tag = "workspaces",
+    summary = "One of your workspaces",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    responses((status = 200, description = "The workspace.", body = WorkspaceDetail), errors::Tenant)
+)]
 pub async fn show(path: PathTenant) -> AppResult<Json<WorkspaceDetail>> {
     Ok(Json(WorkspaceDetail::from(&path.tenant)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspace_id}/switch",
+    operation_id = "switch_workspace",
+    tag = "workspaces",
+    summary = "Make this the session's current workspace",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    responses((status = 200, description = "Switched.", body = WorkspaceDetail), errors::Tenant, errors::JsonContentType)
+)]
 pub async fn switch(
     State(state): State<AppState>,
     path: PathTenant,
@@ -91,6 +132,16 @@ pub async fn switch(
     Ok(Json(WorkspaceDetail::from(&path.tenant)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspace_id}/members",
+    operation_id = "list_members",
+    tag = "workspaces",
+    summary = "The workspace's members",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    responses((status = 200, description = "Members.", body = Vec<Member>), errors::Tenant)
+)]
 pub async fn members(
     State(state): State<AppState>,
     path: PathTenant,
@@ -100,15 +151,27 @@ pub async fn members(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct MemberInput {
     email: SingleLine,
+    #[schema(value_type = crate::tenancy::Role)]
     role: SingleLine,
 }
 
 /// Adding a person by email invites them: 202 with the invite (its link
 /// shown once), exactly as for an address without an account. They become
 /// a member only when they accept.
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspace_id}/members",
+    operation_id = "add_member",
+    tag = "workspaces",
+    summary = "Invite a person by email (admins); the same answer whether or not they have an account",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    request_body = MemberInput,
+    responses((status = 202, description = "Invited; they join when they accept.", body = CreatedInvite), errors::Tenant, errors::Conflict, errors::Body)
+)]
 pub async fn add_member(
     state: State<AppState>,
     path: PathTenant,
@@ -118,11 +181,23 @@ pub async fn add_member(
     Ok((StatusCode::ACCEPTED, created))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RoleInput {
+    #[schema(value_type = crate::tenancy::Role)]
     role: SingleLine,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/workspaces/{workspace_id}/members/{user_id}",
+    operation_id = "change_member_role",
+    tag = "workspaces",
+    summary = "Change a member's role (admins)",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to."), ("user_id" = Uuid, Path, description = "The member's user id.")),
+    request_body = RoleInput,
+    responses((status = 200, description = "The member with the new role.", body = Member), errors::Tenant, errors::Conflict, errors::Body)
+)]
 pub async fn change_role(
     State(state): State<AppState>,
     path: PathTenant,
@@ -140,6 +215,16 @@ pub async fn change_role(
     Ok(Json(member))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/workspaces/{workspace_id}/members/{user_id}",
+    operation_id = "remove_member",
+    tag = "workspaces",
+    summary = "Remove a member (admins)",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to."), ("user_id" = Uuid, Path, description = "The member's user id.")),
+    responses((status = 204, description = "Removed."), errors::Tenant, errors::Conflict, errors::JsonContentType)
+)]
 pub async fn remove_member(
     State(state): State<AppState>,
     path: PathTenant,
@@ -152,6 +237,16 @@ pub async fn remove_member(
 
 /// A single-use password reset link for a member (admins; owners for
 /// owners), shown once.
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspace_id}/members/{user_id}/password-reset",
+    operation_id = "create_password_reset",
+    tag = "workspaces",
+    summary = "A single-use password reset link for a member (admins; owners for owners), shown once",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to."), ("user_id" = Uuid, Path, description = "The member's user id.")),
+    responses((status = 201, description = "The link, shown once.", body = CreatedReset), errors::Tenant, errors::JsonContentType)
+)]
 pub async fn create_password_reset(
     State(state): State<AppState>,
     path: PathTenant,
@@ -168,6 +263,16 @@ pub async fn create_password_reset(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspace_id}/invites",
+    operation_id = "list_invites",
+    tag = "workspaces",
+    summary = "Open invites (admins)",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    responses((status = 200, description = "Invites not yet accepted, revoked or expired.", body = Vec<Invite>), errors::Tenant)
+)]
 pub async fn invites(
     State(state): State<AppState>,
     path: PathTenant,
@@ -181,6 +286,17 @@ pub async fn invites(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{workspace_id}/invites",
+    operation_id = "create_invite",
+    tag = "workspaces",
+    summary = "Invite someone by email (admins); the link is shown this once",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    request_body = MemberInput,
+    responses((status = 201, description = "The invite, with its link (the only copy of the token).", body = CreatedInvite), errors::Tenant, errors::Conflict, errors::Body)
+)]
 pub async fn create_invite(
     State(state): State<AppState>,
     path: PathTenant,
@@ -199,6 +315,16 @@ pub async fn create_invite(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/workspaces/{workspace_id}/invites/{invite_id}",
+    operation_id = "revoke_invite",
+    tag = "workspaces",
+    summary = "Revoke an open invite (admins)",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to."), ("invite_id" = Uuid, Path, description = "The invite.")),
+    responses((status = 204, description = "Revoked."), errors::Tenant, errors::JsonContentType)
+)]
 pub async fn revoke_invite(
     State(state): State<AppState>,
     path: PathTenant,
@@ -209,6 +335,16 @@ pub async fn revoke_invite(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{workspace_id}/audit",
+    operation_id = "audit_log",
+    tag = "workspaces",
+    summary = "The workspace's audit log, newest first, 200 entries (admins)",
+    security(("session_cookie" = [])),
+    params(("workspace_id" = Uuid, Path, description = "A workspace you belong to.")),
+    responses((status = 200, description = "Audit entries.", body = Vec<AuditRecord>), errors::Tenant)
+)]
 pub async fn audit(
     State(state): State<AppState>,
     path: PathTenant,
@@ -222,6 +358,16 @@ pub async fn audit(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/invites/{token}/accept",
+    operation_id = "accept_invite",
+    tag = "workspaces",
+    summary = "Accept an invite addressed to your email",
+    security(("session_cookie" = [])),
+    params(("token" = String, Path, description = "The token from the invite link.")),
+    responses((status = 200, description = "Joined; now the current workspace.", body = WorkspaceDetail), errors::Tenant, errors::Conflict, errors::JsonContentType)
+)]
 pub async fn accept_invite(
     State(state): State<AppState>,
     current: CurrentUser,
