@@ -158,13 +158,20 @@ async fn error_pages_have_the_nav_when_signed_in(backend: Backend) {
 
 async fn csp_allows_own_scripts_and_assets_are_served(backend: Backend) {
     let app = spawn_app(backend).await;
-    let res = common::client().get(app.url("/login")).send().await.unwrap();
+    let res = common::client()
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap();
     let csp = res.headers()[CONTENT_SECURITY_POLICY]
         .to_str()
         .unwrap()
         .to_owned();
     assert!(csp.contains("script-src 'self'"), "{csp}");
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("http"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("http"),
+        "{csp}"
+    );
     let page = res.text().await.unwrap();
     assert!(page.contains("<script src=\"/static/app.js\" defer></script>"));
     assert!(page.contains("rel=\"icon\" href=\"/static/favicon.svg\""));
@@ -234,7 +241,10 @@ async fn destructive_actions_need_confirmation(backend: Backend) {
     // Without `confirm=yes` each action only asks: a confirmation page
     // whose form repeats the action with the confirmation.
     for (path, what) in [
-        (format!("/settings/keys/{key_id}/revoke"), "n8n &#60;prod&#62;"),
+        (
+            format!("/settings/keys/{key_id}/revoke"),
+            "n8n &#60;prod&#62;",
+        ),
         (
             format!("/settings/invites/{invite_id}/revoke"),
             "friend@a.example",

@@ -125,7 +125,13 @@ mod tests {
 
     #[test]
     fn refuses_unknown_zones() {
-        for bad in ["Mars/Olympus", "", "../../etc/passwd", "Europe/Berlin\0", "x".repeat(100).as_str()] {
+        for bad in [
+            "Mars/Olympus",
+            "",
+            "../../etc/passwd",
+            "Europe/Berlin\0",
+            "x".repeat(100).as_str(),
+        ] {
             let err = Zone::parse("time_zone", bad).unwrap_err();
             assert_eq!(err.status(), 422, "{bad:?}");
         }

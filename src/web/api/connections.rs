@@ -148,11 +148,13 @@ async fn error_page(
     message: &str,
 ) -> Response {
     let layout = crate::web::pages::error_layout(state, Some(session)).await;
-    let mut page = crate::web::pages::render_error(layout, &ErrorInfo {
-        status,
-        code: "oauth_callback",
-        message: message.to_owned(),
-        field: None,
+    let mut page = crate::web::pages::render_error(
+        layout,
+        &ErrorInfo {
+            status,
+            code: "oauth_callback",
+            message: message.to_owned(),
+            field: None,
         },
     );
     *page.status_mut() = status;

@@ -133,7 +133,10 @@ pub async fn signup_submit(
                 form: FormState::with_values([
                     ("name", input.name.as_str()),
                     ("email", input.email.as_str()),
-                    ("organization", input.organization.as_deref().unwrap_or_default()),
+                    (
+                        "organization",
+                        input.organization.as_deref().unwrap_or_default(),
+                    ),
                 ])
                 .with_error(&err, &SIGNUP_FIELDS),
                 invite,

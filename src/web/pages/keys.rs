@@ -33,7 +33,9 @@ const PAGE_SIZE: usize = 25;
 
 type KeyOrder = fn(&ServiceKeyRecord, &ServiceKeyRecord) -> std::cmp::Ordering;
 const KEY_COLUMNS: [(&str, KeyOrder); 3] = [
-    ("name", |a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase())),
+    ("name", |a, b| {
+        a.name.to_lowercase().cmp(&b.name.to_lowercase())
+    }),
     ("created", |a, b| a.created_at.cmp(&b.created_at)),
     ("last_used", |a, b| a.last_used_at.cmp(&b.last_used_at)),
 ];

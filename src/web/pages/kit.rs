@@ -66,6 +66,14 @@ impl FormState {
     }
 }
 
+/// A sortable column: its `sort` key and how two rows compare by it.
+pub type Column<T> = (&'static str, fn(&T, &T) -> std::cmp::Ordering);
+
+/// Equal strings, for templates comparing `&&str` with `&str` (selects).
+pub fn same(a: &str, b: &str) -> bool {
+    a == b
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dir {
     Asc,
@@ -107,7 +115,7 @@ impl Table {
     /// Sorts `rows` by one of `columns` (key, comparator) and keeps one page.
     pub fn apply<T>(
         query: &TableQuery,
-        columns: &[(&'static str, fn(&T, &T) -> std::cmp::Ordering)],
+        columns: &[Column<T>],
         default_sort: &'static str,
         page_size: usize,
         rows: &mut Vec<T>,
@@ -296,17 +304,31 @@ mod tests {
 
     #[test]
     fn tables_sort_and_page() {
-        let columns: [(&'static str, fn(&u32, &u32) -> std::cmp::Ordering); 1] =
-            [("value", by_value)];
+        let columns: [Column<u32>; 1] = [("value", by_value)];
         let mut rows: Vec<u32> = (1..=25).rev().collect();
-        let t = Table::apply(&query("2", "value", "asc"), &columns, "value", 10, &mut rows);
+        let t = Table::apply(
+            &query("2", "value", "asc"),
+            &columns,
+            "value",
+            10,
+            &mut rows,
+        );
         assert_eq!(rows, (11..=20).collect::<Vec<_>>());
-        assert_eq!((t.page, t.pages, t.total, t.first, t.last), (2, 3, 25, 11, 20));
+        assert_eq!(
+            (t.page, t.pages, t.total, t.first, t.last),
+            (2, 3, 25, 11, 20)
+        );
         assert_eq!(t.page_href(3), "?page=3&sort=value&dir=asc");
         assert_eq!(t.sort_href("value"), "?page=1&sort=value&dir=desc");
 
         let mut rows: Vec<u32> = (1..=25).collect();
-        let t = Table::apply(&query("99", "nope", "desc"), &columns, "value", 10, &mut rows);
+        let t = Table::apply(
+            &query("99", "nope", "desc"),
+            &columns,
+            "value",
+            10,
+            &mut rows,
+        );
         assert_eq!(t.page, 3);
         assert_eq!(rows, vec![5, 4, 3, 2, 1]);
 
@@ -318,7 +340,8 @@ mod tests {
     #[test]
     fn forms_put_errors_next_to_their_field() {
         let err = AppError::validation("time_zone", "unknown time zone");
-        let form = FormState::with_values([("time_zone", "Mars/Base")]).with_error(&err, &["time_zone"]);
+        let form =
+            FormState::with_values([("time_zone", "Mars/Base")]).with_error(&err, &["time_zone"]);
         assert_eq!(form.value("time_zone"), "Mars/Base");
         assert_eq!(form.error("time_zone"), Some("unknown time zone"));
         let other = FormState::default().with_error(&err, &["name"]);

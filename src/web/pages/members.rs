@@ -42,8 +42,12 @@ const PAGE_SIZE: usize = 25;
 
 type MemberOrder = fn(&Member, &Member) -> std::cmp::Ordering;
 const MEMBER_COLUMNS: [(&str, MemberOrder); 4] = [
-    ("name", |a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase())),
-    ("email", |a, b| a.email.to_lowercase().cmp(&b.email.to_lowercase())),
+    ("name", |a, b| {
+        a.name.to_lowercase().cmp(&b.name.to_lowercase())
+    }),
+    ("email", |a, b| {
+        a.email.to_lowercase().cmp(&b.email.to_lowercase())
+    }),
     ("role", |a, b| a.role_text.cmp(&b.role_text)),
     ("joined", |a, b| a.joined_at.cmp(&b.joined_at)),
 ];

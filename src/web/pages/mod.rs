@@ -178,7 +178,12 @@ async fn current_tenant(
     {
         return Ok(Some(Tenant::from_membership(user.id, &m)));
     }
-    let first = state.store.workspaces_for_user(user.id).await?.into_iter().next();
+    let first = state
+        .store
+        .workspaces_for_user(user.id)
+        .await?
+        .into_iter()
+        .next();
     Ok(first.map(|m| Tenant::from_membership(user.id, &m)))
 }
 
