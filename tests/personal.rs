@@ -729,7 +729,7 @@ async fn cancel_and_retry_follow_sync_now(backend: Backend) {
     let res = owner
         .client
         .post(app.url(&format!("/data/jobs/{ws_waiting}/cancel")))
-        .form(&[("_csrf", csrf.as_str())])
+        .form(&[("_csrf", csrf.as_str()), ("confirm", "yes")])
         .send()
         .await
         .unwrap();

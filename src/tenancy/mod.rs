@@ -7,6 +7,7 @@
 
 pub mod service;
 pub mod store;
+pub mod zone;
 
 use std::fmt;
 

@@ -6,6 +6,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::store::{AcceptOutcome, NewInvite, NewWorkspace};
+use super::zone::Zone;
 use super::{MemberChange, Role, Tenant, WorkspaceId};
 use crate::audit::AuditEntry;
 use crate::auth::session::random_token;
@@ -65,6 +66,35 @@ pub async fn create_workspace(
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The workspace's time zone (UTC when unset or unreadable).
+pub async fn time_zone(store: &DynStore, workspace: WorkspaceId) -> AppResult<Zone> {
+    Ok(store
+        .workspace_time_zone(workspace)
+        .await?
+        .map_or_else(Zone::utc, |name| Zone::from_stored(&name)))
+}
+
+/// Admins set the zone pages show times in; unknown names are 422 on
+/// `time_zone` and change nothing.
+pub async fn set_time_zone(store: &DynStore, tenant: &Tenant, input: &str) -> AppResult<Zone> {
+    tenant.require_admin("change workspace settings")?;
+    let zone = Zone::parse("time_zone", input)?;
+    let audit = AuditEntry::new(
+        Some(tenant.workspace_id),
+        Some(tenant.user_id),
+        "workspace.time_zone",
+    )
+    .target("workspace", tenant.workspace_id)
+    .details(serde_json::json!({ "timeZone": zone.name() }));
+    if !store
+        .set_workspace_time_zone(tenant.workspace_id, zone.name(), &audit)
+        .await?
+    {
+        return Err(AppError::not_found("workspace not found"));
+    }
+    Ok(zone)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

@@ -114,6 +114,15 @@ pub trait TenancyStore {
         organization_id: Uuid,
         name: Option<&str>,
     ) -> sqlx::Result<Option<WorkspaceId>>;
+    /// The workspace's IANA time zone name (`UTC` unless an admin set one).
+    async fn workspace_time_zone(&self, workspace: WorkspaceId) -> sqlx::Result<Option<String>>;
+    /// False when the workspace doesn't exist.
+    async fn set_workspace_time_zone(
+        &self,
+        workspace: WorkspaceId,
+        time_zone: &str,
+        audit: &AuditEntry,
+    ) -> sqlx::Result<bool>;
 }
 
 // SQL fragments are macros so queries stay `&'static str` via `concat!`.
@@ -423,6 +432,29 @@ impl_for_backends! {
             .bind(name)
             .fetch_optional(&self.pool)
             .await
+        }
+
+        async fn workspace_time_zone(&self, workspace: WorkspaceId) -> sqlx::Result<Option<String>> {
+            sqlx::query_scalar("SELECT time_zone FROM workspaces WHERE id = $1")
+                .bind(workspace)
+                .fetch_optional(&self.pool)
+                .await
+        }
+
+        async fn set_workspace_time_zone(&self, workspace: WorkspaceId, time_zone: &str, audit: &AuditEntry) -> sqlx::Result<bool> {
+            let mut tx = self.begin_write().await?;
+            let changed = sqlx::query("UPDATE workspaces SET time_zone = $2 WHERE id = $1")
+                .bind(workspace)
+                .bind(time_zone)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if changed == 0 {
+                return Ok(false);
+            }
+            crate::insert_audit!(&mut *tx, audit)?;
+            tx.commit().await?;
+            Ok(true)
         }
     }
 }

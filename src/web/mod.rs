@@ -34,6 +34,11 @@ use crate::error::{AppError, ErrorInfo};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const APP_CSS: &str = include_str!("../../templates/app.css");
+const APP_JS: &str = include_str!("../../templates/app.js");
+const FAVICON_SVG: &str = include_str!("../../templates/favicon.svg");
+/// Scripts only from this server (`/static/app.js`): no inline script, no
+/// CDN, so injected markup can't run code.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
 pub fn router(state: AppState) -> Router {
     let settings = &state.settings;
@@ -59,7 +64,7 @@ pub fn router(state: AppState) -> Router {
     let pages = pages::routes()
         .fallback(page_not_found)
         .layer(middleware::from_fn(refuse_control_paths))
-        .layer(middleware::from_fn(html_errors));
+        .layer(middleware::from_fn_with_state(state.clone(), html_errors));
 
     let body_limit = settings.server.body_limit_bytes;
     let timeout = Duration::from_secs(settings.server.request_timeout_secs);
@@ -80,6 +85,9 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .route("/static/app.css", get(stylesheet))
+        .route("/static/app.js", get(script))
+        .route("/static/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
         .merge(pages)
         .layer(Extension(document))
         .layer(sessions)
@@ -121,9 +129,7 @@ pub fn router(state: AppState) -> Router {
                 ))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static(
-                        "default-src 'self'; script-src 'none'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-                    ),
+                    HeaderValue::from_static(CONTENT_SECURITY_POLICY),
                 ))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(TimeoutLayer::with_status_code(
@@ -233,9 +239,11 @@ pub fn path_is_plain_text(path: &str) -> bool {
 }
 
 /// Turns error responses of page routes into HTML: 401 redirects to the
-/// log-in page, everything else renders the error page.
-async fn html_errors(req: Request, next: Next) -> Response {
+/// log-in page, everything else renders the error page, with the nav when
+/// the session is signed in.
+async fn html_errors(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
+    let session = req.extensions().get::<tower_sessions::Session>().cloned();
     let response = next.run(req).await;
     let Some(info) = response.extensions().get::<ErrorInfo>().cloned() else {
         return response;
@@ -248,7 +256,8 @@ async fn html_errors(req: Request, next: Next) -> Response {
         };
         return Redirect::to(&format!("/login?next={}", urlencode(&next))).into_response();
     }
-    let mut page = pages::render_error(&info).into_response();
+    let layout = pages::error_layout(&state, session.as_ref()).await;
+    let mut page = pages::render_error(layout, &info);
     *page.status_mut() = info.status;
     if let Some(retry) = response.headers().get(header::RETRY_AFTER) {
         page.headers_mut()
@@ -347,6 +356,28 @@ async fn ready(State(state): State<AppState>) -> Response {
         Ok(pending) => unavailable(database, format!("{pending} migrations not applied")),
         Err(err) => AppError::internal(err).into_response(),
     }
+}
+
+async fn script() -> Response {
+    static_asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn favicon() -> Response {
+    static_asset("image/svg+xml", FAVICON_SVG)
+}
+
+fn static_asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn stylesheet() -> Response {

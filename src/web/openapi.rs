@@ -417,6 +417,7 @@ pub async fn docs(
                 csrf: String::new(),
                 nav: None,
                 flash: None,
+                zone: crate::tenancy::zone::Zone::utc(),
             },
         },
     };

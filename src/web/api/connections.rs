@@ -128,10 +128,13 @@ pub async fn callback(
 ) -> Response {
     let Some(user) = maybe.user else {
         return error_page(
+            &state,
+            &maybe.session,
             AppError::Unauthenticated.status(),
             "Sign in again",
             "Your session ended before the provider answered; log in and connect again.",
-        );
+        )
+        .await;
     };
     match service::complete_authorization(&state, user.id, &provider, &query).await {
         Ok(connected) => {
@@ -172,22 +175,44 @@ pub async fn callback(
         Err(AppError::Internal(e)) => {
             tracing::error!(error = format!("{e:#}"), "OAuth callback failed");
             error_page(
+                &state,
+                &maybe.session,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
                 "Connecting failed on our side; nothing was connected. Try again.",
             )
+            .await
         }
-        Err(err) => error_page(err.status(), "Connecting failed", &err.to_string()),
+        Err(err) => {
+            error_page(
+                &state,
+                &maybe.session,
+                err.status(),
+                "Connecting failed",
+                &err.to_string(),
+            )
+            .await
+        }
     }
 }
 
-fn error_page(status: StatusCode, _title: &str, message: &str) -> Response {
-    let mut page = crate::web::pages::render_error(&ErrorInfo {
-        status,
-        code: "oauth_callback",
-        message: message.to_owned(),
-        field: None,
-    });
+async fn error_page(
+    state: &AppState,
+    session: &tower_sessions::Session,
+    status: StatusCode,
+    _title: &str,
+    message: &str,
+) -> Response {
+    let layout = crate::web::pages::error_layout(state, Some(session)).await;
+    let mut page = crate::web::pages::render_error(
+        layout,
+        &ErrorInfo {
+            status,
+            code: "oauth_callback",
+            message: message.to_owned(),
+            field: None,
+        },
+    );
     *page.status_mut() = status;
     page
 }
@@ -373,7 +398,9 @@ pub async fn admin_action(
         _ => return Err(AppError::not_found("no such API route")),
     };
     Ok(Json(ConnectionActionResult::Connection(Box::new(view(
-        &state, &current.tenant, &c,
+        &state,
+        &current.tenant,
+        &c,
     )))))
 }
 

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::kit::FormState;
 use super::{Layout, safe_next, with_status};
 use crate::app::AppState;
 use crate::auth::extract::{ClientIp, MaybeUser};
@@ -25,13 +26,22 @@ pub struct InviteInfo {
 #[template(path = "signup.html")]
 pub struct SignupPage {
     layout: Layout,
-    error: Option<String>,
+    form: FormState,
     invite: Option<InviteInfo>,
-    name: String,
-    email: String,
-    organization: String,
     min_password_length: usize,
 }
+
+impl SignupPage {
+    fn min_len(&self) -> String {
+        self.min_password_length.to_string()
+    }
+
+    fn password_hint(&self) -> String {
+        format!("At least {} characters.", self.min_password_length)
+    }
+}
+
+const SIGNUP_FIELDS: [&str; 4] = ["name", "email", "password", "organization"];
 
 #[derive(Deserialize)]
 pub struct SignupQuery {
@@ -79,11 +89,8 @@ pub async fn signup_page(
     let email = invite.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
     Ok(SignupPage {
         layout: Layout::anonymous(&maybe.session).await?,
-        error: None,
+        form: FormState::with_values([("email", email.as_str())]),
         invite: invite.map(|(i, _)| i),
-        name: String::new(),
-        email,
-        organization: String::new(),
         min_password_length: state.settings.auth.min_password_length,
     }
     .into_response())
@@ -122,11 +129,17 @@ pub async fn signup_submit(
                 .map(|(i, _)| i);
             let page = SignupPage {
                 layout: Layout::anonymous(&session).await?,
-                error: Some(err.to_string()),
+                // The password is never sent back.
+                form: FormState::with_values([
+                    ("name", input.name.as_str()),
+                    ("email", input.email.as_str()),
+                    (
+                        "organization",
+                        input.organization.as_deref().unwrap_or_default(),
+                    ),
+                ])
+                .with_error(&err, &SIGNUP_FIELDS),
                 invite,
-                name: input.name.into(),
-                email: input.email.into(),
-                organization: input.organization.map(String::from).unwrap_or_default(),
                 min_password_length: state.settings.auth.min_password_length,
             };
             Ok(with_status(status, page))
@@ -138,8 +151,7 @@ pub async fn signup_submit(
 #[template(path = "login.html")]
 pub struct LoginPage {
     layout: Layout,
-    error: Option<String>,
-    email: String,
+    form: FormState,
     next: String,
     signup_open: bool,
 }
@@ -160,8 +172,7 @@ pub async fn login_page(
     }
     Ok(LoginPage {
         layout: Layout::anonymous(&maybe.session).await?,
-        error: None,
-        email: String::new(),
+        form: FormState::default(),
         next,
         signup_open: state.settings.auth.allow_signup,
     }
@@ -207,8 +218,9 @@ pub async fn login_submit(
             };
             let page = LoginPage {
                 layout: Layout::anonymous(&session).await?,
-                error: Some(err.to_string()),
-                email: input.email.into(),
+                // Which of the two was wrong is not said: no field.
+                form: FormState::with_values([("email", input.email.as_str())])
+                    .with_error(&err, &[]),
                 next,
                 signup_open: state.settings.auth.allow_signup,
             };

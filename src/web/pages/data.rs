@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use uuid::Uuid;
 
+use super::kit::{ConfirmPage, Confirmation, is_confirmed};
 use super::{Layout, parse_path_id, redirect_with_outcome};
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
@@ -32,7 +33,6 @@ pub struct Card {
     pub category: String,
     pub connection: Option<ConnectionView>,
     pub status: &'static str,
-    pub status_class: &'static str,
     pub connected_by: Option<String>,
     pub oauth: bool,
     /// The deployment has the provider's OAuth app configured.
@@ -100,6 +100,8 @@ pub struct DataPage {
     oauth_enabled: bool,
     is_admin: bool,
     personal: Vec<PersonalRow>,
+    /// Credentials forms start empty and never show secrets back.
+    blank_form: super::kit::FormState,
 }
 
 fn status_class(status: Status) -> &'static str {
@@ -168,7 +170,6 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
             name: provider.meta.display_name.clone(),
             category: provider.meta.category.replace('_', " "),
             status: status.as_str(),
-            status_class: status_class(status),
             connected_by,
             oauth: oauth::supports_flow(provider, "authorization_code"),
             configured: oauth::app_credentials(
@@ -233,6 +234,7 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
         oauth_enabled: state.settings.oauth.enabled,
         is_admin: tenant.role.can_manage_members(),
         personal,
+        blank_form: super::kit::FormState::default(),
     }
     .into_response())
 }
@@ -368,6 +370,27 @@ pub async fn disconnect(
         connection_id(&form.form)?,
     )
     .await?;
+    if !is_confirmed(form.form.first("confirm").map(|v| v.as_str())) {
+        let layout =
+            Layout::signed_in(&state, &form.session, &current.user, &current.tenant).await?;
+        let name = state
+            .providers
+            .get(&provider)
+            .map_or_else(|| provider.clone(), |p| p.meta.display_name.clone());
+        let message = format!(
+            "Plugboard revokes the grant at {name} where it can and deletes the tokens; syncs of \
+             this connection stop until someone connects it again."
+        );
+        let page = ConfirmPage::new(
+            layout,
+            format!("Disconnect {name}"),
+            message,
+            format!("/data/{provider}/disconnect"),
+            HUB,
+        )
+        .hidden("connection_id", c.id.to_string());
+        return Ok(page.render());
+    }
     let outcome = service::disconnect(&state, &current.tenant, &c)
         .await
         .map(|c| match c.last_error {
@@ -481,7 +504,6 @@ pub struct JobPage {
     provider: String,
     object: String,
     status: String,
-    status_class: &'static str,
     started: String,
     finished: String,
     counts: Vec<(String, String)>,
@@ -517,9 +539,8 @@ pub async fn job_page(
         status,
         crate::jobs::JobStatus::Failed | crate::jobs::JobStatus::Cancelled
     ) && (job.kind == "sync" || job.metadata.0.get("handoff").is_some());
-    let when = |t: Option<time::OffsetDateTime>| {
-        t.map_or_else(|| "—".to_owned(), |t| format!("{} {}", t.date(), t.time()))
-    };
+    let layout = Layout::signed_in(&state, &session, &user, &tenant).await?;
+    let when = |t: Option<time::OffsetDateTime>| layout.zone.at_opt(&t, "—");
     let counts = job
         .counts
         .0
@@ -531,18 +552,12 @@ pub async fn job_page(
         })
         .unwrap_or_default();
     Ok(JobPage {
-        layout: Layout::signed_in(&state, &session, &user, &tenant).await?,
+        started: when(job.started_at),
+        finished: when(job.finished_at),
+        layout,
         provider: job.provider.clone(),
         object: job.object.clone().unwrap_or_default(),
         status: status.as_str().to_owned(),
-        status_class: match status {
-            crate::jobs::JobStatus::Succeeded => "ok",
-            crate::jobs::JobStatus::Failed => "bad",
-            crate::jobs::JobStatus::Cancelled => "off",
-            _ => "pending",
-        },
-        started: when(job.started_at),
-        finished: when(job.finished_at),
         counts,
         error: job.error.clone(),
         running: !status.is_finished(),
@@ -579,7 +594,8 @@ pub async fn sync_now(
     }
 }
 
-/// Cancel or retry from the job page, with the API's rules.
+/// Retry from the job page, with the API's rules (cancel has its own
+/// route, with a confirmation step).
 pub async fn job_action(
     State(state): State<AppState>,
     current: CurrentTenant,
@@ -589,16 +605,38 @@ pub async fn job_action(
     let id = parse_path_id(&id, "job")?;
     let back = format!("/data/jobs/{id}");
     match action.as_str() {
-        "cancel" => {
-            let outcome = crate::sync::service::cancel(&state, &current.tenant, id)
-                .await
-                .map(|_| "Job cancelled.".to_owned());
-            redirect_with_outcome(&form.session, &back, outcome).await
-        }
         "retry" => match crate::sync::service::retry(&state, &current.tenant, id).await {
             Ok(job) => Ok(Redirect::to(&format!("/data/jobs/{}", job.job_id)).into_response()),
             Err(err) => redirect_with_outcome(&form.session, &back, Err(err)).await,
         },
         _ => Err(AppError::not_found("page not found")),
     }
+}
+
+/// Cancels a queued or running job after a confirmation; who may cancel is
+/// the sync service's rule.
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Path(id): Path<String>,
+    form: CsrfForm<Confirmation>,
+) -> AppResult<Response> {
+    let id = parse_path_id(&id, "job")?;
+    let back = format!("/data/jobs/{id}");
+    if !form.form.given() {
+        let job = crate::sync::service::job(&state, &current.tenant, id).await?;
+        let layout =
+            Layout::signed_in(&state, &form.session, &current.user, &current.tenant).await?;
+        let message = format!(
+            "The {} sync of {} stops; pages it already stored are kept.",
+            job.object.as_deref().unwrap_or("whole"),
+            job.provider
+        );
+        let action = format!("/data/jobs/{id}/cancel");
+        return Ok(ConfirmPage::new(layout, "Cancel job", message, action, back).render());
+    }
+    let outcome = crate::sync::service::cancel(&state, &current.tenant, id)
+        .await
+        .map(|_| "Job cancelled.".to_owned());
+    redirect_with_outcome(&form.session, &back, outcome).await
 }

@@ -37,7 +37,7 @@ pub async fn show(
             AppError::not_found("this invite link is invalid, expired or already used")
         })?;
     Ok(InvitePage {
-        layout: Layout::anonymous(&maybe.session).await?,
+        layout: Layout::for_session(&state, &maybe.session, maybe.user.as_ref()).await?,
         token,
         workspace_name: invite.workspace_name,
         organization_name: invite.organization_name,

@@ -2,9 +2,10 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 
+use super::kit::{ConfirmPage, Confirmation, FormState, Table, TableQuery};
 use super::{Layout, ShownOnce, parse_path_id, redirect_with_outcome};
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
@@ -23,9 +24,21 @@ pub struct KeysPage {
     layout: Layout,
     workspace_name: String,
     keys: Vec<ServiceKeyRecord>,
+    table: Table,
     all_scopes: Vec<&'static str>,
     shown_once: Option<ShownOnce>,
+    form: FormState,
 }
+const PAGE_SIZE: usize = 25;
+
+type KeyOrder = fn(&ServiceKeyRecord, &ServiceKeyRecord) -> std::cmp::Ordering;
+const KEY_COLUMNS: [(&str, KeyOrder); 3] = [
+    ("name", |a, b| {
+        a.name.to_lowercase().cmp(&b.name.to_lowercase())
+    }),
+    ("created", |a, b| a.created_at.cmp(&b.created_at)),
+    ("last_used", |a, b| a.last_used_at.cmp(&b.last_used_at)),
+];
 
 impl KeysPage {
     fn scopes_of(&self, k: &ServiceKeyRecord) -> String {
@@ -41,6 +54,7 @@ impl KeysPage {
 async fn render(
     state: &AppState,
     current: CurrentTenant,
+    query: &TableQuery,
     shown_once: Option<ShownOnce>,
 ) -> AppResult<Response> {
     current.tenant.require_admin("manage service keys")?;
@@ -49,19 +63,26 @@ async fn render(
         session,
         tenant,
     } = current;
-    let keys = state.store.list_service_keys(tenant.workspace_id).await?;
+    let mut keys = state.store.list_service_keys(tenant.workspace_id).await?;
+    let table = Table::apply(query, &KEY_COLUMNS, "created", PAGE_SIZE, &mut keys);
     Ok(KeysPage {
         layout: Layout::signed_in(state, &session, &user, &tenant).await?,
         workspace_name: tenant.workspace_name.clone(),
         keys,
+        table,
         all_scopes: Scope::ALL.iter().map(|s| s.as_str()).collect(),
         shown_once,
+        form: FormState::default(),
     }
     .into_response())
 }
 
-pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
-    render(&state, current, None).await
+pub async fn page(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Query(query): Query<TableQuery>,
+) -> AppResult<Response> {
+    render(&state, current, &query, None).await
 }
 
 /// The new key is in this response only: never in the session.
@@ -89,7 +110,7 @@ pub async fn create(
                 label: "New service key",
                 testid: "new-key",
             };
-            render(&state, current, Some(shown)).await
+            render(&state, current, &TableQuery::default(), Some(shown)).await
         }
         Err(err) => redirect_with_outcome(&form.session, BACK, Err(err)).await,
     }
@@ -99,9 +120,27 @@ pub async fn revoke(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(id): Path<String>,
-    form: CsrfForm<serde::de::IgnoredAny>,
+    form: CsrfForm<Confirmation>,
 ) -> AppResult<Response> {
     let id = parse_path_id(&id, "service key")?;
+    if !form.form.given() {
+        current.tenant.require_admin("manage service keys")?;
+        let key = state
+            .store
+            .list_service_keys(current.tenant.workspace_id)
+            .await?
+            .into_iter()
+            .find(|k| k.id == id && k.revoked_at.is_none())
+            .ok_or_else(|| AppError::not_found("service key not found"))?;
+        let layout =
+            Layout::signed_in(&state, &form.session, &current.user, &current.tenant).await?;
+        let message = format!(
+            "Automations using {} ({}…) are refused from now on. This can't be undone.",
+            key.name, key.prefix
+        );
+        let action = format!("{BACK}/{id}/revoke");
+        return Ok(ConfirmPage::new(layout, "Revoke key", message, action, BACK).render());
+    }
     let outcome = service::revoke(&state.store, &current.tenant, id).await;
     redirect_with_outcome(
         &form.session,

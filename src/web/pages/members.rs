@@ -1,14 +1,15 @@
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::kit::{ConfirmPage, Confirmation, FormState, Table, TableQuery};
 use super::{Layout, ShownOnce, parse_path_id, redirect_with_outcome};
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::auth::reset;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::input::SingleLine;
 use crate::storage::now;
 use crate::tenancy::service::{self, parse_role};
@@ -23,10 +24,13 @@ pub struct MembersPage {
     layout: Layout,
     workspace_name: String,
     members: Vec<Member>,
+    table: Table,
     invites: Vec<Invite>,
     grantable: Vec<&'static str>,
     all_roles: Vec<&'static str>,
     shown_once: Option<ShownOnce>,
+    add_form: FormState,
+    me: uuid::Uuid,
 }
 
 impl MembersPage {
@@ -35,10 +39,25 @@ impl MembersPage {
     }
 }
 
+const PAGE_SIZE: usize = 25;
+
+type MemberOrder = fn(&Member, &Member) -> std::cmp::Ordering;
+const MEMBER_COLUMNS: [(&str, MemberOrder); 4] = [
+    ("name", |a, b| {
+        a.name.to_lowercase().cmp(&b.name.to_lowercase())
+    }),
+    ("email", |a, b| {
+        a.email.to_lowercase().cmp(&b.email.to_lowercase())
+    }),
+    ("role", |a, b| a.role_text.cmp(&b.role_text)),
+    ("joined", |a, b| a.joined_at.cmp(&b.joined_at)),
+];
+
 /// The members page, with a link just created shown once in it.
 async fn render(
     state: &AppState,
     current: CurrentTenant,
+    query: &TableQuery,
     shown_once: Option<ShownOnce>,
 ) -> AppResult<Response> {
     current.tenant.require_admin("manage members")?;
@@ -47,7 +66,8 @@ async fn render(
         session,
         tenant,
     } = current;
-    let members = state.store.list_members(tenant.workspace_id).await?;
+    let mut members = state.store.list_members(tenant.workspace_id).await?;
+    let table = Table::apply(query, &MEMBER_COLUMNS, "name", PAGE_SIZE, &mut members);
     let invites = state
         .store
         .list_open_invites(tenant.workspace_id, now())
@@ -61,16 +81,23 @@ async fn render(
         layout: Layout::signed_in(state, &session, &user, &tenant).await?,
         workspace_name: tenant.workspace_name.clone(),
         members,
+        table,
         invites,
         grantable,
         all_roles: Role::ALL.iter().map(|r| r.as_str()).collect(),
         shown_once,
+        add_form: FormState::with_values([("role", "member")]),
+        me: user.id,
     };
     Ok(page.into_response())
 }
 
-pub async fn page(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
-    render(&state, current, None).await
+pub async fn page(
+    State(state): State<AppState>,
+    current: CurrentTenant,
+    Query(query): Query<TableQuery>,
+) -> AppResult<Response> {
+    render(&state, current, &query, None).await
 }
 
 #[derive(Deserialize)]
@@ -114,7 +141,7 @@ pub async fn add(
                 label: "Invite link",
                 testid: "invite-link",
             };
-            render(&state, current, Some(shown)).await
+            render(&state, current, &TableQuery::default(), Some(shown)).await
         }
         Err(err) => redirect_with_outcome(&session, BACK, Err(err)).await,
     }
@@ -149,7 +176,7 @@ pub async fn reset_password(
                 label: "Password reset link",
                 testid: "reset-link",
             };
-            render(&state, current, Some(shown)).await
+            render(&state, current, &TableQuery::default(), Some(shown)).await
         }
         Err(err) => redirect_with_outcome(&form.session, BACK, Err(err)).await,
     }
@@ -180,10 +207,40 @@ pub async fn remove(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(user_id): Path<String>,
-    form: CsrfForm<serde::de::IgnoredAny>,
+    form: CsrfForm<Confirmation>,
 ) -> AppResult<Response> {
     let user_id = parse_path_id(&user_id, "member")?;
     let leaving = user_id == current.user.id;
+    if !form.form.given() {
+        if !leaving {
+            current.tenant.require_admin("manage members")?;
+        }
+        // Another workspace's member is not found, like a made-up id.
+        let member = state
+            .store
+            .get_member(current.tenant.workspace_id, user_id)
+            .await?
+            .ok_or_else(|| AppError::not_found("member not found"))?;
+        let layout =
+            Layout::signed_in(&state, &form.session, &current.user, &current.tenant).await?;
+        let ws = &current.tenant.workspace_name;
+        let (title, message) = if leaving {
+            (
+                "Leave workspace".to_owned(),
+                format!("You will lose access to {ws} until someone adds you again."),
+            )
+        } else {
+            (
+                "Remove member".to_owned(),
+                format!(
+                    "{} ({}) will lose access to {ws} at once.",
+                    member.name, member.email
+                ),
+            )
+        };
+        let action = format!("{BACK}/{user_id}/remove");
+        return Ok(ConfirmPage::new(layout, title, message, action, BACK).render());
+    }
     let outcome = service::remove_member(&state.store, &current.tenant, user_id).await;
     let back = if leaving { "/" } else { BACK };
     redirect_with_outcome(
@@ -198,9 +255,27 @@ pub async fn revoke_invite(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(invite_id): Path<String>,
-    form: CsrfForm<serde::de::IgnoredAny>,
+    form: CsrfForm<Confirmation>,
 ) -> AppResult<Response> {
     let invite_id = parse_path_id(&invite_id, "invite")?;
+    if !form.form.given() {
+        current.tenant.require_admin("manage members")?;
+        let invite = state
+            .store
+            .list_open_invites(current.tenant.workspace_id, now())
+            .await?
+            .into_iter()
+            .find(|i| i.id == invite_id)
+            .ok_or_else(|| AppError::not_found("invite not found"))?;
+        let layout =
+            Layout::signed_in(&state, &form.session, &current.user, &current.tenant).await?;
+        let message = format!(
+            "The invite link sent to {} stops working at once.",
+            invite.email
+        );
+        let action = format!("/settings/invites/{invite_id}/revoke");
+        return Ok(ConfirmPage::new(layout, "Revoke invite", message, action, BACK).render());
+    }
     let outcome = service::revoke_invite(&state.store, &current.tenant, invite_id).await;
     redirect_with_outcome(
         &form.session,

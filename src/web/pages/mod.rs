@@ -5,8 +5,10 @@ mod auth;
 mod data;
 mod invites;
 mod keys;
+pub mod kit;
 mod members;
 mod reset;
+mod settings;
 mod workspace;
 
 use askama::Template;
@@ -22,6 +24,7 @@ use crate::app::AppState;
 use crate::auth::User;
 use crate::auth::session::{self, Flash, FlashKind};
 use crate::error::{AppError, AppResult, ErrorInfo};
+use crate::tenancy::zone::Zone;
 use crate::tenancy::{Tenant, WorkspaceId};
 pub use crate::web::parse_path_id;
 
@@ -61,6 +64,11 @@ pub fn routes() -> Router<AppState> {
         .route("/data/connections/{id}/{action}", post(data::admin_action))
         .route("/settings/keys", get(keys::page).post(keys::create))
         .route("/settings/keys/{id}/revoke", post(keys::revoke))
+        .route(
+            "/settings/workspace",
+            get(settings::page).post(settings::save),
+        )
+        .route("/data/jobs/{id}/cancel", post(data::cancel_job))
         .route("/invites/{token}", get(invites::show))
         .route("/reset/{token}", get(reset::show).post(reset::submit))
         .route("/invites/{token}/accept", post(invites::accept))
@@ -80,6 +88,8 @@ pub struct Layout {
     pub csrf: String,
     pub nav: Option<Nav>,
     pub flash: Option<Flash>,
+    /// The workspace's time zone: every time on the page is shown in it.
+    pub zone: Zone,
 }
 
 pub struct Nav {
@@ -106,7 +116,23 @@ impl Layout {
             csrf: session::csrf_token(session).await?,
             nav: None,
             flash: session::take_flash(session).await?,
+            zone: Zone::utc(),
         })
+    }
+
+    /// The signed-in frame when there is a user with a workspace, else the
+    /// anonymous one (pages open to both, like an invite).
+    pub async fn for_session(
+        state: &AppState,
+        session: &Session,
+        user: Option<&User>,
+    ) -> AppResult<Layout> {
+        if let Some(user) = user
+            && let Some(tenant) = current_tenant(state, session, user).await?
+        {
+            return Layout::signed_in(state, session, user, &tenant).await;
+        }
+        Layout::anonymous(session).await
     }
 
     pub async fn signed_in(
@@ -128,7 +154,9 @@ impl Layout {
                 organization_name: m.organization_name,
             })
             .collect();
+        let zone = crate::tenancy::service::time_zone(&state.store, tenant.workspace_id).await?;
         Ok(Layout {
+            zone,
             csrf: session::csrf_token(session).await?,
             nav: Some(Nav {
                 user_name: user.name.clone(),
@@ -153,7 +181,72 @@ pub struct ErrorPage {
     field: Option<String>,
 }
 
-pub fn render_error(info: &ErrorInfo) -> Response {
+/// The workspace the session works in, as `CurrentTenant` picks it, without
+/// choosing one for the session.
+async fn current_tenant(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+) -> AppResult<Option<Tenant>> {
+    let chosen: Option<WorkspaceId> = session.get(session::WORKSPACE_KEY).await.ok().flatten();
+    if let Some(ws) = chosen
+        && let Some(m) = state.store.membership(ws, user.id).await?
+    {
+        return Ok(Some(Tenant::from_membership(user.id, &m)));
+    }
+    let first = state
+        .store
+        .workspaces_for_user(user.id)
+        .await?
+        .into_iter()
+        .next();
+    Ok(first.map(|m| Tenant::from_membership(user.id, &m)))
+}
+
+/// The error page's frame: with the nav when someone is signed in. It must
+/// never fail itself (the database may be why we are here), so anything
+/// that goes wrong gives the bare frame. The flash is left for the next page.
+pub async fn error_layout(state: &AppState, session: Option<&Session>) -> Layout {
+    let bare = || Layout {
+        csrf: String::new(),
+        nav: None,
+        flash: None,
+        zone: Zone::utc(),
+    };
+    let Some(session) = session else {
+        return bare();
+    };
+    let signed_in = async {
+        let user_id: Option<uuid::Uuid> = session.get(session::USER_KEY).await.ok().flatten();
+        let Some(user_id) = user_id else {
+            return Ok::<_, AppError>(None);
+        };
+        let Some(user) = state.store.get_user(user_id).await? else {
+            return Ok(None);
+        };
+        let Some(tenant) = current_tenant(state, session, &user).await? else {
+            return Ok(None);
+        };
+        let flash = session::take_flash(session).await?;
+        let mut layout = Layout::signed_in(state, session, &user, &tenant).await?;
+        // signed_in took the flash: put it back for the page after this one.
+        if let Some(f) = flash {
+            session::flash(session, f.kind, f.message).await?;
+        }
+        layout.flash = None;
+        Ok(Some(layout))
+    };
+    match signed_in.await {
+        Ok(Some(layout)) => layout,
+        Ok(None) => bare(),
+        Err(err) => {
+            tracing::warn!(error = %err, "error page rendered without its nav");
+            bare()
+        }
+    }
+}
+
+pub fn render_error(layout: Layout, info: &ErrorInfo) -> Response {
     let title = match info.status.as_u16() {
         400 | 422 => "That didn't work",
         403 => "Not allowed",
@@ -166,11 +259,7 @@ pub fn render_error(info: &ErrorInfo) -> Response {
         _ => "Something went wrong",
     };
     ErrorPage {
-        layout: Layout {
-            csrf: String::new(),
-            nav: None,
-            flash: None,
-        },
+        layout,
         status: info.status.as_u16(),
         title,
         message: info.message.clone(),

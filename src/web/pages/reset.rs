@@ -63,6 +63,7 @@ pub async fn submit(
                     csrf: String::new(),
                     nav: None,
                     flash: None,
+                    zone: crate::tenancy::zone::Zone::utc(),
                 },
                 token: String::new(),
                 email: link.email,

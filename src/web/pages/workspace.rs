@@ -23,6 +23,7 @@ pub struct HomePage {
     members: Vec<Member>,
     can_manage: bool,
     provider_count: usize,
+    new_workspace: super::kit::FormState,
 }
 
 pub async fn home(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
@@ -40,6 +41,7 @@ pub async fn home(State(state): State<AppState>, current: CurrentTenant) -> AppR
         members,
         can_manage: tenant.role.can_manage_members(),
         provider_count: state.providers.len(),
+        new_workspace: super::kit::FormState::default(),
     }
     .into_response())
 }

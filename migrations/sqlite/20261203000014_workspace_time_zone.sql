@@ -1,0 +1,3 @@
+-- The workspace's IANA time zone: pages show times in it. Existing
+-- workspaces keep showing UTC, as before.
+ALTER TABLE workspaces ADD COLUMN time_zone TEXT NOT NULL DEFAULT 'UTC';
