@@ -76,13 +76,23 @@ pub enum FetchError {
     ForeignNextLink(String),
 }
 
-/// Bytes kept as they are in a path segment: RFC 3986 unreserved only, so
-/// `/`, `?`, `#`, `:`, `%` and spaces in a value can't change the path.
+/// Bytes kept as they are in a path segment: RFC 3986 unreserved plus the
+/// sub-delimiters no server reads as structure (OneDrive drive ids carry
+/// `!`), so `/`, `?`, `#`, `:`, `;`, `%` and spaces in a value can't change
+/// the path.
 const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
-    .remove(b'~');
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b',')
+    .remove(b'=');
 
 /// A value (an account id such as Search Console's `sc-domain:example.com`
 /// or `https://example.com/`) as one path segment. Dot segments would still
@@ -684,7 +694,8 @@ mod tests {
                 "https://example.com/",
                 "/sites/https%3A%2F%2Fexample.com%2F/",
             ),
-            ("../../admin?x=1", "/sites/..%2F..%2Fadmin%3Fx%3D1/"),
+            ("../../admin?x=1", "/sites/..%2F..%2Fadmin%3Fx=1/"),
+            ("b!kX3v;p", "/sites/b!kX3v%3Bp/"),
             ("a b#c%2F", "/sites/a%20b%23c%252F/"),
         ];
         for (account, expected) in cases {
