@@ -3,7 +3,10 @@
 // Starts the built server binary on a free loopback port with a throwaway data
 // dir, then drives Debian's Chromium (via playwright-core, no bundled browser)
 // through sign-up, log-in, inviting a member, accepting the invite in a fresh
-// browser context, and a mobile-width layout check.
+// browser context, connecting and syncing the sandbox, the workspace time zone
+// (checked against the browser's own clock for Berlin), confirming a
+// destructive action with and without JavaScript, the nav on a 404, no
+// horizontal overflow at 390 px on every page, and no console errors.
 //
 //   apt-get install -y chromium          # when /usr/bin/chromium is missing
 //   npm ci --prefix tests/browser
@@ -26,7 +29,7 @@ const REPO = path.resolve(HERE, '..', '..');
 const ARTIFACTS = path.join(HERE, 'artifacts');
 const BIN = process.env.PLUGBOARD_BIN || '/work/.cache/plugboard-target/debug/plugboard';
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const TOTAL_BUDGET_MS = 120_000;
+const TOTAL_BUDGET_MS = 180_000;
 const HEALTH_TIMEOUT_MS = 30_000;
 const ACTION_TIMEOUT_MS = 10_000;
 const NAV_TIMEOUT_MS = 15_000;
@@ -50,6 +53,11 @@ const STEPS = [
   'accept the invite in a fresh browser context',
   'connect the sandbox from the Data Hub, approve, pick an account, test, sync now',
   'mobile viewport has no horizontal overflow',
+  'set the workspace time zone; times are shown in it',
+  'revoke a key: a dialog with JavaScript, a confirmation page without',
+  'a signed-in 404 page keeps the nav',
+  'no page overflows at 390 px',
+  'no console errors or CSP violations',
 ];
 
 class Expectation extends Error {}
@@ -67,6 +75,8 @@ let passed = 0;
 let server;
 let serverLog = '';
 const contexts = [];
+// Console errors and uncaught exceptions (CSP violations show up here too).
+const consoleErrors = [];
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -141,15 +151,45 @@ async function stopServer() {
   }
 }
 
-async function newContext(name, viewport = { width: 1280, height: 800 }) {
+const DELIBERATE_ERRORS = [
+  ['401', '/login'],
+  ['422', '/settings/workspace'],
+  ['404', '/no-such-page'],
+];
+function isDeliberateErrorStatus(message) {
+  let pathname = '';
+  try {
+    pathname = new URL(message.location().url).pathname;
+  } catch {
+    return false;
+  }
+  return DELIBERATE_ERRORS.some(
+    ([status, p]) => pathname === p && message.text().includes(`status of ${status}`),
+  );
+}
+
+async function newContext(name, viewport = { width: 1280, height: 800 }, javaScriptEnabled = true) {
   const profile = await mkdtemp(path.join(tmpRoot, `${name}-profile-`));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     args: CHROMIUM_ARGS,
     viewport,
+    javaScriptEnabled,
     timeout: 30_000,
   });
+  const watch = (page) => {
+    page.on('console', (m) => {
+      // The deliberate error answers (a wrong password, an unknown zone,
+      // a missing page) log their status; nothing else may.
+      if (m.type() === 'error' && !isDeliberateErrorStatus(m)) {
+        consoleErrors.push(`${name}: ${m.text()} (${m.location().url})`);
+      }
+    });
+    page.on('pageerror', (e) => consoleErrors.push(`${name}: ${e.message}`));
+  };
+  context.pages().forEach(watch);
+  context.on('page', watch);
   contexts.push(context);
   context.setDefaultTimeout(ACTION_TIMEOUT_MS);
   context.setDefaultNavigationTimeout(NAV_TIMEOUT_MS);
@@ -190,6 +230,7 @@ async function main() {
   let base;
   let owner;
   let inviteLink;
+  let jobPath;
 
   const steps = [
     // 1
@@ -319,6 +360,111 @@ async function main() {
         m.scrollWidth <= m.innerWidth + 1,
         `mobile (390x844) home page overflows horizontally: scrollWidth ${m.scrollWidth} > innerWidth ${m.innerWidth}`,
       );
+    },
+    // 8: the zone is set in the form and every time then carries it
+    async () => {
+      const { page } = owner;
+      await page.setViewportSize({ width: 1280, height: 800 });
+      await page.goto(`${base}/settings/workspace`);
+      const field = page.getByLabel('Time zone', { exact: true });
+      await field.fill('Mars/Olympus');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await page.waitForLoadState('load');
+      await expectText(page.locator('body'), 'time zone', 'error for an unknown zone');
+      expect(
+        (await page.getByLabel('Time zone', { exact: true }).inputValue()) === 'Mars/Olympus',
+        'the unknown zone typed should be kept in the field',
+      );
+      await page.getByLabel('Time zone', { exact: true }).fill('Europe/Berlin');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await waitForPath(page, '/settings/workspace', 'after saving the zone');
+      const shown = (await page.locator('[data-testid="zone-now"]').innerText()).trim();
+      expect(shown.endsWith('Europe/Berlin'), `"now" should name Europe/Berlin, got ${JSON.stringify(shown)}`);
+      // Independently: what the clock says in Berlin, this minute or the last.
+      const berlin = (d) => {
+        const parts = Object.fromEntries(
+          new Intl.DateTimeFormat('en-CA', {
+            timeZone: 'Europe/Berlin', year: 'numeric', month: '2-digit', day: '2-digit',
+            hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+          }).formatToParts(d).map((p) => [p.type, p.value]),
+        );
+        return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}`;
+      };
+      const now = Date.now();
+      const accepted = [berlin(new Date(now)), berlin(new Date(now - 60_000))];
+      expect(
+        accepted.some((t) => shown.startsWith(t)),
+        `"now" in Berlin: expected one of ${JSON.stringify(accepted)}, page shows ${JSON.stringify(shown)}`,
+      );
+      await page.goto(`${base}/data`);
+      await expectText(page.locator('[data-testid="last-sync-sandbox"]'), 'Europe/Berlin', 'last sync time on the Data Hub');
+    },
+    // 9: a destructive action asks first, with and without JavaScript
+    async () => {
+      const { page } = owner;
+      const createKey = async (p, name) => {
+        await p.goto(`${base}/settings/keys`);
+        await p.getByLabel('Name', { exact: true }).fill(name);
+        await p.locator('input[name="scope"][value="tokens:read"]').check();
+        await p.getByRole('button', { name: 'Create key' }).click();
+        await p.locator('[data-testid="new-key"]').waitFor({ state: 'visible' });
+      };
+      const rowOf = (p, name) => p.locator('[data-testid="key-row"]', { hasText: name });
+      await createKey(page, 'smoke-js');
+      await rowOf(page, 'smoke-js').getByRole('button', { name: 'Revoke' }).click();
+      const dialog = page.locator('[data-testid="confirm-dialog"]');
+      await dialog.waitFor({ state: 'visible' });
+      await dialog.getByRole('button', { name: 'Cancel' }).click();
+      await page.goto(`${base}/settings/keys`);
+      expect((await rowOf(page, 'smoke-js').innerText()).includes('REVOKED') === false, 'cancelling the dialog must revoke nothing');
+      await rowOf(page, 'smoke-js').getByRole('button', { name: 'Revoke' }).click();
+      await dialog.getByRole('button', { name: 'Revoke' }).click();
+      await waitForPath(page, '/settings/keys', 'after confirming in the dialog');
+      await expectText(rowOf(page, 'smoke-js'), 'REVOKED', 'key revoked through the dialog');
+
+      // The same session without JavaScript: the server asks on a page.
+      const nojs = await newContext('nojs', { width: 1280, height: 800 }, false);
+      await nojs.context.addCookies(await owner.context.cookies());
+      const p = nojs.page;
+      await createKey(p, 'smoke-nojs');
+      await rowOf(p, 'smoke-nojs').getByRole('button', { name: 'Revoke' }).click();
+      await p.locator('[data-testid="confirm"]').waitFor({ state: 'visible' });
+      await p.locator('[data-testid="confirm-cancel"]').click();
+      await waitForPath(p, '/settings/keys', 'after cancelling on the confirmation page');
+      expect((await rowOf(p, 'smoke-nojs').innerText()).includes('REVOKED') === false, 'cancelling must revoke nothing');
+      await rowOf(p, 'smoke-nojs').getByRole('button', { name: 'Revoke' }).click();
+      await p.locator('[data-testid="confirm-yes"]').click();
+      await waitForPath(p, '/settings/keys', 'after confirming on the page');
+      await expectText(rowOf(p, 'smoke-nojs'), 'REVOKED', 'key revoked through the confirmation page');
+    },
+    // 10
+    async () => {
+      const { page } = owner;
+      const res = await page.goto(`${base}/no-such-page`);
+      expect(res.status() === 404, `expected 404, got ${res.status()}`);
+      await expectText(page.locator('[data-testid="current-workspace"]'), ORG, 'nav on the 404 page');
+      expect((await page.title()).length > 0, 'the 404 page has a title');
+    },
+    // 11
+    async () => {
+      const { page } = owner;
+      await page.setViewportSize({ width: 390, height: 844 });
+      const jobLink = page.locator('a[href^="/data/jobs/"]');
+      await page.goto(`${base}/data`);
+      jobPath = (await jobLink.count()) > 0 ? await jobLink.first().getAttribute('href') : null;
+      const pages = ['/', '/data', '/data/sandbox/accounts', '/settings/members', '/settings/keys', '/settings/workspace', '/api/docs', '/no-such-page'];
+      if (jobPath) pages.push(jobPath);
+      for (const p of pages) {
+        await page.goto(`${base}${p}`);
+        const m = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, iw: window.innerWidth, title: document.title }));
+        expect(m.title.length > 0, `${p} has no title`);
+        if (m.sw > m.iw + 1) await shot(page, `overflow${p.replace(/\W+/g, '-')}.png`);
+        expect(m.sw <= m.iw + 1, `${p} overflows at 390 px: scrollWidth ${m.sw} > ${m.iw}`);
+      }
+    },
+    // 12
+    async () => {
+      expect(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`);
     },
   ];
 
