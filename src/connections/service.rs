@@ -949,11 +949,22 @@ async fn remember_accounts(
     c: &Connection,
     accounts: &[Account],
 ) -> AppResult<()> {
+    // Ids and names are provider text: a NUL can't go into PostgreSQL text.
+    let escaped: Vec<(String, String)> = accounts
+        .iter()
+        .map(|a| {
+            (
+                crate::input::escape_nul_in_text(&a.id),
+                crate::input::escape_nul_in_text(&a.label),
+            )
+        })
+        .collect();
     let listed: Vec<crate::connections::accounts::ListedAccount<'_>> = accounts
         .iter()
-        .map(|a| crate::connections::accounts::ListedAccount {
-            external_id: &a.id,
-            name: &a.label,
+        .zip(&escaped)
+        .map(|(a, (id, name))| crate::connections::accounts::ListedAccount {
+            external_id: id,
+            name,
             currency: a.currency.as_deref(),
             time_zone: a.time_zone.as_deref(),
         })
