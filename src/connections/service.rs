@@ -962,12 +962,14 @@ async fn remember_accounts(
     let listed: Vec<crate::connections::accounts::ListedAccount<'_>> = accounts
         .iter()
         .zip(&escaped)
-        .map(|(a, (id, name))| crate::connections::accounts::ListedAccount {
-            external_id: id,
-            name,
-            currency: a.currency.as_deref(),
-            time_zone: a.time_zone.as_deref(),
-        })
+        .map(
+            |(a, (id, name))| crate::connections::accounts::ListedAccount {
+                external_id: id,
+                name,
+                currency: a.currency.as_deref(),
+                time_zone: a.time_zone.as_deref(),
+            },
+        )
         .collect();
     state
         .store
