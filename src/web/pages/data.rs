@@ -87,7 +87,6 @@ pub struct PersonalRow {
     pub provider_key: String,
     pub provider: String,
     pub member: String,
-    pub status_class: &'static str,
     pub connection: ConnectionView,
 }
 
@@ -102,15 +101,6 @@ pub struct DataPage {
     personal: Vec<PersonalRow>,
     /// Credentials forms start empty and never show secrets back.
     blank_form: super::kit::FormState,
-}
-
-fn status_class(status: Status) -> &'static str {
-    match status {
-        Status::Connected => "ok",
-        Status::Pending => "pending",
-        Status::Error | Status::NeedsReauth => "bad",
-        Status::Disabled | Status::NotConnected => "off",
-    }
 }
 
 pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
@@ -265,7 +255,6 @@ fn members_personal(
                     .owner_user_id
                     .and_then(|id| members.iter().find(|m| m.user_id == id))
                     .map_or_else(|| "a former member".to_owned(), |m| m.name.clone()),
-                status_class: status_class(v.status),
                 connection: v,
             }
         })
