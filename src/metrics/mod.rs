@@ -10,6 +10,8 @@
 //! account, which is what a sync re-read does. Re-sending the same rows
 //! changes nothing. Writes are set-based, in one transaction per request.
 
+pub mod query;
+pub mod semantic;
 pub mod store;
 
 use std::collections::BTreeMap;

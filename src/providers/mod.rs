@@ -221,6 +221,9 @@ pub struct ObjectMeta {
     pub dimensions: Vec<String>,
     #[serde(default)]
     pub mapping_defaults: Option<MappingDefaults>,
+    /// What the metrics mean (metrics objects; see `metrics::semantic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semantics: Option<crate::metrics::semantic::ObjectSemantics>,
 }
 
 impl ObjectMeta {
