@@ -53,4 +53,57 @@
       form.submit();
     });
   });
+
+  // The account chooser: filter by name or id as one types, and for
+  // checkboxes a "select all" that ticks the choices shown. The list stays
+  // a plain form: hidden choices keep their state and are submitted.
+  function accountTools(tools) {
+    var form = tools.closest('form');
+    var search = tools.querySelector('[data-account-search]');
+    var all = tools.querySelector('[data-select-all]');
+    var count = tools.querySelector('[data-account-count]');
+    var choices = Array.prototype.slice.call(form.querySelectorAll('[data-account-choice]'));
+    tools.hidden = false;
+    function shown() {
+      return choices.filter(function (c) { return !c.hidden; });
+    }
+    function refresh() {
+      var visible = shown();
+      if (all) {
+        var boxes = visible.map(function (c) { return c.querySelector('input'); });
+        var ticked = boxes.filter(function (b) { return b.checked; }).length;
+        all.checked = boxes.length > 0 && ticked === boxes.length;
+        all.indeterminate = ticked > 0 && ticked < boxes.length;
+        all.disabled = boxes.length === 0;
+      }
+      count.textContent = visible.length + ' of ' + choices.length + ' accounts shown';
+    }
+    search.addEventListener('input', function () {
+      var words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
+      choices.forEach(function (c) {
+        var text = c.textContent.toLowerCase();
+        c.hidden = !words.every(function (w) { return text.indexOf(w) !== -1; });
+      });
+      refresh();
+    });
+    if (all) {
+      all.addEventListener('change', function () {
+        shown().forEach(function (c) { c.querySelector('input').checked = all.checked; });
+        refresh();
+      });
+      form.addEventListener('change', function (event) {
+        if (event.target !== all) refresh();
+      });
+    }
+    refresh();
+  }
+
+  function init() {
+    Array.prototype.forEach.call(document.querySelectorAll('[data-account-tools]'), accountTools);
+  }
+  if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', init);
+  } else {
+    init();
+  }
 })();

@@ -55,6 +55,43 @@ pub async fn list(state: &AppState, tenant: &Tenant, kind: EntityKind) -> AppRes
         .collect())
 }
 
+/// The entities of a kind with their links, for the Data Hub's lists.
+pub async fn list_with_links(
+    state: &AppState,
+    tenant: &Tenant,
+    kind: EntityKind,
+) -> AppResult<Vec<(Entity, Vec<super::Link>)>> {
+    let viewer = Viewer::from(tenant);
+    let entities = state.store.list_entities(viewer, kind, LIST_LIMIT).await?;
+    let mut links: std::collections::HashMap<Uuid, Vec<super::Link>> =
+        std::collections::HashMap::new();
+    for link in state.store.links_of_kind(viewer, kind).await? {
+        links.entry(link.entity_id).or_default().push(link);
+    }
+    Ok(entities
+        .into_iter()
+        .map(|e| {
+            let l = links.remove(&e.id).unwrap_or_default();
+            (e, l)
+        })
+        .collect())
+}
+
+/// One entity with its links, for its page.
+pub async fn get_with_links(
+    state: &AppState,
+    tenant: &Tenant,
+    kind: EntityKind,
+    id: Uuid,
+) -> AppResult<(Entity, Vec<super::Link>)> {
+    let entity = visible(state, tenant, kind, id).await?;
+    let links = state
+        .store
+        .entity_links(Viewer::from(tenant), entity.id)
+        .await?;
+    Ok((entity, links))
+}
+
 /// Soft-deleted entities are gone as far as the API is concerned.
 pub async fn get(
     state: &AppState,

@@ -336,6 +336,9 @@ pub trait EntityStore {
     ) -> sqlx::Result<Option<Entity>>;
     /// The entity's links through connections the viewer may use.
     async fn entity_links(&self, viewer: Viewer, id: Uuid) -> sqlx::Result<Vec<Link>>;
+    /// Every link to entities of a kind through connections the viewer may
+    /// use (the lists' source column, in one query).
+    async fn links_of_kind(&self, viewer: Viewer, kind: EntityKind) -> sqlx::Result<Vec<Link>>;
     async fn get_mapping(
         &self,
         workspace: WorkspaceId,
@@ -525,6 +528,29 @@ impl_for_backends! {
             .bind(viewer.user)
             .fetch_all(&self.pool)
             .await?;
+            Ok(rows.into_iter().filter_map(LinkRow::into_link).collect())
+        }
+
+        async fn links_of_kind(&self, viewer: Viewer, kind: EntityKind) -> sqlx::Result<Vec<Link>> {
+            let sql = match kind {
+                EntityKind::Project => concat!(
+                    "SELECT ", link_columns!(), " FROM external_links \
+                     WHERE workspace_id = $1 AND project_id IS NOT NULL AND ",
+                    crate::visible_connection!("connection_id", "$1", "$2"),
+                    " ORDER BY provider, object, external_id"
+                ),
+                EntityKind::Person => concat!(
+                    "SELECT ", link_columns!(), " FROM external_links \
+                     WHERE workspace_id = $1 AND person_id IS NOT NULL AND ",
+                    crate::visible_connection!("connection_id", "$1", "$2"),
+                    " ORDER BY provider, object, external_id"
+                ),
+            };
+            let rows: Vec<LinkRow> = sqlx::query_as(sql)
+                .bind(viewer.workspace)
+                .bind(viewer.user)
+                .fetch_all(&self.pool)
+                .await?;
             Ok(rows.into_iter().filter_map(LinkRow::into_link).collect())
         }
 

@@ -76,6 +76,9 @@ pub trait JobStore {
     /// Queued, running and waiting jobs of the workspace (the Data Hub's
     /// "syncing now" state), oldest first.
     async fn list_active_jobs(&self, viewer: Viewer) -> sqlx::Result<Vec<Job>>;
+    /// The last finished sync of each (connection, object) the viewer may
+    /// see: what a card says about how its syncs went.
+    async fn latest_sync_outcomes(&self, viewer: Viewer) -> sqlx::Result<Vec<Job>>;
     async fn list_jobs(
         &self,
         viewer: Viewer,
@@ -161,6 +164,24 @@ impl_for_backends! {
                 "WHERE workspace_id = $1 AND status IN ('queued', 'running', 'waiting_external') AND ",
                 crate::visible_connection!("connection_id", "$1", "$2"),
                 " ORDER BY created_at, id LIMIT 200"
+            ))
+            .bind(viewer.workspace)
+            .bind(viewer.user)
+            .fetch_all(&self.pool)
+            .await
+        }
+
+        async fn latest_sync_outcomes(&self, viewer: Viewer) -> sqlx::Result<Vec<Job>> {
+            sqlx::query_as(concat!(
+                job_select!(),
+                "j WHERE j.workspace_id = $1 AND j.kind = 'sync' AND j.status IN ('succeeded', 'failed') \
+                 AND j.connection_id IS NOT NULL AND j.finished_at IS NOT NULL AND ",
+                crate::visible_connection!("j.connection_id", "$1", "$2"),
+                " AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.workspace_id = j.workspace_id \
+                 AND k.connection_id = j.connection_id AND COALESCE(k.object, '') = COALESCE(j.object, '') \
+                 AND k.kind = 'sync' AND k.status IN ('succeeded', 'failed') AND k.finished_at IS NOT NULL \
+                 AND (k.finished_at > j.finished_at OR (k.finished_at = j.finished_at AND k.id > j.id))) \
+                 ORDER BY j.finished_at DESC LIMIT 1000"
             ))
             .bind(viewer.workspace)
             .bind(viewer.user)

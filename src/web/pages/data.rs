@@ -20,7 +20,8 @@ use crate::providers::HeaderSource;
 use crate::web::api::connections::view;
 use crate::web::extract::CsrfForm;
 
-const HUB: &str = "/data";
+/// The connection cards (`/data` becomes the metrics dashboard).
+pub const HUB: &str = super::CONNECTIONS;
 
 pub struct HeaderField {
     pub key: String,
@@ -37,7 +38,6 @@ pub struct Card {
     pub oauth: bool,
     /// The deployment has the provider's OAuth app configured.
     pub configured: bool,
-    pub missing_env: String,
     pub credentials_flow: Option<&'static str>,
     pub header_fields: Vec<HeaderField>,
     pub has_accounts: bool,
@@ -48,6 +48,38 @@ pub struct Card {
     pub active_jobs: Vec<ActiveJob>,
     /// The connection's chosen accounts, named as the provider reports them.
     pub accounts: Vec<ChosenAccount>,
+    /// The newest failed sync among the last finished one of each object.
+    pub failed_sync: Option<FailedSync>,
+    /// The card shows the workspace's connection, and the user may still
+    /// connect their own account beside it.
+    pub can_connect_own: bool,
+}
+
+/// A sync whose last run failed, as the card shows it.
+pub struct FailedSync {
+    pub job_id: Uuid,
+    pub object: String,
+    pub at: Option<time::OffsetDateTime>,
+    /// The job's error (redacted when stored), cut to a card's length.
+    pub excerpt: String,
+}
+
+/// How much of a job's error a card shows; the job page has all of it.
+const ERROR_EXCERPT_CHARS: usize = 240;
+
+fn excerpt(error: &str) -> String {
+    let error = error.trim();
+    match error.char_indices().nth(ERROR_EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &error[..cut]),
+        None => error.to_owned(),
+    }
+}
+
+/// A provider this server can't connect yet: no OAuth app configured and no
+/// other way in. Listed once, with what an operator sets.
+pub struct Unconfigured {
+    pub name: String,
+    pub env: Vec<String>,
 }
 
 pub struct ChosenAccount {
@@ -95,6 +127,8 @@ pub struct PersonalRow {
 pub struct DataPage {
     layout: Layout,
     cards: Vec<Card>,
+    /// Providers not set up on this server, instead of cards without actions.
+    unconfigured: Vec<Unconfigured>,
     banners: Vec<String>,
     oauth_enabled: bool,
     is_admin: bool,
@@ -119,6 +153,11 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
         .store
         .list_provider_accounts(tenant.workspace_id)
         .await?;
+    let outcomes = state
+        .store
+        .latest_sync_outcomes(Viewer::from(&tenant))
+        .await?;
+    let mut unconfigured = Vec::new();
     for provider in state.providers.iter() {
         let key = provider.meta.key.clone();
         let connection = service::pick(&connections, &tenant, &key);
@@ -156,22 +195,45 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
         } else {
             None
         };
+        let oauth_flow = oauth::supports_flow(provider, "authorization_code");
+        let configured = oauth::app_credentials(
+            &state.settings,
+            provider,
+            state.sandbox_credentials.as_ref(),
+        )
+        .is_some();
+        // Nothing to show or do on a card: one line in the list instead.
+        if connection.is_none() && !(oauth_flow && configured) && credentials_flow.is_none() {
+            unconfigured.push(Unconfigured {
+                name: provider.meta.display_name.clone(),
+                env: vec![
+                    provider.meta.auth.client_id_env.clone(),
+                    provider.meta.auth.client_secret_env.clone(),
+                ],
+            });
+            continue;
+        }
+        let failed_sync = connection.and_then(|c| {
+            outcomes
+                .iter()
+                .filter(|j| j.connection_id == Some(c.id))
+                .find(|j| j.status() == crate::jobs::JobStatus::Failed)
+                .map(|j| FailedSync {
+                    job_id: j.id,
+                    object: j.object.clone().unwrap_or_default(),
+                    at: j.finished_at,
+                    excerpt: excerpt(j.error.as_deref().unwrap_or("no error was recorded")),
+                })
+        });
+        let can_connect_own = connection.is_some_and(|c| c.owner_user_id.is_none())
+            && ((oauth_flow && configured) || credentials_flow.is_some());
         cards.push(Card {
             name: provider.meta.display_name.clone(),
             category: provider.meta.category.replace('_', " "),
             status: status.as_str(),
             connected_by,
-            oauth: oauth::supports_flow(provider, "authorization_code"),
-            configured: oauth::app_credentials(
-                &state.settings,
-                provider,
-                state.sandbox_credentials.as_ref(),
-            )
-            .is_some(),
-            missing_env: format!(
-                "{} and {}",
-                provider.meta.auth.client_id_env, provider.meta.auth.client_secret_env
-            ),
+            oauth: oauth_flow,
+            configured,
             credentials_flow,
             header_fields: provider
                 .meta
@@ -204,22 +266,28 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
                     status: j.status.replace('_', " "),
                 })
                 .collect(),
+            failed_sync,
+            can_connect_own,
             key,
         });
     }
     let personal = members_personal(&state, &tenant, &connections, &members);
-    // Connected first, then by name.
+    // Connected first, then the sandbox (a fresh install's way to try
+    // everything), then by name.
     cards.sort_by_key(|c| {
         (
             c.connection
                 .as_ref()
                 .is_none_or(|v| v.status == Status::NotConnected),
+            c.key != "sandbox",
             c.name.to_lowercase(),
         )
     });
+    unconfigured.sort_by_key(|u| u.name.to_lowercase());
     Ok(DataPage {
         layout: Layout::signed_in(&state, &session, &user, &tenant).await?,
         cards,
+        unconfigured,
         banners,
         oauth_enabled: state.settings.oauth.enabled,
         is_admin: tenant.role.can_manage_members(),

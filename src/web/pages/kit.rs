@@ -109,6 +109,8 @@ pub struct Table {
     pub total: usize,
     pub first: usize,
     pub last: usize,
+    /// Other query parameters (search, filters) the links keep, encoded.
+    params: String,
 }
 
 impl Table {
@@ -157,11 +159,28 @@ impl Table {
             total,
             first: if total == 0 { 0 } else { start + 1 },
             last: end,
+            params: String::new(),
         }
     }
 
-    fn href(sort: &str, dir: Dir, page: usize) -> String {
-        format!("?page={page}&sort={sort}&dir={}", dir.as_str())
+    /// Keeps `params` (empty values left out) in the sort and page links,
+    /// so sorting a filtered list stays filtered.
+    pub fn with_params(mut self, params: &[(&str, &str)]) -> Table {
+        self.params = query_suffix(params);
+        self
+    }
+
+    /// The same parameters for another link (a CSV download of the list).
+    pub fn params(&self) -> &str {
+        &self.params
+    }
+
+    fn href(&self, sort: &str, dir: Dir, page: usize) -> String {
+        format!(
+            "?page={page}&sort={sort}&dir={}{}",
+            dir.as_str(),
+            self.params
+        )
     }
 
     /// Sorting by a column starts at page 1; the current column flips.
@@ -171,7 +190,7 @@ impl Table {
         } else {
             Dir::Asc
         };
-        Table::href(column, dir, 1)
+        self.href(column, dir, 1)
     }
 
     pub fn aria_sort(&self, column: &str) -> &'static str {
@@ -191,7 +210,7 @@ impl Table {
     }
 
     pub fn page_href(&self, page: usize) -> String {
-        Table::href(self.sort, self.dir, page)
+        self.href(self.sort, self.dir, page)
     }
 
     pub fn has_prev(&self) -> bool {
@@ -211,12 +230,28 @@ impl Table {
     }
 }
 
+/// `&name=value` for each non-empty value, percent-encoded.
+pub fn query_suffix(params: &[(&str, &str)]) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    params
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| {
+            format!(
+                "&{}={}",
+                utf8_percent_encode(k, NON_ALPHANUMERIC),
+                utf8_percent_encode(v, NON_ALPHANUMERIC)
+            )
+        })
+        .collect()
+}
+
 /// The colour of a status badge, from the status word itself, so every
 /// page shows CONNECTED, succeeded, REVOKED … alike.
 pub fn badge_class(status: &str) -> &'static str {
     match status.to_ascii_lowercase().replace(' ', "_").as_str() {
         "connected" | "succeeded" | "active" | "ok" => "ok",
-        "error" | "needs_reauth" | "failed" => "bad",
+        "error" | "needs_reauth" | "failed" | "sync_failed" => "bad",
         "pending" | "queued" | "running" | "waiting_external" | "retrying" => "pending",
         _ => "off",
     }
@@ -320,6 +355,8 @@ mod tests {
         );
         assert_eq!(t.page_href(3), "?page=3&sort=value&dir=asc");
         assert_eq!(t.sort_href("value"), "?page=1&sort=value&dir=desc");
+        let t = t.with_params(&[("q", "a&b c"), ("status", "")]);
+        assert_eq!(t.page_href(1), "?page=1&sort=value&dir=asc&q=a%26b%20c");
 
         let mut rows: Vec<u32> = (1..=25).collect();
         let t = Table::apply(

@@ -3,6 +3,7 @@
 
 mod auth;
 mod data;
+pub mod entities;
 mod invites;
 mod keys;
 pub mod kit;
@@ -28,6 +29,9 @@ use crate::tenancy::zone::Zone;
 use crate::tenancy::{Tenant, WorkspaceId};
 pub use crate::web::parse_path_id;
 
+/// The connection cards of the Data Hub.
+pub const CONNECTIONS: &str = "/data/connections";
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(workspace::home))
@@ -50,7 +54,19 @@ pub fn routes() -> Router<AppState> {
             "/settings/invites/{invite_id}/revoke",
             post(members::revoke_invite),
         )
+        // Replaced by the metrics dashboard; the cards live at CONNECTIONS.
         .route("/data", get(data::hub))
+        .route(CONNECTIONS, get(data::hub))
+        .route("/data/projects", get(entities::projects))
+        .route("/data/projects.csv", get(entities::projects_csv))
+        .route("/data/projects/{id}", get(entities::project))
+        .route("/data/projects/{id}/edit", post(entities::edit_project))
+        .route("/data/projects/{id}/reset", post(entities::reset_project))
+        .route("/data/people", get(entities::people))
+        .route("/data/people.csv", get(entities::people_csv))
+        .route("/data/people/{id}", get(entities::person))
+        .route("/data/people/{id}/edit", post(entities::edit_person))
+        .route("/data/people/{id}/reset", post(entities::reset_person))
         .route(
             "/data/{provider}/accounts",
             get(data::accounts_page).post(data::select_accounts),
