@@ -94,6 +94,9 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     );
     let outbound = Outbound::new(&settings.http)?;
     let (sandbox, sandbox_credentials) = build_sandbox(&settings, &keys, &providers);
+    if let Some(sandbox) = &sandbox {
+        sandbox.attach_store(store.clone()).await?;
+    }
     let key_limiter = crate::internal::KeyLimiter::new(settings.internal.requests_per_minute);
     let rate_limit_overrides = crate::sync::limits::parse_overrides(&settings.sync.rate_limits)
         .map_err(|e| anyhow::anyhow!("sync.rate_limits: {e}"))?;

@@ -23,6 +23,7 @@ on_both_backends!(
     account_chooser_has_search_and_select_all,
     projects_and_people_lists,
     edit_and_reset_on_the_entity_page,
+    sandbox_tokens_survive_a_restart,
 );
 
 async fn connect(app: &TestApp, user: &TestUser) -> Uuid {
@@ -650,5 +651,54 @@ async fn edit_and_reset_on_the_entity_page(backend: Backend) {
     assert!(res.status().is_client_error());
     let list = outsider.client.get_text(app.url("/data/projects")).await;
     assert!(!list.contains(name), "nothing of the other workspace");
+    app.stop().await;
+}
+
+async fn sandbox_tokens_survive_a_restart(backend: Backend) {
+    let mut app = sandbox_app(backend, &[]).await;
+    let owner = app.signup("owner@a.example", "Acme").await;
+    let res = authorize(&app, &owner.client, "workspace", "approve").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let diag = owner
+        .client
+        .get_json(app.url("/api/integrations/sandbox/test"))
+        .await;
+    assert_eq!(diag["ok"], true, "{diag}");
+    // An access and a refresh token, stored as 32-byte digests only.
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM sandbox_tokens").await, 2);
+    assert_eq!(
+        app.db
+            .count("SELECT COUNT(*) FROM sandbox_tokens WHERE length(token_hash) = 32")
+            .await,
+        2
+    );
+
+    app.restart().await;
+    // The same session and connection; the token issued before still works
+    // (no new authorization, no refresh).
+    let diag = owner
+        .client
+        .get_json(app.url("/api/integrations/sandbox/test"))
+        .await;
+    assert_eq!(diag["ok"], true, "{diag}");
+    let stats = common::sandbox_stats(&app).await;
+    assert_eq!(stats["token_refresh"], 0, "{stats}");
+    assert_eq!(stats["token_authorization_code"], 0, "{stats}");
+    let hub = owner.client.get_text(app.url("/data/connections")).await;
+    assert!(
+        hub.contains("data-testid=\"status-sandbox\">CONNECTED<"),
+        "{hub}"
+    );
+
+    // Disconnecting revokes the family: its rows go too.
+    let res = owner
+        .client
+        .post_json(
+            app.url("/api/data/disconnect"),
+            &json!({"provider": "sandbox"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM sandbox_tokens").await, 0);
     app.stop().await;
 }

@@ -5,10 +5,13 @@
 //! as real providers (single-use codes, rotating refresh tokens with reuse
 //! detection, exact redirect URIs) and can inject faults on demand.
 //!
-//! All state is in memory: a restart forgets every grant.
+//! State is in memory, except issued access and refresh tokens: once the
+//! app attaches its store ([`Sandbox::attach_store`]) they are also kept in
+//! the database (as digests), so a demo connection survives a restart.
 
 mod data;
 mod oauth;
+pub mod store;
 #[cfg(test)]
 mod tests;
 
@@ -195,6 +198,31 @@ struct Inner {
     faults: Mutex<Faults>,
     rate_window: Mutex<data::RateWindow>,
     stats: Counters,
+    /// Where issued tokens are kept across restarts; none in unit tests.
+    journal: std::sync::OnceLock<crate::storage::DynStore>,
+    /// Writes token changes one batch at a time, in the order they happened.
+    persist_lock: tokio::sync::Mutex<()>,
+}
+
+impl Inner {
+    /// Writes the token maps' changes to the store. A failed write is
+    /// logged: the tokens still work until a restart.
+    async fn persist(&self) {
+        let _order = self.persist_lock.lock().await;
+        let changes = lock(&self.grants).take_changes();
+        let Some(store) = self.journal.get() else {
+            return;
+        };
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(err) = store
+            .apply_sandbox_token_changes(&changes, crate::storage::now())
+            .await
+        {
+            tracing::warn!(error = %err, "sandbox: issued tokens not saved; they won't survive a restart");
+        }
+    }
 }
 
 impl Sandbox {
@@ -224,6 +252,8 @@ impl Sandbox {
             faults: Mutex::new(Faults::default()),
             rate_window: Mutex::new(data::RateWindow::new(Instant::now())),
             stats: Counters::default(),
+            journal: std::sync::OnceLock::new(),
+            persist_lock: tokio::sync::Mutex::new(()),
         };
         Sandbox {
             inner: Arc::new(inner),
@@ -251,6 +281,22 @@ impl Sandbox {
             .route("/_stats", get(stats))
             .route("/_faults", post(faults))
             .with_state(self.inner.clone())
+    }
+
+    /// Loads the tokens issued before a restart and keeps new ones in
+    /// `store` from now on. Called once, at start.
+    pub async fn attach_store(&self, store: crate::storage::DynStore) -> anyhow::Result<()> {
+        let tokens = store
+            .live_sandbox_tokens(crate::storage::now())
+            .await
+            .map_err(anyhow::Error::new)?;
+        let count = tokens.len();
+        lock(&self.inner.grants).load(tokens);
+        if self.inner.journal.set(store).is_err() {
+            anyhow::bail!("the sandbox's store is attached already");
+        }
+        tracing::debug!(tokens = count, "sandbox: issued tokens loaded");
+        Ok(())
     }
 
     pub fn stats(&self) -> SandboxStats {

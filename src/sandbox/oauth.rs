@@ -17,6 +17,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
+use super::store::{StoredToken, TokenChange};
 use super::{Inner, Origin, PAGE_CSS, Params, bump, json_response, lock, random_token, sha256};
 
 /// Authorization codes live one minute (RFC 6749 §4.1.2 recommends ≤ 10).
@@ -72,7 +73,43 @@ pub(super) struct Grants {
     codes: HashMap<Key, AuthCode>,
     access: HashMap<Key, AccessToken>,
     refresh: HashMap<Key, RefreshToken>,
-    next_family: u64,
+    /// Changes to the token maps not yet written to the database (see
+    /// `Inner::persist`).
+    changes: Vec<TokenChange>,
+}
+
+/// The wall-clock expiry of a lifetime starting now; None when it overflows.
+fn wall_expiry(lifetime: Duration) -> Option<time::OffsetDateTime> {
+    let secs = i64::try_from(lifetime.as_secs()).ok()?;
+    time::OffsetDateTime::now_utc().checked_add(time::Duration::seconds(secs))
+}
+
+fn stored(
+    hash: Key,
+    kind: &str,
+    grant: &Grant,
+    family: u64,
+    lifetime: Duration,
+    used: bool,
+) -> StoredToken {
+    StoredToken {
+        token_hash: hash.to_vec(),
+        kind: kind.to_owned(),
+        family: family_key(family),
+        client_id: grant.client_id.clone(),
+        scope: grant.scope.clone(),
+        company: grant.company.clone(),
+        subject: grant.subject.clone(),
+        name: grant.name.clone(),
+        expires_at: wall_expiry(lifetime),
+        used,
+        created_at: crate::storage::now(),
+    }
+}
+
+/// Families are random 64-bit numbers, stored as their signed twin.
+fn family_key(family: u64) -> i64 {
+    i64::from_ne_bytes(family.to_ne_bytes())
 }
 
 #[derive(Serialize)]
@@ -90,9 +127,64 @@ fn live(expires_at: Option<Instant>, now: Instant) -> bool {
 }
 
 impl Grants {
+    /// Random, so families issued before a restart (or by another server
+    /// on the same database) never collide with new ones.
     fn new_family(&mut self) -> u64 {
-        self.next_family = self.next_family.wrapping_add(1);
-        self.next_family
+        uuid::Uuid::new_v4().as_u64_pair().0
+    }
+
+    /// The changes since the last call, in order.
+    pub(super) fn take_changes(&mut self) -> Vec<TokenChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Tokens read back from the database after a restart; expired ones
+    /// are left out.
+    pub(super) fn load(&mut self, tokens: Vec<StoredToken>) {
+        let wall_now = time::OffsetDateTime::now_utc();
+        let now = Instant::now();
+        for t in tokens {
+            let Ok(key) = Key::try_from(t.token_hash.as_slice()) else {
+                continue;
+            };
+            let expires_at = match t.expires_at {
+                None => None,
+                Some(at) if at <= wall_now => continue,
+                Some(at) => now.checked_add((at - wall_now).unsigned_abs()),
+            };
+            let family = u64::from_ne_bytes(t.family.to_ne_bytes());
+            let grant = Grant {
+                client_id: t.client_id,
+                scope: t.scope,
+                company: t.company,
+                subject: t.subject,
+                name: t.name,
+            };
+            match t.kind.as_str() {
+                "access" => {
+                    self.access.insert(
+                        key,
+                        AccessToken {
+                            grant,
+                            family,
+                            expires_at,
+                        },
+                    );
+                }
+                "refresh" => {
+                    self.refresh.insert(
+                        key,
+                        RefreshToken {
+                            grant,
+                            family,
+                            expires_at,
+                            used: t.used,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Expired entries go whenever something new is stored, so memory stays
@@ -106,6 +198,8 @@ impl Grants {
     fn revoke_family(&mut self, family: u64) {
         self.access.retain(|_, t| t.family != family);
         self.refresh.retain(|_, t| t.family != family);
+        self.changes
+            .push(TokenChange::DeleteFamily(family_key(family)));
     }
 
     fn insert_code(&mut self, code: &str, entry: AuthCode, now: Instant) {
@@ -127,8 +221,17 @@ impl Grants {
         self.prune(now);
         let access_token = random_token();
         let scope = access_grant.scope.clone();
+        let access_key = sha256(access_token.as_bytes());
+        self.changes.push(TokenChange::Put(stored(
+            access_key,
+            "access",
+            &access_grant,
+            family,
+            Duration::from_secs(lifetime_secs),
+            false,
+        )));
         self.access.insert(
-            sha256(access_token.as_bytes()),
+            access_key,
             AccessToken {
                 grant: access_grant,
                 family,
@@ -137,8 +240,17 @@ impl Grants {
         );
         let refresh_token = refresh_grant.map(|grant| {
             let token = random_token();
+            let refresh_key = sha256(token.as_bytes());
+            self.changes.push(TokenChange::Put(stored(
+                refresh_key,
+                "refresh",
+                &grant,
+                family,
+                REFRESH_LIFETIME,
+                false,
+            )));
             self.refresh.insert(
-                sha256(token.as_bytes()),
+                refresh_key,
                 RefreshToken {
                     grant,
                     family,
@@ -234,6 +346,7 @@ impl Grants {
         };
         if !live(entry.expires_at, now) {
             self.refresh.remove(&key);
+            self.changes.push(TokenChange::Delete(key.to_vec()));
             return Err(OAuthError::invalid_grant("refresh token expired"));
         }
         if entry.used {
@@ -265,6 +378,7 @@ impl Grants {
         entry.used = true;
         let family = entry.family;
         let refresh_grant = entry.grant.clone();
+        self.changes.push(TokenChange::MarkUsed(key.to_vec()));
         Ok(self.issue(
             access_grant,
             Some(refresh_grant),
@@ -284,6 +398,7 @@ impl Grants {
             .is_some_and(|t| t.grant.client_id == client_id)
         {
             self.access.remove(&key);
+            self.changes.push(TokenChange::Delete(key.to_vec()));
         }
         if let Some(family) = self
             .refresh
@@ -668,6 +783,9 @@ pub(super) async fn token(
 ) -> Response {
     inner.stats.note_request_id(&headers);
     let response = token_response(&inner, &headers, &body);
+    // Written before the tokens leave, so a restart never loses one a
+    // client holds.
+    inner.persist().await;
     if response.status().is_client_error() || response.status().is_server_error() {
         bump(&inner.stats.token_errors);
     }
@@ -891,6 +1009,7 @@ pub(super) async fn revoke(
     // token_type_hint only speeds up lookups on real servers; both maps are
     // checked here anyway.
     lock(&inner.grants).revoke(token, &client_id);
+    inner.persist().await;
     let mut response = StatusCode::OK.into_response();
     no_store(response.headers_mut());
     response

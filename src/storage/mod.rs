@@ -33,6 +33,7 @@ use crate::entities::store::EntityStore;
 use crate::jobs::store::JobStore;
 use crate::metrics::store::{MetricReadStore, MetricStore};
 use crate::rules::store::RuleStore;
+use crate::sandbox::store::SandboxTokenStore;
 use crate::servicekeys::store::ServiceKeyStore;
 use crate::sync::leases::{LeaseStore, PageStore};
 use crate::sync::limits::RateStore;
@@ -81,6 +82,7 @@ pub trait Store:
     + PageStore
     + RateStore
     + RuleStore
+    + SandboxTokenStore
     + Send
     + Sync
     + 'static

@@ -325,6 +325,23 @@ impl TestApp {
         (base, app::spawn(state, listener).await.expect("peer"))
     }
 
+    /// Stops the server and starts the app again on the same database,
+    /// settings and address, as restarting the binary would: everything
+    /// kept only in memory is gone.
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("server stopped cleanly");
+        }
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind(&addr).await.expect("bind again");
+        let state = app::build_state(self.settings.clone())
+            .await
+            .expect("state after restart");
+        self.store = state.store.clone();
+        self.state = state.clone();
+        self.server = Some(app::spawn(state, listener).await.expect("spawn again"));
+    }
+
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.stop().await.expect("server stopped cleanly");
