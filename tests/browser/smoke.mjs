@@ -5,7 +5,8 @@
 // through sign-up, log-in, inviting a member, accepting the invite in a fresh
 // browser context, connecting and syncing the sandbox, the workspace time zone
 // (checked against the browser's own clock for Berlin), confirming a
-// destructive action with and without JavaScript, the nav on a 404, no
+// destructive action with and without JavaScript, the nav on a 404, the
+// projects and people lists against the JSON API and the projects CSV, no
 // horizontal overflow at 390 px on every page, and no console errors.
 //
 //   apt-get install -y chromium          # when /usr/bin/chromium is missing
@@ -17,7 +18,7 @@
 // steps after it, which were not run).
 
 import { spawn } from 'node:child_process';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -56,6 +57,7 @@ const STEPS = [
   'set the workspace time zone; times are shown in it',
   'revoke a key: a dialog with JavaScript, a confirmation page without',
   'a signed-in 404 page keeps the nav',
+  'projects and people from the nav match the API; the projects CSV downloads',
   'no page overflows at 390 px',
   'no console errors or CSP violations',
 ];
@@ -231,6 +233,7 @@ async function main() {
   let owner;
   let inviteLink;
   let jobPath;
+  let projectPath;
 
   const steps = [
     // 1
@@ -328,20 +331,34 @@ async function main() {
     // 6: the connections journey — Connect, Approve at the provider, pick an account
     async () => {
       const { page } = owner;
-      await page.goto(`${base}/data`);
+      await page.goto(`${base}/data/connections`);
       await page.locator('[data-testid="connect-sandbox"]').click();
       await page.waitForURL((u) => u.pathname === '/sandbox/oauth/authorize', { timeout: NAV_TIMEOUT_MS });
       await page.getByRole('button', { name: 'Approve' }).click();
       await waitForPath(page, '/data/sandbox/accounts', 'after approving at the sandbox');
+      // The chooser's search filters as one types; "select all" ticks what is shown.
+      const choices = page.locator('[data-testid="accounts-form"] [data-account-choice]');
+      const total = await choices.count();
+      const search = page.locator('[data-testid="account-search"]');
+      await search.fill('no account is called this');
+      expect((await choices.filter({ visible: true }).count()) === 0, 'a search matching nothing hides every account');
+      await search.fill('');
+      expect((await choices.filter({ visible: true }).count()) === total, 'clearing the search shows every account');
+      await page.locator('[data-testid="select-all"]').check();
+      expect(
+        (await page.locator('[data-testid="accounts-form"] input[name="account_id"]:checked').count()) === total,
+        'select all ticks every account shown',
+      );
+      await page.locator('[data-testid="select-all"]').uncheck();
       await page.locator('[data-testid="accounts-form"] input[name="account_id"]').first().check();
       await page.getByRole('button', { name: 'Save' }).click();
-      await waitForPath(page, '/data', 'after choosing an account');
+      await waitForPath(page, '/data/connections', 'after choosing an account');
       await expectText(page.locator('[data-testid="status-sandbox"]'), 'CONNECTED', 'sandbox card status');
       await page.locator('[data-testid="card-sandbox"]').getByRole('button', { name: 'Test' }).click();
-      await waitForPath(page, '/data', 'after testing');
+      await waitForPath(page, '/data/connections', 'after testing');
       await expectText(page.locator('.flash'), 'Test passed', 'test flash');
       await page.locator('[data-testid="sync-sandbox"]').click();
-      await waitForPath(page, '/data', 'after Sync now');
+      await waitForPath(page, '/data/connections', 'after Sync now');
       await expectText(page.locator('.flash'), 'sync job(s) queued', 'sync flash');
       await shot(page, 'data-hub.png');
     },
@@ -396,7 +413,7 @@ async function main() {
         accepted.some((t) => shown.startsWith(t)),
         `"now" in Berlin: expected one of ${JSON.stringify(accepted)}, page shows ${JSON.stringify(shown)}`,
       );
-      await page.goto(`${base}/data`);
+      await page.goto(`${base}/data/connections`);
       await expectText(page.locator('[data-testid="last-sync-sandbox"]'), 'Europe/Berlin', 'last sync time on the Data Hub');
     },
     // 9: a destructive action asks first, with and without JavaScript
@@ -445,15 +462,69 @@ async function main() {
       await expectText(page.locator('[data-testid="current-workspace"]'), ORG, 'nav on the 404 page');
       expect((await page.title()).length > 0, 'the 404 page has a title');
     },
-    // 11
+    // 11: the synced projects and people, reached from the nav
+    async () => {
+      const { page } = owner;
+      await page.setViewportSize({ width: 1280, height: 800 });
+      // Sync now (step 6) queued every object; wait for them to finish.
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const jobs = await (await page.request.get(`${base}/api/integrations/sandbox/jobs`)).json();
+        const open = jobs.filter((j) => !['succeeded', 'failed', 'cancelled'].includes(j.status));
+        if (open.length === 0) {
+          const failed = jobs.filter((j) => j.status !== 'succeeded' && ['projects', 'people'].includes(j.object));
+          expect(failed.length === 0, `sync jobs failed: ${JSON.stringify(failed.map((j) => [j.object, j.error]))}`);
+          break;
+        }
+        expect(Date.now() < deadline, `sync jobs still running: ${JSON.stringify(open.map((j) => [j.object, j.status]))}`);
+        await sleep(300);
+      }
+      // Synced records become projects and people when mapped (the
+      // Integrations Hub's "Re-apply mappings").
+      for (const object of ['projects', 'people']) {
+        const res = await page.request.post(`${base}/api/integrations/sandbox/${object}/apply`, { data: { conflictPolicy: 'auto_create' } });
+        expect(res.status() === 200, `apply ${object}: HTTP ${res.status()} ${await res.text()}`);
+      }
+      for (const [label, pathname, api] of [['Projects', '/data/projects', '/api/projects'], ['People', '/data/people', '/api/people']]) {
+        await page.locator('nav.topnav').getByRole('link', { name: label, exact: true }).click();
+        await waitForPath(page, pathname, `after clicking ${label} in the nav`);
+        const listed = await (await page.request.get(`${base}${api}`)).json();
+        expect(listed.length > 0, `${api} is empty after the sync`);
+        await expectText(page.locator('[data-testid="count"]'), `${listed.length} `, `${label} count`);
+        const count = (await page.locator('[data-testid="count"]').innerText()).trim();
+        expect(count.startsWith(`${listed.length} `), `${label}: the page says ${JSON.stringify(count)}, the API lists ${listed.length}`);
+        const rows = await page.locator('[data-testid^="row-"]').count();
+        expect(rows === Math.min(listed.length, 50), `${label}: ${rows} rows on the first page for ${listed.length}`);
+        await expectText(page.locator('[data-testid="rows"]'), listed[0].name, `${label}: the first by name is listed`);
+        if (label === 'Projects') {
+          projectPath = await page.locator('[data-testid="rows"] a').first().getAttribute('href');
+          const [download] = await Promise.all([
+            page.waitForEvent('download'),
+            page.locator('[data-testid="csv"]').click(),
+          ]);
+          const file = await download.path();
+          const text = await readFile(file, 'utf8');
+          const lines = text.split('\r\n').filter((l) => l.length > 0);
+          expect(
+            lines[0].startsWith('id,number,source_number,name,source_name,client_name,source_client_name,status,source_status'),
+            `projects CSV header: ${JSON.stringify(lines[0])}`,
+          );
+          expect(lines.length === listed.length + 1, `projects CSV: ${lines.length - 1} rows for ${listed.length} projects`);
+          expect(download.suggestedFilename() === 'projects.csv', `CSV named ${download.suggestedFilename()}`);
+          await shot(page, 'projects.png');
+        }
+      }
+    },
+    // 12
     async () => {
       const { page } = owner;
       await page.setViewportSize({ width: 390, height: 844 });
       const jobLink = page.locator('a[href^="/data/jobs/"]');
-      await page.goto(`${base}/data`);
+      await page.goto(`${base}/data/connections`);
       jobPath = (await jobLink.count()) > 0 ? await jobLink.first().getAttribute('href') : null;
-      const pages = ['/', '/data', '/data/sandbox/accounts', '/settings/members', '/settings/keys', '/settings/workspace', '/api/docs', '/no-such-page'];
+      const pages = ['/', '/data', '/data/connections', '/data/projects', '/data/people', '/data/sandbox/accounts', '/settings/members', '/settings/keys', '/settings/workspace', '/api/docs', '/no-such-page'];
       if (jobPath) pages.push(jobPath);
+      if (projectPath) pages.push(projectPath);
       for (const p of pages) {
         await page.goto(`${base}${p}`);
         const m = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, iw: window.innerWidth, title: document.title }));
@@ -462,7 +533,7 @@ async function main() {
         expect(m.sw <= m.iw + 1, `${p} overflows at 390 px: scrollWidth ${m.sw} > ${m.iw}`);
       }
     },
-    // 12
+    // 13
     async () => {
       expect(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`);
     },
