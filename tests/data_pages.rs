@@ -363,6 +363,15 @@ async fn projects_and_people_lists(backend: Backend) {
         page.contains("sort=name&#38;dir=asc&#38;status=inactive"),
         "{page}"
     );
+    let res = owner
+        .client
+        .get(app.url("/data/projects?q=a%01b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Field: <code>q</code>"), "{page}");
     let page = owner
         .client
         .get_text(app.url("/data/projects?q=no-such-thing"))

@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -23,7 +23,7 @@ use crate::entities::{Entity, EntityKind, Link, normalize, service, snake_case};
 use crate::error::{AppError, AppResult};
 use crate::input::{FormFields, SingleLine};
 use crate::web::csv::CsvWriter;
-use crate::web::extract::CsrfForm;
+use crate::web::extract::{ApiQuery, CsrfForm};
 
 const PAGE_SIZE: usize = 50;
 
@@ -166,7 +166,8 @@ impl Row {
     }
 }
 
-/// `?q=&status=` besides the table's own parameters.
+/// `?q=&status=` besides the table's own parameters. Text goes through the
+/// input checks (a control character is 422 naming `q`).
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
     #[serde(default)]
@@ -310,7 +311,7 @@ async fn list(
         None
     } else if had_rows {
         Some(Empty::Filtered)
-    } else if service_connections(&state, &current).await? {
+    } else if has_connections(&state, &current).await? {
         Some(Empty::Sync)
     } else {
         Some(Empty::Connect)
@@ -342,7 +343,7 @@ async fn list(
 }
 
 /// Whether the user has any connection to sync from.
-async fn service_connections(state: &AppState, current: &CurrentTenant) -> AppResult<bool> {
+async fn has_connections(state: &AppState, current: &CurrentTenant) -> AppResult<bool> {
     Ok(state
         .store
         .list_connections(current.tenant.workspace_id)
@@ -396,7 +397,7 @@ fn csv(kind: EntityKind, mut all: Vec<Row>, query: &ListQuery) -> AppResult<Resp
 pub async fn projects(
     State(state): State<AppState>,
     current: CurrentTenant,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> AppResult<Response> {
     list(state, current, EntityKind::Project, query).await
 }
@@ -404,7 +405,7 @@ pub async fn projects(
 pub async fn people(
     State(state): State<AppState>,
     current: CurrentTenant,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> AppResult<Response> {
     list(state, current, EntityKind::Person, query).await
 }
@@ -412,7 +413,7 @@ pub async fn people(
 pub async fn projects_csv(
     State(state): State<AppState>,
     current: CurrentTenant,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> AppResult<Response> {
     let all = rows(&state, &current, EntityKind::Project).await?;
     csv(EntityKind::Project, all, &query)
@@ -421,7 +422,7 @@ pub async fn projects_csv(
 pub async fn people_csv(
     State(state): State<AppState>,
     current: CurrentTenant,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> AppResult<Response> {
     let all = rows(&state, &current, EntityKind::Person).await?;
     csv(EntityKind::Person, all, &query)
