@@ -697,3 +697,18 @@ pub async fn cancel_job(
         .map(|_| "Job cancelled.".to_owned());
     redirect_with_outcome(&form.session, &back, outcome).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::excerpt;
+
+    #[test]
+    fn error_excerpts_are_bounded_on_character_boundaries() {
+        assert_eq!(excerpt("  HTTP 400: bad  "), "HTTP 400: bad");
+        let long = "é".repeat(300);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), 241);
+        assert!(cut.ends_with('…'));
+        assert_eq!(excerpt(&"x".repeat(240)), "x".repeat(240));
+    }
+}

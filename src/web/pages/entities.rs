@@ -658,3 +658,48 @@ pub async fn reset_person(
 pub fn column_label(column: &str) -> &'static str {
     label(column)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn local_and_source_values_compare_in_the_columns_form() {
+        let mut e = Entity::new(
+            EntityKind::Project,
+            "Local name",
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        e.field_state.insert(
+            "name".into(),
+            serde_json::from_value(json!({"source": " Source name ", "edited": true})).unwrap(),
+        );
+        // BQE-style 0 is "active": the same as the local status.
+        e.field_state.insert(
+            "status".into(),
+            serde_json::from_value(json!({"source": 0})).unwrap(),
+        );
+        let f = fields(&e);
+        let name = f.iter().find(|f| f.column == "name").unwrap();
+        assert!(name.differs && name.edited);
+        assert_eq!(name.source.as_deref(), Some("Source name"));
+        let status = f.iter().find(|f| f.column == "status").unwrap();
+        assert!(!status.differs, "0 and active are one status");
+        let number = f.iter().find(|f| f.column == "number").unwrap();
+        assert!(number.source.is_none() && !number.differs);
+
+        let mut p = Entity::new(EntityKind::Person, "P", time::OffsetDateTime::UNIX_EPOCH);
+        p.field_state.insert(
+            "active".into(),
+            serde_json::from_value(json!({"source": "inactive"})).unwrap(),
+        );
+        let f = fields(&p);
+        let active = f.iter().find(|f| f.column == "active").unwrap();
+        assert_eq!(
+            (active.local.as_str(), active.source.as_deref()),
+            ("active", Some("inactive"))
+        );
+        assert!(active.differs);
+    }
+}
