@@ -109,6 +109,9 @@ pub struct Table {
     pub total: usize,
     pub first: usize,
     pub last: usize,
+    /// Other query parameters (filters) every sort and page link keeps,
+    /// already encoded: `&provider=sandbox`.
+    pub keep: String,
 }
 
 impl Table {
@@ -157,11 +160,29 @@ impl Table {
             total,
             first: if total == 0 { 0 } else { start + 1 },
             last: end,
+            keep: String::new(),
         }
     }
 
-    fn href(sort: &str, dir: Dir, page: usize) -> String {
-        format!("?page={page}&sort={sort}&dir={}", dir.as_str())
+    /// Keeps these parameters (empty values left out) in every link.
+    pub fn keeping<'a>(mut self, params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Table {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
+            if !v.is_empty() {
+                out.append_pair(k, v);
+            }
+        }
+        let encoded = out.finish();
+        self.keep = if encoded.is_empty() {
+            String::new()
+        } else {
+            format!("&{encoded}")
+        };
+        self
+    }
+
+    fn href(&self, sort: &str, dir: Dir, page: usize) -> String {
+        format!("?page={page}&sort={sort}&dir={}{}", dir.as_str(), self.keep)
     }
 
     /// Sorting by a column starts at page 1; the current column flips.
@@ -171,7 +192,7 @@ impl Table {
         } else {
             Dir::Asc
         };
-        Table::href(column, dir, 1)
+        self.href(column, dir, 1)
     }
 
     pub fn aria_sort(&self, column: &str) -> &'static str {
@@ -191,7 +212,7 @@ impl Table {
     }
 
     pub fn page_href(&self, page: usize) -> String {
-        Table::href(self.sort, self.dir, page)
+        self.href(self.sort, self.dir, page)
     }
 
     pub fn has_prev(&self) -> bool {
@@ -331,6 +352,12 @@ mod tests {
         );
         assert_eq!(t.page, 3);
         assert_eq!(rows, vec![5, 4, 3, 2, 1]);
+
+        let kept = t.clone().keeping([("provider", "a b&c"), ("status", "")]);
+        assert_eq!(
+            kept.page_href(1),
+            "?page=1&sort=value&dir=desc&provider=a+b%26c"
+        );
 
         let mut empty: Vec<u32> = Vec::new();
         let t = Table::apply(&query("x", "", ""), &columns, "value", 10, &mut empty);
