@@ -56,6 +56,7 @@ const STEPS = [
   'set the workspace time zone; times are shown in it',
   'revoke a key: a dialog with JavaScript, a confirmation page without',
   'a signed-in 404 page keeps the nav',
+  'the Jobs page lists the sandbox sync as succeeded; its job page shows the counts',
   'no page overflows at 390 px',
   'no console errors or CSP violations',
 ];
@@ -445,14 +446,44 @@ async function main() {
       await expectText(page.locator('[data-testid="current-workspace"]'), ORG, 'nav on the 404 page');
       expect((await page.title()).length > 0, 'the 404 page has a title');
     },
-    // 11
+    // 11: job history, reached from the nav, and one job's page
+    async () => {
+      const { page } = owner;
+      await page.goto(`${base}/`);
+      await page.locator('nav.topnav').getByRole('link', { name: 'Jobs', exact: true }).click();
+      await waitForPath(page, '/data/jobs', 'after clicking Jobs in the nav');
+      const row = page.locator('[data-testid="job-row"][data-provider="sandbox"]', {
+        has: page.locator('[data-testid="job-row-status"]', { hasText: 'succeeded' }),
+      });
+      // The sync from step 6 may still be running: reload until it is done.
+      const deadline = Date.now() + 30_000;
+      while ((await row.count()) === 0) {
+        const statuses = await page.locator('[data-testid="job-row-status"]').allInnerTexts();
+        expect(Date.now() < deadline, `no succeeded sandbox job listed; statuses: ${JSON.stringify(statuses)}`);
+        await sleep(500);
+        await page.reload();
+      }
+      await shot(page, 'jobs.png');
+      await row.first().locator('[data-testid="job-link"]').click();
+      await page.waitForURL((u) => /^\/data\/jobs\/[0-9a-f-]{36}$/.test(u.pathname), { timeout: NAV_TIMEOUT_MS });
+      jobPath = new URL(page.url()).pathname;
+      await expectText(page.locator('[data-testid="job-status"]'), 'succeeded', 'job page status');
+      const fetched = (await page.locator('[data-testid="job-count-fetched"]').innerText()).trim();
+      expect(/^[0-9]+$/.test(fetched) && Number(fetched) > 0, `fetched count should be a positive number, got ${JSON.stringify(fetched)}`);
+      const lines = await page.locator('[data-testid="log-line"]').allInnerTexts();
+      const last = lines.at(-1) || '';
+      expect(last.includes(`done: `) && last.includes(`fetched ${fetched}`), `the log's last line should state the counts (fetched ${fetched}), got ${JSON.stringify(last)}`);
+      await expectText(page.locator('[data-testid="job-duration"]'), ' s', 'job duration');
+      await expectText(page.locator('[data-testid="job-started"]'), 'Europe/Berlin', 'job start time in the workspace zone');
+    },
+    // 12
     async () => {
       const { page } = owner;
       await page.setViewportSize({ width: 390, height: 844 });
       const jobLink = page.locator('a[href^="/data/jobs/"]');
       await page.goto(`${base}/data`);
-      jobPath = (await jobLink.count()) > 0 ? await jobLink.first().getAttribute('href') : null;
-      const pages = ['/', '/data', '/data/sandbox/accounts', '/settings/members', '/settings/keys', '/settings/workspace', '/api/docs', '/no-such-page'];
+      if (!jobPath) jobPath = (await jobLink.count()) > 0 ? await jobLink.first().getAttribute('href') : null;
+      const pages = ['/', '/data', '/data/jobs', '/data/sandbox/accounts', '/settings/members', '/settings/keys', '/settings/workspace', '/api/docs', '/no-such-page'];
       if (jobPath) pages.push(jobPath);
       for (const p of pages) {
         await page.goto(`${base}${p}`);
@@ -462,7 +493,7 @@ async function main() {
         expect(m.sw <= m.iw + 1, `${p} overflows at 390 px: scrollWidth ${m.sw} > ${m.iw}`);
       }
     },
-    // 12
+    // 13
     async () => {
       expect(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`);
     },
