@@ -12,7 +12,6 @@ use common::{
     Backend, ClientExt, PASSWORD, SANDBOX_ID, SANDBOX_SECRET, TestApp, TestUser, api_error, client,
     sandbox_app,
 };
-use plugboard::sync::leases::LeaseStore;
 use plugboard::tenancy::WorkspaceId;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
