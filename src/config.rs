@@ -150,6 +150,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "PLUGBOARD_PLANNER_INTERVAL_SECS",
         "sync.planner_interval_secs",
     ),
+    ("PLUGBOARD_SYNC_MIN_INTERVAL_SECS", "sync.min_interval_secs"),
 ];
 
 /// Names the optional extra TOML file; not a setting itself.
@@ -248,6 +249,9 @@ pub struct SyncSettings {
     pub handoff_timeout_secs: u64,
     /// Seconds between sync-rule planner passes; 0 turns the planner off.
     pub planner_interval_secs: u64,
+    /// Shortest time between two "Sync now" of one connection and object
+    /// (admins may force one sooner); rules' scheduled syncs are not held.
+    pub min_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

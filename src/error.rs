@@ -41,6 +41,14 @@ pub enum AppError {
     },
     #[error("too many attempts; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// "Sync now" inside the minimum interval: 429 with Retry-After and
+    /// when that connection and object last synced (RFC 3339).
+    #[error("{message}")]
+    SyncTooSoon {
+        message: String,
+        retry_after_secs: u64,
+        last_sync_at: String,
+    },
     #[error("request body is larger than this endpoint accepts")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -72,6 +80,10 @@ struct ErrorPayload<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(rename = "lastSyncAt", skip_serializing_if = "Option::is_none")]
+    last_sync_at: Option<&'a str>,
+    #[serde(rename = "retryAfterSecs", skip_serializing_if = "Option::is_none")]
+    retry_after_secs: Option<u64>,
 }
 
 impl AppError {
@@ -112,7 +124,9 @@ impl AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
-            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::RateLimited { .. } | AppError::SyncTooSoon { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -129,11 +143,22 @@ impl AppError {
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not_found",
             AppError::Conflict { .. } => "conflict",
-            AppError::RateLimited { .. } => "rate_limited",
+            AppError::RateLimited { .. } | AppError::SyncTooSoon { .. } => "rate_limited",
             AppError::PayloadTooLarge => "payload_too_large",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// Seconds to wait, for the Retry-After header.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            AppError::RateLimited { retry_after_secs }
+            | AppError::SyncTooSoon {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 
@@ -160,12 +185,22 @@ impl IntoResponse for AppError {
                 code: self.code(),
                 message: &message,
                 field: self.field(),
+                last_sync_at: match &self {
+                    AppError::SyncTooSoon { last_sync_at, .. } => Some(last_sync_at.as_str()),
+                    _ => None,
+                },
+                retry_after_secs: match &self {
+                    AppError::SyncTooSoon {
+                        retry_after_secs, ..
+                    } => Some(*retry_after_secs),
+                    _ => None,
+                },
             },
         };
         let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
         let mut response =
             (status, [(header::CONTENT_TYPE, "application/json")], json).into_response();
-        if let AppError::RateLimited { retry_after_secs } = &self
+        if let Some(retry_after_secs) = self.retry_after_secs()
             && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);

@@ -288,6 +288,25 @@ impl<'de> Deserialize<'de> for FormFields {
     }
 }
 
+/// A field of a partial update: absent (keep), `null` (clear) or a value.
+/// Use with `#[serde(default)]` so an absent key is [`Patch::Keep`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Patch<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(deserializer)? {
+            None => Patch::Clear,
+            Some(value) => Patch::Set(value),
+        })
+    }
+}
+
 /// The text PostgreSQL stores in place of U+0000, which `text` and `jsonb`
 /// can't hold. It is what the character looks like escaped in JSON.
 pub const ESCAPED_NUL: &str = "\\u0000";

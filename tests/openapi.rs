@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Backend, TestApp, client, spawn_app};
+use common::{Backend, ClientExt, TestApp, api_error, client, spawn_app};
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
@@ -17,6 +17,7 @@ on_both_backends!(
     secrets_are_write_only_without_examples,
     auth_schemes_and_error_codes_are_documented,
     docs_page_renders_the_document,
+    documented_bodies_are_what_the_server_parses,
 );
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
@@ -434,5 +435,67 @@ async fn docs_page_renders_the_document(backend: Backend) {
         .await
         .unwrap();
     assert!(html.contains("data-testid=\"current-workspace\""));
+    app.stop().await;
+}
+
+/// The typed edit and rule bodies are the parsers: every property the
+/// document lists is a field the server reads (a wrong type there is a type
+/// error, not "unknown field"), the document says nothing else is allowed,
+/// and an undocumented key is a 422 naming it. Fails if the documented
+/// schema and the accepted body drift apart.
+async fn documented_bodies_are_what_the_server_parses(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let doc = document(&app).await;
+    let owner = app.signup("drift@example.com", "Drift").await;
+    let cases = [
+        ("ProjectChanges", "post", "/api/projects", "colour"),
+        ("PersonChanges", "post", "/api/people", "colour"),
+        (
+            "RuleInput",
+            "put",
+            "/api/integrations/sandbox/projects/rules",
+            "/colour",
+        ),
+    ];
+    for (name, method, path, unknown_field) in cases {
+        let schema = schema(&doc, name);
+        assert_eq!(
+            schema["additionalProperties"],
+            Value::Bool(false),
+            "{name} should document that other keys are refused"
+        );
+        let send = |body: Value| {
+            let url = app.url(path);
+            let client = owner.client.clone();
+            async move {
+                match method {
+                    "put" => client.put(url).json(&body).send().await.unwrap(),
+                    _ => client.post_json(url, &body).await,
+                }
+            }
+        };
+        let properties = schema["properties"].as_object().unwrap();
+        assert!(!properties.is_empty(), "{name} documents no fields");
+        for key in properties.keys() {
+            // An object is the wrong type for every field of these bodies.
+            let res = send(serde_json::json!({ key: {"not": "a value"} })).await;
+            let err = api_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+            let message = err["message"].as_str().unwrap();
+            assert!(
+                !message.starts_with("unknown field"),
+                "{name}.{key} is documented but the server refuses it: {err}"
+            );
+        }
+        let res = send(serde_json::json!({"colour": "red"})).await;
+        let err = api_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(err["field"], unknown_field, "{name}: {err}");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("unknown field"),
+            "{name}: {err}"
+        );
+    }
     app.stop().await;
 }

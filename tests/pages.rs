@@ -13,6 +13,7 @@ on_both_backends!(
     error_pages_have_the_nav_when_signed_in,
     csp_allows_own_scripts_and_assets_are_served,
     destructive_actions_need_confirmation,
+    forms_answer_errors_inline_and_keep_what_was_typed,
 );
 
 async fn post_form(
@@ -296,5 +297,100 @@ async fn destructive_actions_need_confirmation(backend: Backend) {
     // unknown provider is not found before any question.
     let res = post_form(&app, &owner, "/data/no-such-provider/disconnect", &[]).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+async fn count_of(app: &TestApp, table: &str) -> i64 {
+    match table {
+        "workspaces" => app.db.count("SELECT COUNT(*) FROM workspaces").await,
+        "service_keys" => app.db.count("SELECT COUNT(*) FROM service_keys").await,
+        "invites" => app.db.count("SELECT COUNT(*) FROM invites").await,
+        other => panic!("no count for {other}"),
+    }
+}
+
+/// New workspace, new service key and invite by email: a bad value is the
+/// page again with 422 (409 for someone already in), the error next to its
+/// field and the typed values kept; nothing is created, nothing flashed.
+async fn forms_answer_errors_inline_and_keep_what_was_typed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let owner = app.signup("owner@forms.example", "Forms").await;
+
+    // A name with a right-to-left override.
+    let res = post_form(
+        &app,
+        &owner,
+        "/workspaces",
+        &[("name", "Sales\u{202E}lanretnI")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("data-testid=\"error-name\""), "{page}");
+    assert!(page.contains("U+202E"), "{page}");
+    assert!(page.contains("value=\"Sales\u{202E}lanretnI\""), "{page}");
+    assert!(page.contains("<h2>New workspace</h2>"), "{page}");
+    assert_eq!(count_of(&app, "workspaces").await, 1);
+    let res = post_form(&app, &owner, "/workspaces", &[("name", "   ")]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("data-testid=\"error-name\"")
+    );
+    assert_eq!(count_of(&app, "workspaces").await, 1);
+
+    // A key without scopes: the error at the scopes, the name kept.
+    let res = post_form(&app, &owner, "/settings/keys", &[("name", "n8n prod")]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("data-testid=\"error-scopes\""), "{page}");
+    assert!(page.contains("value=\"n8n prod\""), "{page}");
+    assert!(!page.contains("data-testid=\"new-key\""), "{page}");
+    // A bad name: the error at the name, the ticked scope still ticked.
+    let res = post_form(
+        &app,
+        &owner,
+        "/settings/keys",
+        &[("name", "\u{2066}n8n"), ("scope", "runs:write")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("data-testid=\"error-name\""), "{page}");
+    assert!(page.contains("value=\"runs:write\" checked"), "{page}");
+    assert!(!page.contains("value=\"tokens:read\" checked"), "{page}");
+    assert_eq!(count_of(&app, "service_keys").await, 0);
+
+    // An invite to something that isn't an address, then to yourself.
+    let res = post_form(
+        &app,
+        &owner,
+        "/settings/members",
+        &[("email", "not-an-address"), ("role", "admin")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("data-testid=\"error-email\""), "{page}");
+    assert!(page.contains("value=\"not-an-address\""), "{page}");
+    assert!(page.contains("<option value=\"admin\" selected>"), "{page}");
+    let res = post_form(
+        &app,
+        &owner,
+        "/settings/members",
+        &[("email", "owner@forms.example"), ("role", "member")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("data-testid=\"error-email\""), "{page}");
+    assert!(page.contains("already a member"), "{page}");
+    assert!(!page.contains("data-testid=\"invite-link\""), "{page}");
+    assert_eq!(count_of(&app, "invites").await, 0);
+    // No flash was left behind for the next page.
+    let home = owner.client.get_text(app.url("/")).await;
+    assert!(!home.contains("already a member"), "{home}");
     app.stop().await;
 }

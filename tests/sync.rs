@@ -31,6 +31,8 @@ on_both_backends!(
     a_killed_worker_process_is_resumed_by_another,
     handed_off_providers_are_synced_by_the_automation,
     data_hub_cards_show_jobs_in_flight,
+    hostile_account_ids_stay_one_path_segment,
+    nul_in_provider_accounts_is_stored_escaped,
 );
 
 async fn connect(app: &TestApp) -> (TestUser, Uuid) {
@@ -969,6 +971,83 @@ async fn data_hub_cards_show_jobs_in_flight(backend: Backend) {
     assert!(
         page.contains(" UTC</dd>"),
         "the last sync time is shown: {page}"
+    );
+    app.stop().await;
+}
+
+/// An account id the provider lists with `/`, `..`, `?`, `#` and `%2F` in
+/// it is substituted into `/properties/{accountId}/daily-metrics` as one
+/// percent-encoded segment: the sandbox sees exactly that path, and the
+/// job reads that account's data. A bare `..` is refused, not sent.
+async fn hostile_account_ids_stay_one_path_segment(backend: Backend) {
+    let app = sandbox_app(backend, &[]).await;
+    let (owner, _) = connect(&app).await;
+    let hostile = "../admin/x?y=1#z%2Fw";
+    set_faults(&app, json!({"extra_property": hostile})).await;
+    let res = owner
+        .client
+        .post_json(
+            app.url("/api/data/select-account"),
+            &json!({"provider": "sandbox", "accountIds": [hostile]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let id = sync(&app, &owner, "daily_metrics").await;
+    let done = finished(&app, &owner, id).await;
+    assert_eq!(done["job"]["status"], "succeeded", "{done}");
+    assert!(
+        done["job"]["counts"]["fetched"].as_u64().unwrap() > 0,
+        "{done}"
+    );
+    let stats = common::sandbox_stats(&app).await;
+    assert_eq!(
+        stats["last_metrics_path"],
+        "/sandbox/api/properties/..%2Fadmin%2Fx%3Fy=1%23z%252Fw/daily-metrics",
+        "{stats}"
+    );
+
+    // A dot segment would move up the path however it is encoded.
+    set_faults(&app, json!({"extra_property": ".."})).await;
+    let res = owner
+        .client
+        .post_json(
+            app.url("/api/data/select-account"),
+            &json!({"provider": "sandbox", "accountIds": [".."]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let id = sync(&app, &owner, "daily_metrics").await;
+    let done = finished(&app, &owner, id).await;
+    assert_eq!(done["job"]["status"], "failed", "{done}");
+    assert_eq!(
+        common::sandbox_stats(&app).await["last_metrics_path"],
+        stats["last_metrics_path"],
+        "nothing was requested for `..`"
+    );
+    app.stop().await;
+}
+
+/// Provider text with U+0000 (an account id and name) is stored with the
+/// NUL escaped on both databases, never a 500.
+async fn nul_in_provider_accounts_is_stored_escaped(backend: Backend) {
+    let app = sandbox_app(backend, &[]).await;
+    let (owner, _) = connect(&app).await;
+    set_faults(&app, json!({"extra_property": "prop\u{0}nul"})).await;
+    let res = owner
+        .client
+        .get(app.url("/api/oauth/sandbox/accounts"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        app.db
+            .count(
+                "SELECT COUNT(*) FROM provider_accounts \
+                 WHERE external_id = 'prop\\u0000nul' AND name = 'prop\\u0000nul'"
+            )
+            .await,
+        1
     );
     app.stop().await;
 }

@@ -597,9 +597,11 @@ async fn invite_existing_user_and_switch_workspaces(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    // Inviting a member again is a conflict shown to the admin.
+    // Inviting a member again is a conflict shown to the admin, beside
+    // the email field of the form it came from.
     let token = extract_csrf(&page).unwrap();
-    bob.client
+    let res = bob
+        .client
         .post(app.url("/settings/members"))
         .form(&[
             ("_csrf", token.as_str()),
@@ -609,8 +611,10 @@ async fn invite_existing_user_and_switch_workspaces(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let page = bob.client.get_text(app.url("/settings/members")).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let page = res.text().await.unwrap();
     assert!(page.contains("already a member"), "{page}");
+    assert!(page.contains("data-testid=\"error-email\""), "{page}");
     // Back in her own workspace, her last choice.
     let res = carol
         .client

@@ -3,7 +3,7 @@
 //! A field an edit changes is marked edited locally, which is what the
 //! `preserve_local` and `write_once` policies respect.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Entity, EntityKind, camel_case, normalize, parse_local, snake_case};
@@ -119,11 +119,12 @@ async fn visible(
         .ok_or_else(|| not_found(kind))
 }
 
-/// A JSON object's keys (camelCase or snake_case) as checked column values.
-fn parse_changes(
-    kind: EntityKind,
-    body: &Map<String, Value>,
-) -> AppResult<Vec<(&'static str, Value)>> {
+/// One field to set: the column and its value as sent (null clears).
+pub type Change = (&'static str, Value);
+
+/// The typed body's fields as checked column values; a bad one is 422
+/// naming the field as the API spells it (camelCase).
+fn parse_changes(kind: EntityKind, body: Vec<Change>) -> AppResult<Vec<Change>> {
     if body.is_empty() {
         return Err(AppError::validation(
             "body",
@@ -137,19 +138,13 @@ fn parse_changes(
             ),
         ));
     }
-    let mut out = Vec::with_capacity(body.len());
-    for (key, raw) in body {
-        let column = kind.column(&snake_case(key)).ok_or_else(|| {
-            AppError::validation(key.clone(), format!("not a field of {}", kind.target()))
-        })?;
-        if out.iter().any(|(c, _)| *c == column) {
-            return Err(AppError::validation(key.clone(), "given twice"));
-        }
-        let value =
-            parse_local(kind, column, raw).map_err(|m| AppError::validation(key.clone(), m))?;
-        out.push((column, value));
-    }
-    Ok(out)
+    body.into_iter()
+        .map(|(column, raw)| {
+            let value = parse_local(kind, column, &raw)
+                .map_err(|m| AppError::validation(camel_case(column), m))?;
+            Ok((column, value))
+        })
+        .collect()
 }
 
 fn check_dates(entity: &Entity) -> AppResult<()> {
@@ -170,7 +165,7 @@ pub async fn create(
     state: &AppState,
     tenant: &Tenant,
     kind: EntityKind,
-    body: &Map<String, Value>,
+    body: Vec<Change>,
 ) -> AppResult<Value> {
     tenant.require_admin("create projects and people")?;
     let changes = parse_changes(kind, body)?;
@@ -202,7 +197,7 @@ pub async fn update(
     tenant: &Tenant,
     kind: EntityKind,
     id: Uuid,
-    body: &Map<String, Value>,
+    body: Vec<Change>,
 ) -> AppResult<Value> {
     tenant.require_admin("edit projects and people")?;
     visible(state, tenant, kind, id).await?;

@@ -34,6 +34,19 @@ pub struct JobReport<'a> {
     pub at: OffsetDateTime,
 }
 
+/// The job history's filters; `None` is "any". Times are instants (the
+/// page turns its dates in the workspace's zone into them).
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter<'a> {
+    pub provider: Option<&'a str>,
+    pub object: Option<&'a str>,
+    pub status: Option<&'a str>,
+    /// Created at or after.
+    pub from: Option<OffsetDateTime>,
+    /// Created before.
+    pub until: Option<OffsetDateTime>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
     New(Uuid),
@@ -87,6 +100,22 @@ pub trait JobStore {
         status: Option<&str>,
         limit: i64,
     ) -> sqlx::Result<Vec<Job>>;
+    /// Every job of the workspace the viewer may see that passes `filter`,
+    /// newest first, at most `limit`.
+    async fn search_jobs(
+        &self,
+        viewer: Viewer,
+        filter: &JobFilter<'_>,
+        limit: i64,
+    ) -> sqlx::Result<Vec<Job>>;
+    /// The newest job of a connection's object, whatever started it (for
+    /// the "Sync now" interval).
+    async fn last_job_of(
+        &self,
+        workspace: WorkspaceId,
+        connection_id: Uuid,
+        object: &str,
+    ) -> sqlx::Result<Option<Job>>;
 }
 
 macro_rules! job_select {
@@ -203,6 +232,38 @@ impl_for_backends! {
             .bind(limit)
             .bind(viewer.user)
             .fetch_all(&self.pool)
+            .await
+        }
+
+        async fn search_jobs(&self, viewer: Viewer, filter: &JobFilter<'_>, limit: i64) -> sqlx::Result<Vec<Job>> {
+            sqlx::query_as(concat!(
+                job_select!(),
+                "WHERE workspace_id = $1 AND ($2 IS NULL OR provider = $2) AND ($3 IS NULL OR object = $3) \
+                 AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR created_at >= $5) AND ($6 IS NULL OR created_at < $6) AND ",
+                crate::visible_connection!("connection_id", "$1", "$8"),
+                " ORDER BY created_at DESC, id DESC LIMIT $7"
+            ))
+            .bind(viewer.workspace)
+            .bind(filter.provider)
+            .bind(filter.object)
+            .bind(filter.status)
+            .bind(filter.from)
+            .bind(filter.until)
+            .bind(limit)
+            .bind(viewer.user)
+            .fetch_all(&self.pool)
+            .await
+        }
+
+        async fn last_job_of(&self, workspace: WorkspaceId, connection_id: Uuid, object: &str) -> sqlx::Result<Option<Job>> {
+            sqlx::query_as(concat!(
+                job_select!(),
+                "WHERE workspace_id = $1 AND connection_id = $2 AND object = $3 ORDER BY created_at DESC, id DESC LIMIT 1"
+            ))
+            .bind(workspace)
+            .bind(connection_id)
+            .bind(object)
+            .fetch_optional(&self.pool)
             .await
         }
 

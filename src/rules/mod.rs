@@ -22,8 +22,9 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, UtcOffset};
 
 use crate::error::AppError;
-use crate::input::{TextKind, problem_in_json};
+use crate::input::{Patch, SingleLine, TextKind, problem_in_json};
 use crate::providers::ObjectMeta;
+use uuid::Uuid;
 
 pub const SCHEMA_JSON: &str = include_str!("../../providers/rule.schema.json");
 
@@ -191,6 +192,127 @@ pub struct Rule {
     pub dry_run: bool,
     #[serde(default = "yes")]
     pub enabled: bool,
+}
+
+/// The body of `PUT …/rules`: a rule plus its envelope (the connection and
+/// the revision you edited, which are not stored). It is what the handler
+/// parses, so the documented type and the accepted body can't drift:
+/// unknown keys are refused here, by name. `validate` then checks the
+/// rule against `rule.schema.json` and the object.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuleInput {
+    /// Empty: all of the object's fields.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub fields: Vec<SingleLine>,
+    #[serde(default)]
+    pub filters: Vec<FilterInput>,
+    pub interval: Interval,
+    pub behaviour: Behaviour,
+    #[serde(default)]
+    pub conflict_policy: ConflictPolicy,
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    #[serde(default)]
+    pub include_subprojects: bool,
+    #[serde(default)]
+    pub initial_sync_mode: InitialSyncMode,
+    /// RFC 3339 date-time or `YYYY-MM-DD`; only with `delta_only_after_date`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub initial_sync_since: Option<SingleLine>,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The connection the rule is for; default: the one you'd use.
+    #[serde(default)]
+    pub connection_id: Option<Uuid>,
+    /// The revision you edited; a newer one is a conflict (409).
+    #[serde(default)]
+    #[schema(value_type = Option<i32>, minimum = 1)]
+    pub revision: Option<std::num::NonZeroU32>,
+}
+
+/// A filter as sent: the stored [`Filter`], refusing unknown keys.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilterInput {
+    #[schema(value_type = String)]
+    pub field: SingleLine,
+    pub op: FilterOp,
+    /// Required except with `exists` (a boolean there).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub value: Patch<Value>,
+}
+
+impl RuleInput {
+    /// The rule document `validate` checks (the envelope taken off), the
+    /// connection and the expected revision.
+    pub fn into_parts(self) -> (Value, Option<Uuid>, Option<std::num::NonZeroU32>) {
+        let mut doc = serde_json::Map::new();
+        let mut put = |key: &str, value: Value| {
+            doc.insert(key.to_owned(), value);
+        };
+        put(
+            "fields",
+            Value::from(
+                self.fields
+                    .into_iter()
+                    .map(String::from)
+                    .collect::<Vec<_>>(),
+            ),
+        );
+        let filters = self
+            .filters
+            .into_iter()
+            .map(|f| {
+                let mut filter = serde_json::Map::new();
+                filter.insert("field".into(), Value::from(f.field.into_inner()));
+                filter.insert(
+                    "op".into(),
+                    serde_json::to_value(f.op).unwrap_or(Value::Null),
+                );
+                // An explicit null is kept: the schema tells it from absent.
+                match f.value {
+                    Patch::Keep => {}
+                    Patch::Clear => {
+                        filter.insert("value".into(), Value::Null);
+                    }
+                    Patch::Set(v) => {
+                        filter.insert("value".into(), v);
+                    }
+                }
+                Value::Object(filter)
+            })
+            .collect::<Vec<_>>();
+        put("filters", Value::from(filters));
+        let enums = [
+            ("interval", serde_json::to_value(&self.interval)),
+            ("behaviour", serde_json::to_value(self.behaviour)),
+            ("conflictPolicy", serde_json::to_value(self.conflict_policy)),
+            ("deletionPolicy", serde_json::to_value(self.deletion_policy)),
+            (
+                "initialSyncMode",
+                serde_json::to_value(self.initial_sync_mode),
+            ),
+        ];
+        for (key, value) in enums {
+            put(key, value.unwrap_or(Value::Null));
+        }
+        put("includeSubprojects", Value::Bool(self.include_subprojects));
+        put(
+            "initialSyncSince",
+            self.initial_sync_since
+                .map(|s| Value::from(s.into_inner()))
+                .unwrap_or(Value::Null),
+        );
+        put("dryRun", Value::Bool(self.dry_run));
+        put("enabled", Value::Bool(self.enabled));
+        (Value::Object(doc), self.connection_id, self.revision)
+    }
 }
 
 /// A problem with a submitted rule, at a JSON pointer into it.

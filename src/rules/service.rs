@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::planner::{next_run, random_jitter};
 use super::store::{RuleSave, SaveOutcome, StoredRule};
-use super::{Adjustment, validate};
+use super::{Adjustment, RuleInput, validate};
 use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::connections::service::resolve;
@@ -128,41 +128,6 @@ pub async fn list(
         .collect())
 }
 
-/// The request's own keys, taken out of the rule document.
-fn take_envelope(body: &mut Value) -> AppResult<(Option<Uuid>, Option<i32>)> {
-    let Some(map) = body.as_object_mut() else {
-        return Ok((None, None));
-    };
-    let connection_id = match map.remove("connectionId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(raw)) => Some(Uuid::parse_str(raw.trim()).map_err(|_| {
-            AppError::validation("/connectionId", format!("{raw:?} is not a connection id"))
-        })?),
-        Some(_) => {
-            return Err(AppError::validation(
-                "/connectionId",
-                "expected a connection id (a UUID string)",
-            ));
-        }
-    };
-    let revision = match map.remove("revision") {
-        None | Some(Value::Null) => None,
-        Some(value) => Some(
-            value
-                .as_i64()
-                .filter(|r| *r >= 1)
-                .and_then(|r| i32::try_from(r).ok())
-                .ok_or_else(|| {
-                    AppError::validation(
-                        "/revision",
-                        "expected the revision you edited, a whole number from 1",
-                    )
-                })?,
-        ),
-    };
-    Ok((connection_id, revision))
-}
-
 /// Validates and saves. With `revision`, only over that revision (409
 /// otherwise); without, the last write wins — with a new revision either way.
 pub async fn save(
@@ -170,10 +135,12 @@ pub async fn save(
     tenant: &Tenant,
     provider_key: &str,
     object_key: &str,
-    mut body: Value,
+    input: RuleInput,
 ) -> AppResult<Saved> {
     let (_, object) = target(state, tenant, provider_key, object_key)?;
-    let (connection_id, expected_revision) = take_envelope(&mut body)?;
+    let (body, connection_id, expected_revision) = input.into_parts();
+    // Revisions are stored as i32; a larger one can't match: 409 below.
+    let expected_revision = expected_revision.map(|r| i32::try_from(r.get()).unwrap_or(i32::MAX));
     let at = now();
     let validated = validate(&body, object, at)?;
     let connection = resolve(state, tenant, provider_key, connection_id).await?;

@@ -146,6 +146,10 @@ pub struct Faults {
     /// The next N data-API requests answer 400 with a body that carries a
     /// token and an email address (for redaction tests).
     pub bad_request_next: u32,
+    /// One more property listed with this id and name, as an odd or hostile
+    /// provider might send it (`/`, `?`, `#`, `%2F`, NUL …). Its metrics
+    /// are prop-1's.
+    pub extra_property: Option<String>,
 }
 
 /// Requests that reached each handler, failed ones included.
@@ -162,6 +166,9 @@ pub struct SandboxStats {
     pub api_requests: u64,
     /// The X-Request-ID of the latest API or token request.
     pub last_request_id: Option<String>,
+    /// The path of the latest daily-metrics request as it arrived, still
+    /// percent-encoded (what a provider would see).
+    pub last_metrics_path: Option<String>,
 }
 
 /// The sandbox; cheap to clone (shared state).
@@ -337,6 +344,7 @@ struct Counters {
     userinfo: AtomicU64,
     api_requests: AtomicU64,
     last_request_id: Mutex<Option<String>>,
+    last_metrics_path: Mutex<Option<String>>,
 }
 
 impl Counters {
@@ -352,6 +360,7 @@ impl Counters {
             userinfo: get(&self.userinfo),
             api_requests: get(&self.api_requests),
             last_request_id: lock(&self.last_request_id).clone(),
+            last_metrics_path: lock(&self.last_metrics_path).clone(),
         }
     }
 

@@ -1241,6 +1241,7 @@ async fn stats_count_every_request() {
         userinfo: 1,
         api_requests: 2,
         last_request_id: None,
+        last_metrics_path: None,
     };
     assert_eq!(sandbox.stats(), expected);
     let reply = send(&app, get("/_stats")).await;

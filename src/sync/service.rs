@@ -4,7 +4,10 @@
 use serde::Serialize;
 use uuid::Uuid;
 
+use time::OffsetDateTime;
+
 use crate::app::AppState;
+use crate::audit::AuditEntry;
 use crate::connections::service::resolve;
 use crate::connections::{Connection, Viewer};
 use crate::error::{AppError, AppResult};
@@ -47,9 +50,113 @@ pub async fn enqueue(
     provider_key: &str,
     object: Option<&str>,
 ) -> AppResult<Vec<Enqueued>> {
+    enqueue_now(state, tenant, provider_key, object, false).await
+}
+
+/// "Sync now" of a provider (or one object): held to one per connection
+/// and object per `sync.min_interval_secs` unless an admin forces it.
+pub async fn enqueue_now(
+    state: &AppState,
+    tenant: &Tenant,
+    provider_key: &str,
+    object: Option<&str>,
+    force: bool,
+) -> AppResult<Vec<Enqueued>> {
+    if force {
+        tenant.require_admin("force a sync inside its minimum interval")?;
+    }
     require_ready(state, Some(provider_key)).await?;
     let connection = resolve(state, tenant, provider_key, None).await?;
-    enqueue_on(state, tenant, connection, object).await
+    let hold = if force { Hold::Forced } else { Hold::Interval };
+    enqueue_on(state, tenant, connection, object, hold).await
+}
+
+/// Whether a request is held to the "Sync now" interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    Interval,
+    /// An admin's override, audited when it skips the wait.
+    Forced,
+    /// Retrying a failed job: the failure is what it answers.
+    Never,
+}
+
+/// When an object of a connection may be synced again by "Sync now".
+#[derive(Debug, Clone)]
+pub struct TooSoon {
+    pub object: String,
+    pub last_sync_at: OffsetDateTime,
+    pub next_at: OffsetDateTime,
+}
+
+/// The objects of `connection` still inside the minimum interval: their
+/// newest job (queued, running or finished, however started) is younger
+/// than it. An active job isn't "too soon": asking again returns it.
+pub async fn too_soon(
+    state: &AppState,
+    tenant: &Tenant,
+    connection: &Connection,
+    objects: &[&str],
+) -> AppResult<Vec<TooSoon>> {
+    let interval = state.settings.sync.min_interval_secs;
+    if interval == 0 {
+        return Ok(Vec::new());
+    }
+    let interval = time::Duration::seconds(i64::try_from(interval).unwrap_or(i64::MAX));
+    let at = now();
+    let mut out = Vec::new();
+    for object in objects {
+        let Some(last) = state
+            .store
+            .last_job_of(tenant.workspace_id, connection.id, object)
+            .await?
+        else {
+            continue;
+        };
+        if !last.status().is_finished() {
+            continue;
+        }
+        let next_at = last
+            .created_at
+            .checked_add(interval)
+            .unwrap_or(last.created_at);
+        if next_at > at {
+            out.push(TooSoon {
+                object: (*object).to_owned(),
+                last_sync_at: last.created_at,
+                next_at,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn too_soon_error(provider_key: &str, waits: &[TooSoon]) -> Option<AppError> {
+    // The whole request waits for the object that can run last.
+    let latest = waits.iter().max_by_key(|w| w.next_at)?;
+    let secs = (latest.next_at - now()).whole_seconds().max(1);
+    let retry_after_secs = u64::try_from(secs).unwrap_or(1);
+    let last_sync_at = waits
+        .iter()
+        .map(|w| w.last_sync_at)
+        .max()
+        .unwrap_or(latest.last_sync_at);
+    Some(AppError::SyncTooSoon {
+        message: format!(
+            "{provider_key} {} synced {} min ago; Sync now can run again in {} min",
+            waits
+                .iter()
+                .map(|w| w.object.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            (now() - last_sync_at).whole_minutes().max(0),
+            retry_after_secs.div_ceil(60)
+        ),
+        retry_after_secs,
+        last_sync_at: last_sync_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    })
 }
 
 /// Queues the objects of one connection the user may use.
@@ -58,6 +165,7 @@ async fn enqueue_on(
     tenant: &Tenant,
     connection: Connection,
     object: Option<&str>,
+    hold: Hold,
 ) -> AppResult<Vec<Enqueued>> {
     let provider_key = connection.provider.as_str();
     let provider = state
@@ -87,6 +195,28 @@ async fn enqueue_on(
             .map(|o| o.key.as_str())
             .collect(),
     };
+    let waits = match hold {
+        Hold::Never => Vec::new(),
+        Hold::Interval | Hold::Forced => too_soon(state, tenant, &connection, &objects).await?,
+    };
+    if !waits.is_empty() {
+        if hold != Hold::Forced {
+            return Err(too_soon_error(provider_key, &waits)
+                .unwrap_or_else(|| AppError::internal(anyhow::anyhow!("no wait"))));
+        }
+        // Forcing past the interval is an admin's decision, on record.
+        let audit = AuditEntry::new(
+            Some(tenant.workspace_id),
+            Some(tenant.user_id),
+            "sync.force",
+        )
+        .target("connection", connection.id)
+        .details(serde_json::json!({
+            "provider": provider_key,
+            "objects": waits.iter().map(|w| w.object.as_str()).collect::<Vec<_>>(),
+        }));
+        state.store.record_audit(&audit).await?;
+    }
     let mut out = Vec::new();
     for key in objects {
         if super::handoff::is_handed_off(state, provider_key) {
@@ -144,6 +274,19 @@ async fn enqueue_on(
 
 /// Every connected provider of the workspace (as the user resolves them).
 pub async fn enqueue_all(state: &AppState, tenant: &Tenant) -> AppResult<Vec<Enqueued>> {
+    enqueue_all_now(state, tenant, false).await
+}
+
+/// [`enqueue_all`] for "Sync now": providers inside their interval are
+/// left out; if that leaves nothing, the first such refusal is the answer.
+pub async fn enqueue_all_now(
+    state: &AppState,
+    tenant: &Tenant,
+    force: bool,
+) -> AppResult<Vec<Enqueued>> {
+    if force {
+        tenant.require_admin("force a sync inside its minimum interval")?;
+    }
     // Checked once up front, so a batch is never half queued: without a
     // live worker only handed-off providers go ahead, and if there are
     // none of those the whole request is refused.
@@ -155,17 +298,26 @@ pub async fn enqueue_all(state: &AppState, tenant: &Tenant) -> AppResult<Vec<Enq
         Err(e) => Some(e),
     };
     let mut out = Vec::new();
+    let mut too_soon = None;
     for provider in state.providers.iter() {
         if paused.is_some() && !super::handoff::is_handed_off(state, &provider.meta.key) {
             continue;
         }
-        match enqueue(state, tenant, &provider.meta.key, None).await {
+        match enqueue_now(state, tenant, &provider.meta.key, None, force).await {
             Ok(mut jobs) => out.append(&mut jobs),
             Err(AppError::NotFound(_) | AppError::Conflict { .. }) => {}
+            Err(e @ AppError::SyncTooSoon { .. }) => {
+                too_soon.get_or_insert(e);
+            }
             Err(e) => return Err(e),
         }
     }
     if let Some(e) = paused
+        && out.is_empty()
+    {
+        return Err(e);
+    }
+    if let Some(e) = too_soon
         && out.is_empty()
     {
         return Err(e);
@@ -243,7 +395,7 @@ pub async fn retry(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Enq
     let connection = connection.ok_or_else(|| AppError::not_found("connection not found"))?;
     require_ready(state, Some(&connection.provider)).await?;
     let object = previous.object.clone();
-    let jobs = enqueue_on(state, tenant, connection, object.as_deref()).await?;
+    let jobs = enqueue_on(state, tenant, connection, object.as_deref(), Hold::Never).await?;
     jobs.into_iter()
         .next()
         .ok_or_else(|| AppError::not_found("nothing to retry"))

@@ -167,6 +167,24 @@ async fn worker_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     let _ = state.store.remove_worker(worker).await;
 }
 
+/// `done: fetched 8, created 8, …`: a job's counts as its log states them,
+/// in the order the job page lists them.
+pub fn counts_line(what: &str, counts: &Value) -> String {
+    let parts: Vec<String> = counts
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
+                .collect()
+        })
+        .unwrap_or_default();
+    if parts.is_empty() {
+        format!("{what}: nothing counted")
+    } else {
+        format!("{what}: {}", parts.join(", "))
+    }
+}
+
 async fn log(state: &AppState, lease: &Lease, level: &str, message: &str) {
     // Job logs are written by us, from counts and statuses: no URL, no
     // body, no token ever reaches them.
@@ -272,6 +290,8 @@ async fn run_job(state: &AppState, claimed: Claimed, worker: Uuid) {
     match result {
         Ok(counts) => {
             let counts = serde_json::to_value(counts).unwrap_or(Value::Null);
+            // The log ends with the counts the job page shows.
+            log(state, &lease, "info", &counts_line("done", &counts)).await;
             let _ = state
                 .store
                 .finish_sync_job(&lease, JobStatus::Succeeded, &counts, None, now())
@@ -290,6 +310,7 @@ async fn run_job(state: &AppState, claimed: Claimed, worker: Uuid) {
                 .flatten()
                 .map(|j| j.counts.0)
                 .unwrap_or_else(|| claimed.job.counts.0.clone());
+            log(state, &lease, "info", &counts_line("stopped", &counts)).await;
             let _ = state
                 .store
                 .finish_sync_job(&lease, JobStatus::Failed, &counts, Some(&message), now())

@@ -84,6 +84,20 @@ impl Zone {
         self.format(t, "%Y-%m-%d")
     }
 
+    /// The instant a day of this zone begins (a DST gap: its first
+    /// existing moment), for "from"/"to" date filters.
+    pub fn start_of_day(&self, day: time::Date) -> Option<OffsetDateTime> {
+        let civil = jiff::civil::Date::new(
+            i16::try_from(day.year()).ok()?,
+            i8::try_from(u8::from(day.month())).ok()?,
+            i8::try_from(day.day()).ok()?,
+        )
+        .ok()?;
+        // "Compatible": a midnight skipped by DST starts at the gap's end.
+        let start = self.tz.to_timestamp(civil.at(0, 0, 0, 0)).ok()?;
+        OffsetDateTime::from_unix_timestamp(start.as_second()).ok()
+    }
+
     pub fn at_opt(&self, t: &Option<OffsetDateTime>, none: &str) -> String {
         t.as_ref().map_or_else(|| none.to_owned(), |t| self.at(t))
     }
@@ -110,6 +124,20 @@ pub fn all_zone_names() -> Vec<String> {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn days_start_at_local_midnight() {
+        let berlin = Zone::parse("tz", "Europe/Berlin").unwrap();
+        let day = time::macros::date!(2026 - 07 - 01);
+        assert_eq!(
+            berlin.start_of_day(day),
+            Some(datetime!(2026-06-30 22:00 UTC))
+        );
+        assert_eq!(
+            Zone::utc().start_of_day(day),
+            Some(datetime!(2026-07-01 00:00 UTC))
+        );
+    }
 
     #[test]
     fn formats_in_the_zone_with_its_name() {

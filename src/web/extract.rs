@@ -47,6 +47,55 @@ async fn read_body(req: Request, state: &AppState) -> Result<Bytes, AppError> {
 /// Parses JSON, reporting where it went wrong: syntax errors as 400 with
 /// line and column, shape errors as 422 with the JSON path of the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    parse_json_as(bytes, false)
+}
+
+/// [`parse_json`], naming fields by JSON pointer (`/filters/1/field`), for
+/// bodies whose other errors (schema checks) use pointers too.
+pub fn parse_json_pointer<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    parse_json_as(bytes, true)
+}
+
+/// The field an error is about: the path where it happened (for an unknown
+/// key, the key: so `deny_unknown_fields` names what it refused), and for
+/// a missing key, reported at the object holding it, that key below it.
+fn error_field(path: &serde_path_to_error::Path, message: &str, pointer: bool) -> Option<String> {
+    use serde_path_to_error::Segment;
+    // serde_path_to_error puts an unknown key in the path already, a
+    // missing one not.
+    let key = message
+        .starts_with("missing field")
+        .then(|| missing_field(message))
+        .flatten();
+    if pointer {
+        let mut out: String = path
+            .iter()
+            .map(|segment| match segment {
+                Segment::Seq { index } => format!("/{index}"),
+                Segment::Map { key } => format!("/{}", pointer_token(key)),
+                Segment::Enum { variant } => format!("/{}", pointer_token(variant)),
+                Segment::Unknown => "/?".to_owned(),
+            })
+            .collect();
+        if let Some(key) = key {
+            out = format!("{out}/{}", pointer_token(&key));
+        }
+        return (!out.is_empty()).then_some(out);
+    }
+    let at = path.to_string();
+    match (at.as_str(), key) {
+        (".", Some(key)) => Some(key),
+        (".", None) => None,
+        (_, Some(key)) => Some(format!("{at}.{key}")),
+        (_, None) => Some(at),
+    }
+}
+
+fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn parse_json_as<T: DeserializeOwned>(bytes: &[u8], pointer: bool) -> Result<T, AppError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(AppError::bad_request(
             None,
@@ -55,14 +104,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
+        let path = err.path().clone();
         let inner = err.into_inner();
-        let field = (path != ".").then_some(path);
         match inner.classify() {
-            serde_json::error::Category::Data => AppError::Validation {
-                field,
-                message: strip_position(&inner.to_string()),
-            },
+            serde_json::error::Category::Data => {
+                let message = strip_position(&inner.to_string());
+                AppError::Validation {
+                    field: error_field(&path, &message, pointer),
+                    message,
+                }
+            }
             _ => AppError::bad_request(
                 None,
                 format!(
@@ -108,6 +159,23 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiJson<T> {
         }
         let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// [`ApiJson`] whose errors name the field by JSON pointer.
+pub struct PointerJson<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for PointerJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !is_json_content_type(req.headers()) {
+            return Err(AppError::UnsupportedMediaType(
+                "expected Content-Type: application/json".into(),
+            ));
+        }
+        let bytes = read_body(req, state).await?;
+        parse_json_pointer(&bytes).map(PointerJson)
     }
 }
 

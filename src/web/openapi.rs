@@ -104,6 +104,13 @@ pub struct ErrorDetail {
     pub message: String,
     /// The input field at fault (a name or a JSON path), when there is one.
     pub field: Option<String>,
+    /// 429 from "Sync now": when that connection and object last synced.
+    #[serde(rename = "lastSyncAt")]
+    #[schema(format = DateTime)]
+    pub last_sync_at: Option<String>,
+    /// 429 from "Sync now": the seconds Retry-After gives.
+    #[serde(rename = "retryAfterSecs")]
+    pub retry_after_secs: Option<u64>,
 }
 
 /// The machine-readable error codes (`AppError::code`).

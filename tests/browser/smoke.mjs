@@ -58,6 +58,7 @@ const STEPS = [
   'revoke a key: a dialog with JavaScript, a confirmation page without',
   'a signed-in 404 page keeps the nav',
   'projects and people from the nav match the API; the projects CSV downloads',
+  'the Jobs page lists the sandbox sync as succeeded; its job page shows the counts',
   'no page overflows at 390 px',
   'no console errors or CSP violations',
 ];
@@ -515,14 +516,44 @@ async function main() {
         }
       }
     },
+    // 12: job history, reached from the nav, and one job's page
+    async () => {
+      const { page } = owner;
+      await page.goto(`${base}/`);
+      await page.locator('nav.topnav').getByRole('link', { name: 'Jobs', exact: true }).click();
+      await waitForPath(page, '/data/jobs', 'after clicking Jobs in the nav');
+      const row = page.locator('[data-testid="job-row"][data-provider="sandbox"]', {
+        has: page.locator('[data-testid="job-row-status"]', { hasText: 'succeeded' }),
+      });
+      // The sync from step 6 may still be running: reload until it is done.
+      const deadline = Date.now() + 30_000;
+      while ((await row.count()) === 0) {
+        const statuses = await page.locator('[data-testid="job-row-status"]').allInnerTexts();
+        expect(Date.now() < deadline, `no succeeded sandbox job listed; statuses: ${JSON.stringify(statuses)}`);
+        await sleep(500);
+        await page.reload();
+      }
+      await shot(page, 'jobs.png');
+      await row.first().locator('[data-testid="job-link"]').click();
+      await page.waitForURL((u) => /^\/data\/jobs\/[0-9a-f-]{36}$/.test(u.pathname), { timeout: NAV_TIMEOUT_MS });
+      jobPath = new URL(page.url()).pathname;
+      await expectText(page.locator('[data-testid="job-status"]'), 'succeeded', 'job page status');
+      const fetched = (await page.locator('[data-testid="job-count-fetched"]').innerText()).trim();
+      expect(/^[0-9]+$/.test(fetched) && Number(fetched) > 0, `fetched count should be a positive number, got ${JSON.stringify(fetched)}`);
+      const lines = await page.locator('[data-testid="log-line"]').allInnerTexts();
+      const last = lines.at(-1) || '';
+      expect(last.includes(`done: `) && last.includes(`fetched ${fetched}`), `the log's last line should state the counts (fetched ${fetched}), got ${JSON.stringify(last)}`);
+      await expectText(page.locator('[data-testid="job-duration"]'), ' s', 'job duration');
+      await expectText(page.locator('[data-testid="job-started"]'), 'Europe/Berlin', 'job start time in the workspace zone');
+    },
     // 12
     async () => {
       const { page } = owner;
       await page.setViewportSize({ width: 390, height: 844 });
       const jobLink = page.locator('a[href^="/data/jobs/"]');
       await page.goto(`${base}/data/connections`);
-      jobPath = (await jobLink.count()) > 0 ? await jobLink.first().getAttribute('href') : null;
-      const pages = ['/', '/data', '/data/connections', '/data/projects', '/data/people', '/data/sandbox/accounts', '/settings/members', '/settings/keys', '/settings/workspace', '/api/docs', '/no-such-page'];
+      if (!jobPath) jobPath = (await jobLink.count()) > 0 ? await jobLink.first().getAttribute('href') : null;
+      const pages = ['/', '/data', '/data/connections', '/data/projects', '/data/people', '/data/jobs', '/data/sandbox/accounts', '/settings/members', '/settings/keys', '/settings/workspace', '/api/docs', '/no-such-page'];
       if (jobPath) pages.push(jobPath);
       if (projectPath) pages.push(projectPath);
       for (const p of pages) {

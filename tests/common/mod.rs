@@ -241,6 +241,9 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&'static str, &str)]
             "1000".into(),
         ),
         ("PLUGBOARD_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
+        // Tests sync again and again; the few about the "Sync now"
+        // interval set it themselves.
+        ("PLUGBOARD_SYNC_MIN_INTERVAL_SECS".into(), "0".into()),
     ]);
     for (k, v) in overrides {
         env.insert((*k).to_owned(), (*v).to_owned());

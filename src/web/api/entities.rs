@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
@@ -12,17 +12,16 @@ use crate::connections::service::resolve;
 use crate::entities::apply::apply_records;
 use crate::entities::mapping::{self, EffectiveMapping, MappingInput};
 use crate::entities::matching::{self, ConfirmInput, Confirmed, Suggestions};
+use crate::entities::service::Change;
 use crate::entities::{
     ApplyCounts, ApplyOptions, ConflictPolicy, DeletionPolicy, EntityKind, service,
 };
 use crate::error::AppResult;
-use crate::input::SingleLine;
+use crate::input::{Name, Patch, SingleLine};
 use crate::web::extract::{ApiJson, ApiQuery};
 use crate::web::openapi::responses as errors;
 use crate::web::parse_path_id;
 use uuid::Uuid;
-
-type Body = ApiJson<Map<String, Value>>;
 
 // Projects and people are read and written as JSON objects whose keys are
 // the entity's columns (`EntityKind::columns`): the service checks each key
@@ -95,41 +94,96 @@ pub struct EntityLink {
     inactive_by_source: bool,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
 pub enum EntityStatus {
     Active,
     Inactive,
 }
 
 /// Fields to set on a project (camelCase or snake_case keys); others are
-/// 422. Null or an empty string clears a field.
+/// 422. Null or an empty string clears a field. This type is the parser:
+/// the service then checks values (dates, lengths) field by field.
 #[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProjectChanges {
-    number: Option<String>,
-    name: Option<String>,
-    client_name: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    number: Patch<SingleLine>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    name: Patch<Name>,
+    #[serde(default, alias = "client_name")]
+    #[schema(value_type = Option<String>)]
+    client_name: Patch<Name>,
+    #[serde(default)]
     #[schema(value_type = Option<EntityStatus>)]
-    status: Option<String>,
-    #[schema(format = Date)]
-    start_date: Option<String>,
-    #[schema(format = Date)]
-    end_date: Option<String>,
+    status: Patch<EntityStatus>,
+    #[serde(default, alias = "start_date")]
+    #[schema(value_type = Option<String>, format = Date)]
+    start_date: Patch<SingleLine>,
+    #[serde(default, alias = "end_date")]
+    #[schema(value_type = Option<String>, format = Date)]
+    end_date: Patch<SingleLine>,
 }
 
 /// Fields to set on a person (camelCase or snake_case keys); others are
 /// 422. Null or an empty string clears a field.
 #[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PersonChanges {
-    name: Option<String>,
-    email: Option<String>,
-    title: Option<String>,
-    active: Option<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    name: Patch<Name>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    email: Patch<SingleLine>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    title: Patch<Name>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    active: Patch<bool>,
+}
+
+/// One change as the service checks it: the column and the JSON value.
+fn change<T: Serialize>(column: &'static str, patch: Patch<T>) -> Option<Change> {
+    let value = match patch {
+        Patch::Keep => return None,
+        Patch::Clear => Value::Null,
+        Patch::Set(v) => serde_json::to_value(v).unwrap_or(Value::Null),
+    };
+    Some((column, value))
+}
+
+impl ProjectChanges {
+    fn into_changes(self) -> Vec<Change> {
+        [
+            change("number", self.number),
+            change("name", self.name),
+            change("client_name", self.client_name),
+            change("status", self.status),
+            change("start_date", self.start_date),
+            change("end_date", self.end_date),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+impl PersonChanges {
+    fn into_changes(self) -> Vec<Change> {
+        [
+            change("name", self.name),
+            change("email", self.email),
+            change("title", self.title),
+            change("active", self.active),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 }
 
 async fn list(
@@ -154,11 +208,11 @@ async fn create(
     state: &AppState,
     current: &CurrentTenant,
     kind: EntityKind,
-    body: &Map<String, Value>,
+    changes: Vec<Change>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
     Ok((
         StatusCode::CREATED,
-        Json(service::create(state, &current.tenant, kind, body).await?),
+        Json(service::create(state, &current.tenant, kind, changes).await?),
     ))
 }
 
@@ -167,11 +221,11 @@ async fn update(
     current: &CurrentTenant,
     kind: EntityKind,
     id: &str,
-    body: &Map<String, Value>,
+    changes: Vec<Change>,
 ) -> AppResult<Json<Value>> {
     let id = parse_path_id(id, kind.noun())?;
     Ok(Json(
-        service::update(state, &current.tenant, kind, id, body).await?,
+        service::update(state, &current.tenant, kind, id, changes).await?,
     ))
 }
 
@@ -225,9 +279,9 @@ pub async fn list_projects(
 pub async fn create_project(
     State(state): State<AppState>,
     current: CurrentTenant,
-    ApiJson(body): Body,
+    ApiJson(body): ApiJson<ProjectChanges>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
-    create(&state, &current, EntityKind::Project, &body).await
+    create(&state, &current, EntityKind::Project, body.into_changes()).await
 }
 
 #[utoipa::path(
@@ -264,9 +318,16 @@ pub async fn update_project(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(id): Path<String>,
-    ApiJson(body): Body,
+    ApiJson(body): ApiJson<ProjectChanges>,
 ) -> AppResult<Json<Value>> {
-    update(&state, &current, EntityKind::Project, &id, &body).await
+    update(
+        &state,
+        &current,
+        EntityKind::Project,
+        &id,
+        body.into_changes(),
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -319,9 +380,9 @@ pub async fn list_people(
 pub async fn create_person(
     State(state): State<AppState>,
     current: CurrentTenant,
-    ApiJson(body): Body,
+    ApiJson(body): ApiJson<PersonChanges>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
-    create(&state, &current, EntityKind::Person, &body).await
+    create(&state, &current, EntityKind::Person, body.into_changes()).await
 }
 
 #[utoipa::path(
@@ -358,9 +419,16 @@ pub async fn update_person(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(id): Path<String>,
-    ApiJson(body): Body,
+    ApiJson(body): ApiJson<PersonChanges>,
 ) -> AppResult<Json<Value>> {
-    update(&state, &current, EntityKind::Person, &id, &body).await
+    update(
+        &state,
+        &current,
+        EntityKind::Person,
+        &id,
+        body.into_changes(),
+    )
+    .await
 }
 
 #[utoipa::path(

@@ -10,8 +10,9 @@ use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::error::{AppError, AppResult};
 use crate::input::SingleLine;
+use crate::rules::RuleInput;
 use crate::rules::service::{self, RuleView, Saved};
-use crate::web::extract::{ApiJson, ApiQuery};
+use crate::web::extract::{ApiQuery, PointerJson};
 use crate::web::openapi::responses as errors;
 
 #[derive(Deserialize, Default)]
@@ -56,21 +57,6 @@ pub async fn list(
     ))
 }
 
-/// The document `PUT` takes: a rule plus its envelope. The handler reads it
-/// as JSON and validates it against the rule schema itself, so errors name
-/// fields by JSON pointer; this type documents the shape.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct RuleInput {
-    #[serde(flatten)]
-    rule: crate::rules::Rule,
-    /// The connection the rule is for; default: the one you'd use.
-    connection_id: Option<Uuid>,
-    /// The revision you edited; a newer one is a conflict (409).
-    revision: Option<i32>,
-}
-
 /// 201 when the rule was created, 200 when replaced.
 #[utoipa::path(
     put,
@@ -88,7 +74,7 @@ pub async fn put(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path((provider, object)): Path<(String, String)>,
-    ApiJson(body): ApiJson<serde_json::Value>,
+    PointerJson(body): PointerJson<RuleInput>,
 ) -> AppResult<(StatusCode, Json<Saved>)> {
     let saved = service::save(&state, &current.tenant, &provider, &object, body).await?;
     let status = if saved.created {

@@ -23,6 +23,9 @@ pub struct SyncAll {
     /// Only this provider; absent: every connected one.
     #[serde(default)]
     provider: Option<SingleLine>,
+    /// Admins: sync even inside the minimum interval (audited). Others: 403.
+    #[serde(default)]
+    force: bool,
 }
 
 #[utoipa::path(
@@ -31,10 +34,10 @@ pub struct SyncAll {
     operation_id = "sync_data",
     tag = "sync",
     summary = "Sync one provider, or every connected one",
-    description = "The body is optional: none (or {}) syncs every connected provider.",
+    description = "The body is optional: none (or {}) syncs every connected provider. Each connection's object syncs at most once per PLUGBOARD_SYNC_MIN_INTERVAL_SECS: inside that window the answer is 429 with Retry-After and `lastSyncAt`, unless an admin sends `force: true` (audited).",
     security(("session_cookie" = [])),
     request_body = inline(SyncAll),
-    responses((status = 202, description = "Jobs queued (or the ones already queued).", body = Vec<Enqueued>), errors::Tenant, errors::Conflict, errors::Unavailable, errors::Body)
+    responses((status = 202, description = "Jobs queued (or the ones already queued).", body = Vec<Enqueued>), errors::Tenant, errors::Conflict, errors::Unavailable, errors::Body, errors::RateLimited)
 )]
 pub async fn sync_data(
     State(state): State<AppState>,
@@ -55,8 +58,8 @@ pub async fn sync_data(
         }
     };
     let jobs = match input.provider {
-        Some(p) => service::enqueue(&state, &current.tenant, &p, None).await?,
-        None => service::enqueue_all(&state, &current.tenant).await?,
+        Some(p) => service::enqueue_now(&state, &current.tenant, &p, None, input.force).await?,
+        None => service::enqueue_all_now(&state, &current.tenant, input.force).await?,
     };
     Ok((StatusCode::ACCEPTED, Json(jobs)))
 }
@@ -69,7 +72,7 @@ pub async fn sync_data(
     summary = "Sync one object of a provider",
     security(("session_cookie" = [])),
     params(("provider" = String, Path, description = "A provider key from the catalog."), ("object" = String, Path, description = "An object key of the provider.")),
-    responses((status = 202, description = "Jobs queued.", body = Vec<Enqueued>), errors::Tenant, errors::Conflict, errors::Unavailable, errors::JsonContentType)
+    responses((status = 202, description = "Jobs queued.", body = Vec<Enqueued>), errors::Tenant, errors::Conflict, errors::Unavailable, errors::JsonContentType, errors::RateLimited)
 )]
 pub async fn sync_object(
     State(state): State<AppState>,

@@ -53,6 +53,9 @@ pub struct Card {
     /// The card shows the workspace's connection, and the user may still
     /// connect their own account beside it.
     pub can_connect_own: bool,
+    /// Inside the "Sync now" interval: when it can run again (workspace
+    /// time), and when it last ran.
+    pub sync_again_at: Option<String>,
 }
 
 /// A sync whose last run failed, as the card shows it.
@@ -268,8 +271,30 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
                 .collect(),
             failed_sync,
             can_connect_own,
+            sync_again_at: None,
             key,
         });
+    }
+    let layout = Layout::signed_in(&state, &session, &user, &tenant).await?;
+    for card in cards.iter_mut().filter(|c| c.syncable) {
+        let Some(c) = service::pick(&connections, &tenant, &card.key) else {
+            continue;
+        };
+        let Some(provider) = state.providers.get(&card.key) else {
+            continue;
+        };
+        let objects: Vec<&str> = provider
+            .meta
+            .objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect();
+        let waits = crate::sync::service::too_soon(&state, &tenant, c, &objects).await?;
+        card.sync_again_at = waits
+            .iter()
+            .map(|w| w.next_at)
+            .max()
+            .map(|t| layout.zone.at(&t));
     }
     let personal = members_personal(&state, &tenant, &connections, &members);
     // Connected first, then the sandbox (a fresh install's way to try
@@ -285,7 +310,7 @@ pub async fn hub(State(state): State<AppState>, current: CurrentTenant) -> AppRe
     });
     unconfigured.sort_by_key(|u| u.name.to_lowercase());
     Ok(DataPage {
-        layout: Layout::signed_in(&state, &session, &user, &tenant).await?,
+        layout,
         cards,
         unconfigured,
         banners,
@@ -561,22 +586,51 @@ pub struct JobPage {
     provider: String,
     object: String,
     status: String,
+    requested: String,
     started: String,
     finished: String,
-    counts: Vec<(String, String)>,
+    duration: String,
+    /// (key, label, value), in the order the log's last line states them.
+    counts: Vec<(String, String, String)>,
     error: Option<String>,
     running: bool,
+    /// One page of the log, oldest line first.
     log: Vec<crate::sync::leases::JobLogLine>,
+    log_pages: LogPages,
     job_id: Uuid,
     /// Cancel / Retry are offered to those allowed (see `may_operate`).
     can_cancel: bool,
     can_retry: bool,
 }
 
+/// The log's pages: `LOG_PAGE` lines each, oldest first; without
+/// `?log_page=` the last (newest) page is shown.
+pub struct LogPages {
+    pub page: usize,
+    pub pages: usize,
+    pub total: usize,
+    pub first: usize,
+    pub last: usize,
+}
+
+impl LogPages {
+    pub fn numbers(&self) -> std::ops::RangeInclusive<usize> {
+        1..=self.pages
+    }
+}
+
+const LOG_PAGE: usize = 100;
+
+#[derive(serde::Deserialize, Default)]
+pub struct JobPageQuery {
+    log_page: Option<SingleLine>,
+}
+
 pub async fn job_page(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(id): Path<String>,
+    crate::web::extract::ApiQuery(query): crate::web::extract::ApiQuery<JobPageQuery>,
 ) -> AppResult<Response> {
     let id = parse_path_id(&id, "job")?;
     let CurrentTenant {
@@ -585,7 +639,27 @@ pub async fn job_page(
         tenant,
     } = current;
     let job = crate::sync::service::job(&state, &tenant, id).await?;
-    let log = state.store.job_logs(Viewer::from(&tenant), id).await?;
+    let mut log = state.store.job_logs(Viewer::from(&tenant), id).await?;
+    let total = log.len();
+    let pages = total.div_ceil(LOG_PAGE).max(1);
+    // A hand-edited page number falls back to the newest page.
+    let page = query
+        .log_page
+        .as_deref()
+        .and_then(|p| p.trim().parse::<usize>().ok())
+        .filter(|p| (1..=pages).contains(p))
+        .unwrap_or(pages);
+    let start = (page - 1).saturating_mul(LOG_PAGE).min(total);
+    let end = start.saturating_add(LOG_PAGE).min(total);
+    log.truncate(end);
+    log.drain(..start);
+    let log_pages = LogPages {
+        page,
+        pages,
+        total,
+        first: if total == 0 { 0 } else { start + 1 },
+        last: end,
+    };
     let status = job.status();
     let connection = match job.connection_id {
         Some(c) => state.store.get_connection(tenant.workspace_id, c).await?,
@@ -604,13 +678,21 @@ pub async fn job_page(
         .as_object()
         .map(|m| {
             m.iter()
-                .map(|(k, v)| (k.replace('_', " "), v.to_string()))
+                .map(|(k, v)| (k.clone(), k.replace('_', " "), v.to_string()))
                 .collect()
         })
         .unwrap_or_default();
+    let duration = match super::jobs::run_seconds(&job, crate::storage::now()) {
+        Some(s) if status.is_finished() => super::jobs::duration_text(s),
+        Some(s) => format!("{} so far", super::jobs::duration_text(s)),
+        None => "not started".to_owned(),
+    };
     Ok(JobPage {
+        requested: layout.zone.at(&job.created_at),
         started: when(job.started_at),
         finished: when(job.finished_at),
+        duration,
+        log_pages,
         layout,
         provider: job.provider.clone(),
         object: job.object.clone().unwrap_or_default(),
@@ -626,13 +708,25 @@ pub async fn job_page(
     .into_response())
 }
 
+#[derive(serde::Deserialize)]
+pub struct SyncForm {
+    /// "yes" from an admin's "Force sync" button.
+    #[serde(default)]
+    force: Option<SingleLine>,
+}
+
+/// Sync now; inside the minimum interval nothing is queued and the hub
+/// says when it can run again (admins get a "Force sync" button).
 pub async fn sync_now(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(provider): Path<String>,
-    form: CsrfForm<serde::de::IgnoredAny>,
+    form: CsrfForm<SyncForm>,
 ) -> AppResult<Response> {
-    match crate::sync::service::enqueue(&state, &current.tenant, &provider, None).await {
+    let force = is_confirmed(form.form.force.as_deref());
+    let queued =
+        crate::sync::service::enqueue_now(&state, &current.tenant, &provider, None, force).await;
+    match queued {
         Ok(jobs) if jobs.len() == 1 => {
             Ok(Redirect::to(&format!("/data/jobs/{}", jobs[0].job_id)).into_response())
         }
@@ -644,6 +738,13 @@ pub async fn sync_now(
                     .map(|j| j.object.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
+            ));
+            redirect_with_outcome(&form.session, HUB, outcome).await
+        }
+        Err(AppError::SyncTooSoon { message, .. }) => {
+            let outcome = Err(AppError::conflict(
+                "sync",
+                format!("Not synced: {message}. Nothing was queued."),
             ));
             redirect_with_outcome(&form.session, HUB, outcome).await
         }

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::kit::{Column, ConfirmPage, FormState, Table, TableQuery, is_confirmed};
@@ -509,8 +509,8 @@ pub async fn person(
 
 /// The edit form's fields as the API's JSON changes: every column the
 /// form carries (an empty text clears it; the status is a choice).
-fn changes(kind: EntityKind, form: &FormFields) -> AppResult<Map<String, Value>> {
-    let mut body = Map::new();
+fn changes(kind: EntityKind, form: &FormFields) -> AppResult<Vec<service::Change>> {
+    let mut body = Vec::new();
     for column in kind.columns() {
         let Some(raw) = form.first(column) else {
             continue;
@@ -528,7 +528,7 @@ fn changes(kind: EntityKind, form: &FormFields) -> AppResult<Map<String, Value>>
             },
             _ => Value::from(raw.as_str()),
         };
-        body.insert((*column).to_owned(), value);
+        body.push((*column, value));
     }
     Ok(body)
 }
@@ -544,7 +544,7 @@ async fn edit(
     let id = parse_path_id(&id, kind.noun())?;
     let back = format!("{}/{id}", base(kind));
     let outcome = match changes(kind, &form.form) {
-        Ok(body) => service::update(&state, &current.tenant, kind, id, &body).await,
+        Ok(body) => service::update(&state, &current.tenant, kind, id, body).await,
         Err(e) => Err(e),
     };
     match outcome {

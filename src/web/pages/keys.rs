@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 
 use super::kit::{ConfirmPage, Confirmation, FormState, Table, TableQuery};
-use super::{Layout, ShownOnce, parse_path_id, redirect_with_outcome};
+use super::{Layout, ShownOnce, parse_path_id, redirect_with_outcome, with_status};
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::error::{AppError, AppResult};
@@ -28,6 +28,8 @@ pub struct KeysPage {
     all_scopes: Vec<&'static str>,
     shown_once: Option<ShownOnce>,
     form: FormState,
+    /// The scopes ticked in a form that came back with an error.
+    checked: Vec<String>,
 }
 const PAGE_SIZE: usize = 25;
 
@@ -41,6 +43,10 @@ const KEY_COLUMNS: [(&str, KeyOrder); 3] = [
 ];
 
 impl KeysPage {
+    fn is_checked(&self, scope: &str) -> bool {
+        self.checked.iter().any(|s| s == scope)
+    }
+
     fn scopes_of(&self, k: &ServiceKeyRecord) -> String {
         k.scopes
             .iter()
@@ -57,6 +63,25 @@ async fn render(
     query: &TableQuery,
     shown_once: Option<ShownOnce>,
 ) -> AppResult<Response> {
+    render_form(
+        state,
+        current,
+        query,
+        shown_once,
+        FormState::default(),
+        Vec::new(),
+    )
+    .await
+}
+
+async fn render_form(
+    state: &AppState,
+    current: CurrentTenant,
+    query: &TableQuery,
+    shown_once: Option<ShownOnce>,
+    form: FormState,
+    checked: Vec<String>,
+) -> AppResult<Response> {
     current.tenant.require_admin("manage service keys")?;
     let CurrentTenant {
         user,
@@ -72,7 +97,8 @@ async fn render(
         table,
         all_scopes: Scope::ALL.iter().map(|s| s.as_str()).collect(),
         shown_once,
-        form: FormState::default(),
+        form,
+        checked,
     }
     .into_response())
 }
@@ -85,21 +111,21 @@ pub async fn page(
     render(&state, current, &query, None).await
 }
 
-/// The new key is in this response only: never in the session.
+/// The new key is in this response only: never in the session. A bad name
+/// or scope choice re-renders the form (422) with the error beside it and
+/// what was typed and ticked kept.
 pub async fn create(
     State(state): State<AppState>,
     current: CurrentTenant,
     form: CsrfForm<FormFields>,
 ) -> AppResult<Response> {
-    let name = match Name::parse(form.form.first("name").map(|v| v.as_str()).unwrap_or("")) {
-        Ok(name) => name,
-        Err(problem) => {
-            let err = AppError::validation("name", problem);
-            return redirect_with_outcome(&form.session, BACK, Err(err)).await;
-        }
-    };
+    let typed_name = form.form.first("name").map(|v| v.as_str()).unwrap_or("");
     let scopes: Vec<String> = form.form.all("scope").map(|v| v.to_string()).collect();
-    match service::create(&state.store, &current.tenant, &name, &scopes).await {
+    let outcome = match Name::parse(typed_name) {
+        Ok(name) => service::create(&state.store, &current.tenant, &name, &scopes).await,
+        Err(problem) => Err(AppError::validation("name", problem)),
+    };
+    match outcome {
         Ok(created) => {
             let shown = ShownOnce {
                 message: format!(
@@ -111,6 +137,25 @@ pub async fn create(
                 testid: "new-key",
             };
             render(&state, current, &TableQuery::default(), Some(shown)).await
+        }
+        Err(err @ (AppError::Validation { .. } | AppError::Conflict { .. })) => {
+            // `scopes[2]` and the like belong to the scopes fieldset.
+            let typed = match &err {
+                AppError::Validation {
+                    field: Some(f),
+                    message,
+                } if f.starts_with("scopes") => FormState::with_values([("name", typed_name)])
+                    .with_error(
+                        &AppError::validation("scopes", message.clone()),
+                        &["scopes"],
+                    ),
+                other => FormState::with_values([("name", typed_name)])
+                    .with_error(other, &["name", "scopes"]),
+            };
+            let status = err.status();
+            let page =
+                render_form(&state, current, &TableQuery::default(), None, typed, scopes).await?;
+            Ok(with_status(status, page))
         }
         Err(err) => redirect_with_outcome(&form.session, BACK, Err(err)).await,
     }

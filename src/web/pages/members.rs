@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::kit::{ConfirmPage, Confirmation, FormState, Table, TableQuery};
-use super::{Layout, ShownOnce, parse_path_id, redirect_with_outcome};
+use super::{Layout, ShownOnce, parse_path_id, redirect_with_outcome, with_status};
 use crate::app::AppState;
 use crate::auth::extract::CurrentTenant;
 use crate::auth::reset;
@@ -60,6 +60,17 @@ async fn render(
     query: &TableQuery,
     shown_once: Option<ShownOnce>,
 ) -> AppResult<Response> {
+    let add_form = FormState::with_values([("role", "member")]);
+    render_form(state, current, query, shown_once, add_form).await
+}
+
+async fn render_form(
+    state: &AppState,
+    current: CurrentTenant,
+    query: &TableQuery,
+    shown_once: Option<ShownOnce>,
+    add_form: FormState,
+) -> AppResult<Response> {
     current.tenant.require_admin("manage members")?;
     let CurrentTenant {
         user,
@@ -86,7 +97,7 @@ async fn render(
         grantable,
         all_roles: Role::ALL.iter().map(|r| r.as_str()).collect(),
         shown_once,
-        add_form: FormState::with_values([("role", "member")]),
+        add_form,
         me: user.id,
     };
     Ok(page.into_response())
@@ -142,6 +153,17 @@ pub async fn add(
                 testid: "invite-link",
             };
             render(&state, current, &TableQuery::default(), Some(shown)).await
+        }
+        // A bad address or role, or someone already in: the form again
+        // (422/409), the error beside its field, what was typed kept.
+        Err(err @ (AppError::Validation { .. } | AppError::Conflict { .. })) => {
+            let typed = FormState::with_values([
+                ("email", form.email.as_str()),
+                ("role", form.role.as_str()),
+            ])
+            .with_error(&err, &["email", "role"]);
+            let page = render_form(&state, current, &TableQuery::default(), None, typed).await?;
+            Ok(with_status(err.status(), page))
         }
         Err(err) => redirect_with_outcome(&session, BACK, Err(err)).await,
     }

@@ -5,6 +5,7 @@ mod auth;
 mod data;
 pub mod entities;
 mod invites;
+mod jobs;
 mod keys;
 pub mod kit;
 mod members;
@@ -74,6 +75,7 @@ pub fn routes() -> Router<AppState> {
         .route("/data/{provider}/disconnect", post(data::disconnect))
         .route("/data/{provider}/test", post(data::test))
         .route("/data/{provider}/sync", post(data::sync_now))
+        .route("/data/jobs", get(jobs::page))
         .route("/data/jobs/{id}", get(data::job_page))
         .route("/data/jobs/{id}/{action}", post(data::job_action))
         .route("/data/{provider}/credentials", post(data::credentials))
