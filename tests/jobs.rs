@@ -381,7 +381,7 @@ async fn sync_now_is_held_to_its_interval(backend: Backend) {
     let queued = job_count(&app).await;
 
     // The hub says when Sync now can run again; admins get Force sync.
-    let (_, html) = page(&app, &member, "/data").await;
+    let (_, html) = page(&app, &member, "/data/connections").await;
     assert!(
         html.contains("data-testid=\"sync-again-sandbox\""),
         "{html}"
@@ -391,13 +391,13 @@ async fn sync_now_is_held_to_its_interval(backend: Backend) {
         !html.contains("data-testid=\"force-sync-sandbox\""),
         "{html}"
     );
-    let (_, html) = page(&app, &owner, "/data").await;
+    let (_, html) = page(&app, &owner, "/data/connections").await;
     assert!(
         html.contains("data-testid=\"force-sync-sandbox\""),
         "{html}"
     );
     // The form inside the window queues nothing and says why.
-    let token = app.csrf(&member.client, "/data").await;
+    let token = app.csrf(&member.client, "/data/connections").await;
     let res = member
         .client
         .post(app.url("/data/sandbox/sync"))
@@ -406,8 +406,8 @@ async fn sync_now_is_held_to_its_interval(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(common::location(&res), "/data");
-    let (_, html) = page(&app, &member, "/data").await;
+    assert_eq!(common::location(&res), "/data/connections");
+    let (_, html) = page(&app, &member, "/data/connections").await;
     assert!(html.contains("Not synced:"), "{html}");
     assert!(html.contains("Nothing was queued."), "{html}");
     assert_eq!(job_count(&app).await, queued);
@@ -420,10 +420,10 @@ async fn sync_now_is_held_to_its_interval(backend: Backend) {
         .unwrap();
     // Refused like other page actions a role doesn't allow: said on the hub.
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let (_, html) = page(&app, &member, "/data").await;
+    let (_, html) = page(&app, &member, "/data/connections").await;
     assert!(html.contains("force a sync"), "{html}");
     assert_eq!(job_count(&app).await, queued);
-    let token = app.csrf(&owner.client, "/data").await;
+    let token = app.csrf(&owner.client, "/data/connections").await;
     let res = owner
         .client
         .post(app.url("/data/sandbox/sync"))
