@@ -18,6 +18,9 @@ use crate::connections::Viewer;
 use crate::error::{AppError, AppResult};
 use crate::tenancy::WorkspaceId;
 
+// Dates as `2026-11-21` in JSON (time's default is a tuple).
+time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Grain {
@@ -72,8 +75,10 @@ pub struct MetricQuery {
 #[serde(rename_all = "camelCase")]
 pub struct QueryResult {
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub from: Date,
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub to: Date,
     pub grain: Grain,
     /// The compared range, when `compare` isn't `none`.
@@ -94,8 +99,10 @@ pub struct QueryResult {
 #[serde(rename_all = "camelCase")]
 pub struct ComparedRange {
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub from: Date,
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub to: Date,
 }
 
@@ -130,6 +137,7 @@ pub struct Split {
 pub struct ResultRow {
     /// First day of the period (the day, the ISO week's Monday, the month's 1st).
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub period: Date,
     /// Group key → value (`provider`, `account`, dimension keys), as asked.
     pub group: BTreeMap<String, String>,
@@ -138,6 +146,8 @@ pub struct ResultRow {
     pub account_name: Option<String>,
     #[serde(flatten)]
     pub split: Split,
+    /// The providers whose data the row holds.
+    pub providers: Vec<String>,
     /// Metric key → value; null where the period has no data for it.
     pub values: BTreeMap<String, Option<f64>>,
     /// Some day of the period is inside its source's settling window.
@@ -183,8 +193,10 @@ pub struct TotalPart {
 pub struct Coverage {
     pub provider: String,
     #[schema(value_type = Option<String>, format = Date)]
+    #[serde(with = "iso_date::option")]
     pub first_day: Option<Date>,
     #[schema(value_type = Option<String>, format = Date)]
+    #[serde(with = "iso_date::option")]
     pub last_day: Option<Date>,
 }
 
@@ -193,13 +205,16 @@ pub struct Coverage {
 #[serde(rename_all = "camelCase")]
 pub struct KpiBoard {
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub from: Date,
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub to: Date,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compared: Option<ComparedRange>,
     /// Today in the workspace's zone: partial, so outside "last N days".
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub today: Date,
     pub tiles: Vec<KpiTile>,
     pub coverage: Vec<Coverage>,
@@ -257,8 +272,10 @@ pub struct ProviderInfo {
     /// Accounts of the viewer's visible connections.
     pub accounts: Vec<AccountInfo>,
     #[schema(value_type = Option<String>, format = Date)]
+    #[serde(with = "iso_date::option")]
     pub first_day: Option<Date>,
     #[schema(value_type = Option<String>, format = Date)]
+    #[serde(with = "iso_date::option")]
     pub last_day: Option<Date>,
     /// The whole layer as declared in provider.json.
     pub semantics: ObjectSemantics,
@@ -1283,6 +1300,7 @@ async fn evaluate(
                         .map(|(m, acc)| (m.key.clone(), acc.value()))
                         .collect(),
                     provisional: provisional_until(&providers, last),
+                    providers: providers.into_iter().collect(),
                 }
             },
         )
@@ -1302,7 +1320,14 @@ async fn evaluate(
         keys.dedup();
         let mut parts = Vec::new();
         for split in keys {
-            let now = main.parts.get(&(i, split.clone()));
+            let now = main.parts.get(&(i, split.clone())).filter(|(a, _)| a.has);
+            let had_before = before
+                .parts
+                .get(&(i, split.clone()))
+                .is_some_and(|(a, _)| a.has);
+            if now.is_none() && !had_before {
+                continue;
+            }
             let value = now.and_then(|(a, _)| a.value());
             let prior = compared.and_then(|_| {
                 before
@@ -1497,6 +1522,7 @@ pub struct Revision {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account_name: Option<String>,
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub date: Date,
     /// The row's dimensions (canonical JSON, `{}` for none).
     pub dimensions: String,
@@ -1601,7 +1627,7 @@ pub fn to_csv(result: &QueryResult, query: &MetricQuery) -> crate::web::csv::Csv
                 .get("provider")
                 .cloned()
                 .or_else(|| row.split.provider.clone())
-                .unwrap_or_default(),
+                .unwrap_or_else(|| row.providers.join(" + ")),
         );
         cells.push(row.split.currency.clone().unwrap_or_default());
         for m in &query.metrics {
