@@ -1198,8 +1198,9 @@ async fn evaluate(
         .collect();
 
     type RowKey = (Date, BTreeMap<String, String>, Split);
-    let mut rows: BTreeMap<RowKey, (Vec<Acc>, std::collections::BTreeSet<String>, Option<String>)> =
-        BTreeMap::new();
+    // Per metric sums, the providers that added, the account's name.
+    type RowSums = (Vec<Acc>, std::collections::BTreeSet<String>, Option<String>);
+    let mut rows: BTreeMap<RowKey, RowSums> = BTreeMap::new();
     let mut main = Totals::default();
     let mut before = Totals::default();
     for p in &plans {
@@ -1639,4 +1640,156 @@ pub fn to_csv(result: &QueryResult, query: &MetricQuery) -> crate::web::csv::Csv
         csv.row(&cells);
     }
     csv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    fn pairs(q: &str) -> Vec<(String, String)> {
+        form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+    }
+
+    fn catalog() -> Catalog {
+        let semantics: ObjectSemantics = serde_json::from_value(serde_json::json!({
+            "metrics": [{"source": "s", "key": "sessions", "label": "Sessions", "unit": "count", "aggregation": "sum"}],
+            "dimensions": [{"source": "channel", "key": "channel", "label": "Channel"}],
+        }))
+        .unwrap();
+        let info = ProviderInfo {
+            key: "sandbox".into(),
+            display_name: "Sandbox".into(),
+            object: "daily_metrics".into(),
+            settling_days: 3,
+            metrics: metric_infos("sandbox", &semantics),
+            accounts: Vec::new(),
+            first_day: None,
+            last_day: None,
+            semantics,
+        };
+        Catalog {
+            metrics: info.metrics.clone(),
+            dimensions: vec![DimensionInfo {
+                key: "channel".into(),
+                label: "Channel".into(),
+                providers: vec!["sandbox".into()],
+            }],
+            providers: vec![info],
+        }
+    }
+
+    #[test]
+    fn periods_are_iso_weeks_and_months() {
+        // 2027-01-03 is a Sunday: its week starts Monday 2026-12-28.
+        assert_eq!(
+            period_of(date!(2027 - 01 - 03), Grain::Week),
+            date!(2026 - 12 - 28)
+        );
+        assert_eq!(
+            period_of(date!(2026 - 12 - 28), Grain::Week),
+            date!(2026 - 12 - 28)
+        );
+        assert_eq!(
+            period_of(date!(2028 - 02 - 29), Grain::Month),
+            date!(2028 - 02 - 01)
+        );
+        assert_eq!(
+            period_end(date!(2028 - 02 - 01), Grain::Month),
+            date!(2028 - 02 - 29)
+        );
+        assert_eq!(
+            period_end(date!(2026 - 12 - 28), Grain::Week),
+            date!(2027 - 01 - 03)
+        );
+    }
+
+    #[test]
+    fn compared_ranges() {
+        assert_eq!(
+            compared_range(
+                date!(2026 - 03 - 01),
+                date!(2026 - 03 - 31),
+                Compare::PreviousPeriod
+            ),
+            Some((date!(2026 - 01 - 29), date!(2026 - 02 - 28)))
+        );
+        assert_eq!(
+            compared_range(
+                date!(2028 - 02 - 29),
+                date!(2028 - 02 - 29),
+                Compare::PreviousYear
+            ),
+            Some((date!(2027 - 02 - 28), date!(2027 - 02 - 28)))
+        );
+        assert_eq!(
+            compared_range(date!(2026 - 03 - 01), date!(2026 - 03 - 01), Compare::None),
+            None
+        );
+    }
+
+    #[test]
+    fn presets_end_yesterday() {
+        let today = date!(2026 - 12 - 03);
+        assert_eq!(
+            RangePreset::Last7.resolve(today),
+            (date!(2026 - 11 - 26), date!(2026 - 12 - 02))
+        );
+        assert_eq!(RangePreset::Last28.resolve(today).0, date!(2026 - 11 - 05));
+        assert_eq!(
+            RangePreset::MonthToDate.resolve(today),
+            (date!(2026 - 12 - 01), date!(2026 - 12 - 02))
+        );
+        let first = date!(2026 - 12 - 01);
+        assert_eq!(RangePreset::MonthToDate.resolve(first), (first, first));
+    }
+
+    #[test]
+    fn queries_parse_with_defaults_and_name_bad_fields() {
+        let today = date!(2026 - 12 - 03);
+        let q = parse_query(
+            &pairs("metrics=sessions&groupBy=account,channel&dim.channel=web&account=a&account=b"),
+            &catalog(),
+            today,
+            1096,
+        )
+        .unwrap();
+        assert_eq!(
+            (q.from, q.to),
+            (date!(2026 - 11 - 05), date!(2026 - 12 - 02))
+        );
+        assert_eq!(
+            q.group_by,
+            vec![GroupKey::Account, GroupKey::Dimension("channel".into())]
+        );
+        assert_eq!(q.accounts, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(q.dimensions, vec![("channel".to_owned(), "web".to_owned())]);
+        for (bad, field) in [
+            ("metrics=nope", "metrics"),
+            ("metrics=sessions&from=2026-12-02&to=2026-12-01", "from"),
+            ("metrics=sessions&from=2020-01-01&to=2026-01-01", "to"),
+            ("metrics=sessions&grain=year", "grain"),
+            ("metrics=sessions&compare=lastweek", "compare"),
+            ("metrics=sessions&dim.device=x", "dim.device"),
+        ] {
+            let err = parse_query(&pairs(bad), &catalog(), today, 1096).unwrap_err();
+            assert!(
+                matches!(&err, AppError::Validation { field: Some(f), .. } if f == field),
+                "{bad}: {err:?}"
+            );
+        }
+        let k = parse_kpi_request(
+            &pairs("range=custom&from=2026-01-01&to=2026-01-31&compare=previous_year"),
+            today,
+        )
+        .unwrap();
+        assert_eq!(
+            k.range,
+            RangePreset::Custom {
+                from: date!(2026 - 01 - 01),
+                to: date!(2026 - 01 - 31)
+            }
+        );
+        assert_eq!(k.compare, Compare::PreviousYear);
+    }
 }
