@@ -1105,6 +1105,7 @@ fn spec_for(
         accounts: query.accounts.clone(),
         dim_filters: p.dim_filters.clone(),
         cols: p.cols.clone(),
+        daily_totals: false,
     }
 }
 
@@ -1206,8 +1207,13 @@ async fn evaluate(
     for p in &plans {
         let ungrouped_days = want_rows && query.group_by.is_empty() && row_bucket == Bucket::Day;
         if want_rows {
-            let spec = spec_for(viewer, p, query, (query.from, query.to), row_bucket, true);
+            let mut spec = spec_for(viewer, p, query, (query.from, query.to), row_bucket, true);
+            // The totals come from the same scan.
+            spec.daily_totals = !ungrouped_days;
             let found = state.store.aggregate_metrics(&spec).await?;
+            let (days, found): (Vec<AggRow>, Vec<AggRow>) =
+                found.into_iter().partition(|r| r.daily);
+            fold_totals(&mut main, p, &metrics, &days, want_series);
             for r in &found {
                 let mut group = BTreeMap::new();
                 let mut dim_index = 0;
@@ -1266,7 +1272,7 @@ async fn evaluate(
                 fold_totals(&mut main, p, &metrics, &found, want_series);
             }
         }
-        if !ungrouped_days {
+        if !want_rows {
             let spec = spec_for(viewer, p, query, (query.from, query.to), Bucket::Day, false);
             let found = state.store.aggregate_metrics(&spec).await?;
             fold_totals(&mut main, p, &metrics, &found, want_series);
