@@ -1155,11 +1155,20 @@ struct Evaluated {
 }
 
 /// The first provisional day of each provider: inside its settling window
-/// counted back from today (today itself is always partial).
+/// counted back from the source's today (today itself is always partial).
+/// The source's today is the earliest of the workspace's and its accounts'
+/// (an account behind the workspace's zone hasn't finished its day).
 fn provisional_from(info: &ProviderInfo, today: Date) -> Date {
-    today
+    let now = crate::storage::now();
+    let source_today = info
+        .accounts
+        .iter()
+        .filter_map(|a| a.time_zone.as_deref())
+        .map(|tz| crate::tenancy::zone::Zone::from_stored(tz).date_of(&now))
+        .fold(today, Date::min);
+    source_today
         .checked_sub(time::Duration::days(i64::from(info.settling_days)))
-        .unwrap_or(today)
+        .unwrap_or(source_today)
 }
 
 async fn evaluate(
@@ -1284,12 +1293,16 @@ async fn evaluate(
         }
     }
 
-    let info_of = |key: &str| catalog.providers.iter().find(|p| p.key == key);
+    // Each provider's first provisional day, worked out once.
+    let provisional_start: BTreeMap<&str, Date> = sources
+        .iter()
+        .map(|info| (info.key.as_str(), provisional_from(info, today)))
+        .collect();
     let provisional_until = |providers: &std::collections::BTreeSet<String>, last: Date| {
         providers
             .iter()
-            .filter_map(|k| info_of(k))
-            .any(|info| last >= provisional_from(info, today))
+            .filter_map(|k| provisional_start.get(k.as_str()))
+            .any(|start| last >= *start)
     };
     let result_rows: Vec<ResultRow> = rows
         .into_iter()
@@ -1360,7 +1373,10 @@ async fn evaluate(
         // Providers of the metric whose settling window reaches into the range.
         let mut notes = Vec::new();
         for p in plans.iter().filter(|p| p.how[i].is_some()) {
-            if query.to >= provisional_from(p.info, today) {
+            if provisional_start
+                .get(p.info.key.as_str())
+                .is_some_and(|start| query.to >= *start)
+            {
                 notes.push(if p.info.settling_days == 0 {
                     format!("{}: today's numbers are partial", p.info.display_name)
                 } else {
