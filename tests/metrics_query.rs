@@ -556,15 +556,30 @@ async fn sync_metrics(app: &TestApp, user: &TestUser) -> Value {
 }
 
 async fn sandbox_revisions_are_logged_by_syncs(backend: Backend) {
-    let app = app(backend, &[("PLUGBOARD_SANDBOX_REVISIONS", "true")]).await;
+    // A lookback shorter than the sandbox's settling window (3 days).
+    let app = app(
+        backend,
+        &[
+            ("PLUGBOARD_SANDBOX_REVISIONS", "true"),
+            ("PLUGBOARD_SYNC_METRICS_LOOKBACK_DAYS", "1"),
+        ],
+    )
+    .await;
     let admin = app.signup("admin@sr.example", "Acme").await;
     let conn = connect(&app, &admin, "workspace").await;
     select(&app, &admin, conn, &["prop-1"]).await;
     sync_metrics(&app, &admin).await;
     let since = "2000-01-01T00:00:00Z";
     assert!(revisions(&admin, &app, since).await.is_empty());
-    // The re-read sees the sandbox's revised recent days.
-    sync_metrics(&app, &admin).await;
+    // The re-read covers the settling window and sees the sandbox's
+    // revised recent days.
+    let reread = sync_metrics(&app, &admin).await;
+    assert!(
+        reread["log"]
+            .to_string()
+            .contains(&format!("reading days from {}", days_ago(3))),
+        "{reread}"
+    );
     let log = revisions(&admin, &app, since).await;
     assert!(!log.is_empty());
     for r in &log {

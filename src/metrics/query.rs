@@ -1701,6 +1701,70 @@ mod tests {
         }
     }
 
+    fn agg(day: Date, sums: &[Option<f64>]) -> AggRow {
+        AggRow {
+            daily: false,
+            bucket: day,
+            account: None,
+            dims: Vec::new(),
+            object: "o".into(),
+            currency: None,
+            sums: sums.to_vec(),
+        }
+    }
+
+    #[test]
+    fn weighted_averages_and_scales_follow_the_layer() {
+        let semantics: ObjectSemantics = serde_json::from_value(serde_json::json!({
+            "metrics": [
+                {"source": "impressions", "key": "impressions", "label": "I", "unit": "count", "aggregation": "sum"},
+                {"source": "position", "key": "position", "label": "P", "unit": "ratio", "aggregation": "weighted_average", "weightBy": "impressions"},
+                {"source": "cost_micros", "key": "cost", "label": "C", "unit": "currency", "aggregation": "sum", "scale": 0.000001},
+            ],
+            "currency": {"from": "account"},
+        }))
+        .unwrap();
+        let mut c = catalog();
+        c.providers[0].semantics = semantics;
+        let query = MetricQuery {
+            metrics: vec!["position".into(), "cost".into()],
+            from: date!(2026 - 01 - 01),
+            to: date!(2026 - 01 - 02),
+            grain: Grain::Day,
+            group_by: Vec::new(),
+            providers: Vec::new(),
+            accounts: Vec::new(),
+            dimensions: Vec::new(),
+            compare: Compare::None,
+        };
+        let sources: Vec<&ProviderInfo> = c.providers.iter().collect();
+        let (plans, metrics) = plan(&sources, &query);
+        assert_eq!(
+            plans[0].cols,
+            vec![
+                Col::Product("position".into(), "impressions".into()),
+                Col::Sum("impressions".into()),
+                Col::Sum("cost_micros".into()),
+            ]
+        );
+        assert!(metrics[1].split_currency && !metrics[0].split_currency);
+        let (mut position, mut cost) = (Acc::default(), Acc::default());
+        // Position 2 on 100 impressions, position 10 on 300: (200 + 3000) / 400.
+        for row in [
+            agg(
+                date!(2026 - 01 - 01),
+                &[Some(200.0), Some(100.0), Some(1_500_000.0)],
+            ),
+            agg(date!(2026 - 01 - 02), &[Some(3000.0), Some(300.0), None]),
+        ] {
+            position.add(&plans[0].how[0].unwrap(), &row);
+            cost.add(&plans[0].how[1].unwrap(), &row);
+        }
+        assert_eq!(position.value(), Some(8.0));
+        assert_eq!(cost.value(), Some(1.5));
+        assert_eq!(cost.days.len(), 1);
+    }
+
     #[test]
     fn periods_are_iso_weeks_and_months() {
         // 2027-01-03 is a Sunday: its week starts Monday 2026-12-28.
