@@ -418,6 +418,41 @@ async fn comparison_periods(backend: Backend) {
     let part = &total(&year, "sessions")["parts"][0];
     assert_eq!(part["value"], 30.0);
     assert_eq!(part["compared"], 20.0);
+
+    // The KPI board compares the same way.
+    for (q, value, compared, first, last) in [
+        (
+            "range=custom&from=2026-03-01&to=2026-03-10&compare=previous_period",
+            150.0,
+            100.0,
+            json!(100.0),
+            json!(50.0),
+        ),
+        (
+            "range=custom&from=2028-02-01&to=2028-02-29&compare=previous_year",
+            30.0,
+            20.0,
+            Value::Null,
+            json!(30.0),
+        ),
+    ] {
+        let kpis = admin
+            .client
+            .get_json(app.url(&format!("/api/data/kpis?{q}")))
+            .await;
+        let tile = kpis["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["metric"]["key"] == "sessions")
+            .unwrap_or_else(|| panic!("{kpis}"));
+        let part = &tile["total"]["parts"][0];
+        assert_eq!(part["value"], value, "{q}: {kpis}");
+        assert_eq!(part["compared"], compared, "{q}: {kpis}");
+        // One value per day of the range; days without data are null.
+        let days = tile["series"][0]["values"].as_array().unwrap();
+        assert_eq!((days.first(), days.last()), (Some(&first), Some(&last)));
+    }
     app.stop().await;
 }
 

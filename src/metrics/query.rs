@@ -1281,12 +1281,19 @@ async fn evaluate(
                 fold_totals(&mut main, p, &metrics, &found, want_series);
             }
         }
+        // The previous period ends the day before the range: one scan
+        // reads both (the KPI board's usual case).
+        let adjacent = compared.filter(|(_, to)| to.next_day() == Some(query.from));
         if !want_rows {
-            let spec = spec_for(viewer, p, query, (query.from, query.to), Bucket::Day, false);
+            let from = adjacent.map_or(query.from, |(from, _)| from);
+            let spec = spec_for(viewer, p, query, (from, query.to), Bucket::Day, false);
             let found = state.store.aggregate_metrics(&spec).await?;
+            let (found, earlier): (Vec<AggRow>, Vec<AggRow>) =
+                found.into_iter().partition(|r| r.bucket >= query.from);
             fold_totals(&mut main, p, &metrics, &found, want_series);
+            fold_totals(&mut before, p, &metrics, &earlier, false);
         }
-        if let Some(range) = compared {
+        if let Some(range) = compared.filter(|_| want_rows || adjacent.is_none()) {
             let spec = spec_for(viewer, p, query, range, Bucket::Day, false);
             let found = state.store.aggregate_metrics(&spec).await?;
             fold_totals(&mut before, p, &metrics, &found, false);
