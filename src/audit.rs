@@ -99,7 +99,33 @@ pub trait AuditStore {
         workspace: WorkspaceId,
         limit: i64,
     ) -> sqlx::Result<Vec<AuditRecord>>;
+    /// One page of the workspace's entries matching `filter`, newest
+    /// first, and how many match in all.
+    async fn search_audit(
+        &self,
+        workspace: WorkspaceId,
+        filter: &AuditFilter<'_>,
+        limit: i64,
+        offset: i64,
+    ) -> sqlx::Result<(Vec<AuditRecord>, i64)>;
+    /// The actions the workspace's log holds (for the filter's choices).
+    async fn audit_actions(&self, workspace: WorkspaceId) -> sqlx::Result<Vec<String>>;
 }
+
+/// What the audit page filters by; `None` matches everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AuditFilter<'a> {
+    pub actor: Option<Uuid>,
+    pub action: Option<&'a str>,
+    /// Inclusive.
+    pub from: Option<OffsetDateTime>,
+    /// Exclusive.
+    pub until: Option<OffsetDateTime>,
+}
+
+const AUDIT_WHERE: &str = "workspace_id = $1 AND ($2 IS NULL OR actor_user_id = $2) \
+     AND ($3 IS NULL OR action = $3) AND ($4 IS NULL OR created_at >= $4) \
+     AND ($5 IS NULL OR created_at < $5)";
 
 impl_for_backends! {
     impl AuditStore {
@@ -116,6 +142,38 @@ impl_for_backends! {
             .bind(limit)
             .fetch_all(&self.pool)
             .await
+        }
+
+        async fn search_audit(&self, workspace: WorkspaceId, filter: &AuditFilter<'_>, limit: i64, offset: i64) -> sqlx::Result<(Vec<AuditRecord>, i64)> {
+            let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT id, actor_user_id, action, target_type, target_id, details, created_at \
+                 FROM audit_log WHERE {AUDIT_WHERE} ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7",
+            )))
+            .bind(workspace)
+            .bind(filter.actor)
+            .bind(filter.action)
+            .bind(filter.from)
+            .bind(filter.until)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+            let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM audit_log WHERE {AUDIT_WHERE}")))
+                .bind(workspace)
+                .bind(filter.actor)
+                .bind(filter.action)
+                .bind(filter.from)
+                .bind(filter.until)
+                .fetch_one(&self.pool)
+                .await?;
+            Ok((rows, total))
+        }
+
+        async fn audit_actions(&self, workspace: WorkspaceId) -> sqlx::Result<Vec<String>> {
+            sqlx::query_scalar("SELECT DISTINCT action FROM audit_log WHERE workspace_id = $1 ORDER BY action")
+                .bind(workspace)
+                .fetch_all(&self.pool)
+                .await
         }
     }
 }

@@ -157,6 +157,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "sync.planner_interval_secs",
     ),
     ("PLUGBOARD_SYNC_MIN_INTERVAL_SECS", "sync.min_interval_secs"),
+    (
+        "PLUGBOARD_SYNC_ALERT_AFTER_FAILURES",
+        "sync.alert_after_failures",
+    ),
 ];
 
 /// Names the optional extra TOML file; not a setting itself.
@@ -259,6 +263,10 @@ pub struct SyncSettings {
     /// Shortest time between two "Sync now" of one connection and object
     /// (admins may force one sooner); rules' scheduled syncs are not held.
     pub min_interval_secs: u64,
+    /// A `sync_failed` webhook event after this many consecutive failed
+    /// jobs of one connection's object (then `sync_recovered` on the next
+    /// success); at least 1.
+    pub alert_after_failures: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -433,6 +441,12 @@ impl Settings {
             return Err(setting_error(
                 "sync.hard_limit_secs",
                 "expected at least 1 second and no less than sync.soft_limit_secs",
+            ));
+        }
+        if self.sync.alert_after_failures == 0 {
+            return Err(setting_error(
+                "sync.alert_after_failures",
+                "expected at least 1",
             ));
         }
         if self.server.port == 0 {

@@ -676,7 +676,8 @@ async fn leases_fence_pages_and_resume_from_checkpoints(backend: Backend) {
                 JobStatus::Succeeded,
                 &serde_json::json!({}),
                 None,
-                now()
+                now(),
+                3
             )
             .await
             .unwrap()
@@ -688,7 +689,8 @@ async fn leases_fence_pages_and_resume_from_checkpoints(backend: Backend) {
                 JobStatus::Succeeded,
                 &serde_json::json!({"created": 3}),
                 None,
-                now()
+                now(),
+                3
             )
             .await
             .unwrap()

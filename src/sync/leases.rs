@@ -23,6 +23,47 @@ use crate::metrics::store::MetricBatch;
 use crate::storage::{PgStore, SqliteStore};
 use crate::tenancy::WorkspaceId;
 
+/// Which alert, if any, the newest outcomes (newest first, at most
+/// `alert_after + 1`) call for: `sync_failed` when the newest
+/// `alert_after` failed and the one before them did not (so a streak
+/// alerts once), `sync_recovered` when a success ends such a streak.
+pub fn streak_event(outcomes: &[String], alert_after: usize) -> Option<&'static str> {
+    let failed = |s: &String| s == "failed";
+    let (newest, older) = outcomes.split_first()?;
+    if failed(newest) {
+        let streak = outcomes
+            .iter()
+            .take(alert_after)
+            .filter(|s| failed(s))
+            .count();
+        let before = outcomes.get(alert_after);
+        (streak == alert_after && !before.is_some_and(failed)).then_some("sync_failed")
+    } else {
+        (older.len() >= alert_after && older.iter().take(alert_after).all(failed))
+            .then_some("sync_recovered")
+    }
+}
+
+/// Queues an event for the workspace's webhook, if it has one (like
+/// `enqueue_webhook_event!`, for events that aren't about a connection's
+/// status). Carries ids and names only, never an error text or a token.
+macro_rules! enqueue_alert {
+    ($tx:expr, $workspace:expr, $event:expr, $payload:expr, $at:expr) => {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, workspace_id, event, payload, attempts, next_attempt_at, created_at) \
+             SELECT $1, $2, $3, $4, 0, $5, $5 WHERE EXISTS \
+             (SELECT 1 FROM webhook_endpoints WHERE workspace_id = $2)",
+        )
+        .bind(Uuid::now_v7())
+        .bind($workspace)
+        .bind($event)
+        .bind(Json($payload))
+        .bind($at)
+        .execute(&mut *$tx)
+        .await
+    };
+}
+
 /// Proof of holding a job: every write names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
@@ -84,6 +125,10 @@ pub trait LeaseStore {
     /// Renews the lease; false when it was lost or the job was cancelled.
     async fn heartbeat_job(&self, lease: &Lease, lease_until: OffsetDateTime)
     -> sqlx::Result<bool>;
+    /// Ends a job held by `lease`. In the same transaction, the job that
+    /// makes `alert_after` consecutive failures of its connection's object
+    /// queues a `sync_failed` webhook event, and the first success after
+    /// such a streak a `sync_recovered` one: once per streak.
     async fn finish_sync_job(
         &self,
         lease: &Lease,
@@ -91,6 +136,7 @@ pub trait LeaseStore {
         counts: &Value,
         error: Option<&str>,
         at: OffsetDateTime,
+        alert_after: u32,
     ) -> sqlx::Result<bool>;
     async fn append_job_log(
         &self,
@@ -218,7 +264,8 @@ impl_for_backends! {
             Ok(renewed == 1)
         }
 
-        async fn finish_sync_job(&self, lease: &Lease, status: JobStatus, counts: &Value, error: Option<&str>, at: OffsetDateTime) -> sqlx::Result<bool> {
+        async fn finish_sync_job(&self, lease: &Lease, status: JobStatus, counts: &Value, error: Option<&str>, at: OffsetDateTime, alert_after: u32) -> sqlx::Result<bool> {
+            let mut tx = self.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE jobs SET status = $4, counts = $5, error = $6, finished_at = $7, updated_at = $7, \
                  lease_owner = NULL, lease_until = NULL \
@@ -231,10 +278,49 @@ impl_for_backends! {
             .bind(Json(counts))
             .bind(error)
             .bind(at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
-            Ok(done == 1)
+            if done != 1 {
+                return Ok(false);
+            }
+            let job: Option<(Option<Uuid>, String, Option<String>)> = sqlx::query_as(
+                "SELECT connection_id, provider, object FROM jobs WHERE workspace_id = $1 AND id = $2",
+            )
+            .bind(lease.workspace)
+            .bind(lease.job_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((Some(connection_id), provider, Some(object))) = job {
+                // The newest finished outcomes of this object; cancelled
+                // jobs neither break nor extend a streak.
+                let outcomes: Vec<String> = sqlx::query_scalar(
+                    "SELECT status FROM jobs WHERE workspace_id = $1 AND connection_id = $2 AND object = $3 \
+                     AND status IN ('succeeded', 'failed') AND finished_at IS NOT NULL \
+                     ORDER BY finished_at DESC, id DESC LIMIT $4",
+                )
+                .bind(lease.workspace)
+                .bind(connection_id)
+                .bind(&object)
+                .bind(i64::from(alert_after).saturating_add(1))
+                .fetch_all(&mut *tx)
+                .await?;
+                if let Some(event) = streak_event(&outcomes, alert_after as usize) {
+                    let payload = serde_json::json!({
+                        "event": event,
+                        "workspaceId": lease.workspace,
+                        "connectionId": connection_id,
+                        "provider": provider,
+                        "object": object,
+                        "jobId": lease.job_id,
+                        "consecutiveFailures": alert_after,
+                        "occurredAt": at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                    });
+                    enqueue_alert!(tx, lease.workspace, event, &payload, at)?;
+                }
+            }
+            tx.commit().await?;
+            Ok(true)
         }
 
         async fn worker_heartbeat(&self, worker: Uuid, started_at: OffsetDateTime, at: OffsetDateTime) -> sqlx::Result<()> {
@@ -408,5 +494,43 @@ impl PageStore for SqliteStore {
         fenced_page!(self, lease, page, batch.at, |tx| {
             crate::metrics::store::upsert_sqlite(&mut tx, batch)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::streak_event;
+
+    fn v(xs: &[&str]) -> Vec<String> {
+        xs.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_streak_alerts_once_and_recovers_once() {
+        assert_eq!(streak_event(&v(&["failed", "failed"]), 3), None);
+        assert_eq!(
+            streak_event(&v(&["failed", "failed", "failed"]), 3),
+            Some("sync_failed")
+        );
+        assert_eq!(
+            streak_event(&v(&["failed", "failed", "failed", "succeeded"]), 3),
+            Some("sync_failed")
+        );
+        // The fourth failure in a row: already alerted.
+        assert_eq!(
+            streak_event(&v(&["failed", "failed", "failed", "failed"]), 3),
+            None
+        );
+        assert_eq!(
+            streak_event(&v(&["succeeded", "failed", "failed", "failed"]), 3),
+            Some("sync_recovered")
+        );
+        assert_eq!(
+            streak_event(&v(&["succeeded", "failed", "failed", "succeeded"]), 3),
+            None
+        );
+        assert_eq!(streak_event(&v(&["succeeded", "succeeded"]), 1), None);
+        assert_eq!(streak_event(&v(&["failed"]), 1), Some("sync_failed"));
+        assert_eq!(streak_event(&v(&[]), 3), None);
     }
 }

@@ -295,7 +295,14 @@ async fn run_job(state: &AppState, claimed: Claimed, worker: Uuid) {
             log(state, &lease, "info", &counts_line("done", &counts)).await;
             let _ = state
                 .store
-                .finish_sync_job(&lease, JobStatus::Succeeded, &counts, None, now())
+                .finish_sync_job(
+                    &lease,
+                    JobStatus::Succeeded,
+                    &counts,
+                    None,
+                    now(),
+                    state.settings.sync.alert_after_failures,
+                )
                 .await;
         }
         Err(RunError::LeaseLost) => {
@@ -314,7 +321,14 @@ async fn run_job(state: &AppState, claimed: Claimed, worker: Uuid) {
             log(state, &lease, "info", &counts_line("stopped", &counts)).await;
             let _ = state
                 .store
-                .finish_sync_job(&lease, JobStatus::Failed, &counts, Some(&message), now())
+                .finish_sync_job(
+                    &lease,
+                    JobStatus::Failed,
+                    &counts,
+                    Some(&message),
+                    now(),
+                    state.settings.sync.alert_after_failures,
+                )
                 .await;
         }
     }

@@ -55,6 +55,46 @@ macro_rules! enqueue_webhook_event {
     }};
 }
 
+/// Sets the workspace's endpoint (admins) and returns its new signing
+/// secret, to be shown once. The same rules for the API and the page: an
+/// http(s) URL the outbound policy allows (names are checked again on the
+/// address they resolve to, per delivery).
+pub async fn set_endpoint(
+    state: &AppState,
+    tenant: &crate::tenancy::Tenant,
+    raw_url: &str,
+) -> crate::error::AppResult<(String, Secret)> {
+    use crate::error::AppError;
+    tenant.require_admin("manage webhooks")?;
+    let url = raw_url.trim();
+    if !(url.starts_with("https://") || url.starts_with("http://"))
+        || url.len() > 2000
+        || url.contains(char::is_whitespace)
+    {
+        return Err(AppError::validation("url", "expected an http(s) URL"));
+    }
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|_| AppError::validation("url", "expected an http(s) URL"))?;
+    state
+        .outbound
+        .policy()
+        .check_url(&parsed)
+        .map_err(|e| AppError::validation("url", e.to_string()))?;
+    let ws = tenant.workspace_id;
+    let secret = Secret::new(format!("whsec_{}", crate::auth::session::random_token()));
+    let sealed = crate::vault::store::seal_field(
+        &state.keys,
+        &store::secret_place(ws),
+        SECRET_FIELD,
+        &secret,
+    )
+    .map_err(AppError::internal)?;
+    let audit = crate::audit::AuditEntry::new(Some(ws), Some(tenant.user_id), "webhook.set")
+        .details(serde_json::json!({ "url": url }));
+    state.store.set_webhook(ws, url, &sealed, &audit).await?;
+    Ok((url.to_owned(), secret))
+}
+
 /// `t=<unix>,v1=<hex hmac>` over `"<t>.<body>"`.
 pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     let hex = Hmac::<Sha256>::new_from_slice(secret.as_bytes())

@@ -44,6 +44,14 @@ pub struct DeliveryRecord {
     pub created_at: OffsetDateTime,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivery {
+    Queued,
+    /// Still being delivered or retried: nothing to redeliver yet.
+    StillPending,
+    NotFound,
+}
+
 #[async_trait::async_trait]
 pub trait WebhookStore {
     async fn set_webhook(
@@ -74,6 +82,14 @@ pub trait WebhookStore {
         limit: i64,
     ) -> sqlx::Result<Vec<Delivery>>;
     async fn mark_delivered(&self, id: Uuid, at: OffsetDateTime) -> sqlx::Result<()>;
+    /// Queues a finished (delivered or given-up) delivery again, with the
+    /// same id so receivers can tell it is the same event.
+    async fn redeliver(
+        &self,
+        workspace: WorkspaceId,
+        id: Uuid,
+        audit: &AuditEntry,
+    ) -> sqlx::Result<Redelivery>;
     async fn mark_delivery_failed(
         &self,
         id: Uuid,
@@ -157,6 +173,34 @@ impl_for_backends! {
             .bind(limit)
             .fetch_all(&self.pool)
             .await
+        }
+
+        async fn redeliver(&self, workspace: WorkspaceId, id: Uuid, audit: &AuditEntry) -> sqlx::Result<Redelivery> {
+            let mut tx = self.begin_write().await?;
+            let queued = sqlx::query(
+                "UPDATE webhook_deliveries SET attempts = 0, next_attempt_at = $3, delivered_at = NULL, \
+                 failed_at = NULL, last_error = NULL \
+                 WHERE workspace_id = $1 AND id = $2 AND (delivered_at IS NOT NULL OR failed_at IS NOT NULL)",
+            )
+            .bind(workspace)
+            .bind(id)
+            .bind(audit.created_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if queued == 0 {
+                let exists: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM webhook_deliveries WHERE workspace_id = $1 AND id = $2",
+                )
+                .bind(workspace)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                return Ok(if exists > 0 { Redelivery::StillPending } else { Redelivery::NotFound });
+            }
+            crate::insert_audit!(&mut *tx, audit)?;
+            tx.commit().await?;
+            Ok(Redelivery::Queued)
         }
 
         async fn mark_delivered(&self, id: Uuid, at: OffsetDateTime) -> sqlx::Result<()> {

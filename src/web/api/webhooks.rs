@@ -8,15 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::auth::extract::PathTenant;
-use crate::auth::session::random_token;
 use crate::error::{AppError, AppResult};
 use crate::input::SingleLine;
-use crate::vault::Secret;
-use crate::vault::store::seal_field;
 use crate::web::extract::ApiJson;
 use crate::web::openapi::responses as errors;
-use crate::webhooks::SECRET_FIELD;
-use crate::webhooks::store::{DeliveryRecord, secret_place};
+use crate::webhooks::store::DeliveryRecord;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct WebhookInput {
@@ -56,33 +52,11 @@ pub async fn put(
     path: PathTenant,
     ApiJson(input): ApiJson<WebhookInput>,
 ) -> AppResult<(StatusCode, Json<WebhookCreated>)> {
-    path.tenant.require_admin("manage webhooks")?;
-    let url = input.url.trim();
-    if !(url.starts_with("https://") || url.starts_with("http://"))
-        || url.len() > 2000
-        || url.contains(char::is_whitespace)
-    {
-        return Err(AppError::validation("url", "expected an http(s) URL"));
-    }
-    // Names are checked again on the address they resolve to, per delivery.
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|_| AppError::validation("url", "expected an http(s) URL"))?;
-    state
-        .outbound
-        .policy()
-        .check_url(&parsed)
-        .map_err(|e| AppError::validation("url", e.to_string()))?;
-    let ws = path.tenant.workspace_id;
-    let secret = Secret::new(format!("whsec_{}", random_token()));
-    let sealed = seal_field(&state.keys, &secret_place(ws), SECRET_FIELD, &secret)
-        .map_err(AppError::internal)?;
-    let audit = AuditEntry::new(Some(ws), Some(path.tenant.user_id), "webhook.set")
-        .details(serde_json::json!({ "url": url }));
-    state.store.set_webhook(ws, url, &sealed, &audit).await?;
+    let (url, secret) = crate::webhooks::set_endpoint(&state, &path.tenant, &input.url).await?;
     Ok((
         StatusCode::OK,
         Json(WebhookCreated {
-            url: url.to_owned(),
+            url,
             signing_secret: secret.expose().to_owned(),
         }),
     ))

@@ -145,6 +145,42 @@ fn parse_day(field: &str, raw: &str) -> AppResult<Option<Date>> {
     .map_err(|_| AppError::validation(field, "expected a date as YYYY-MM-DD"))
 }
 
+/// `from` and `to` days (YYYY-MM-DD, in the workspace's zone) as the
+/// instants they start and end at; "to" includes its whole day.
+pub(super) fn day_range(
+    zone: &Zone,
+    from_raw: &str,
+    to_raw: &str,
+) -> AppResult<(Option<OffsetDateTime>, Option<OffsetDateTime>)> {
+    let from = parse_day("from", from_raw)?;
+    let to = parse_day("to", to_raw)?;
+    if let (Some(f), Some(t)) = (from, to)
+        && t < f
+    {
+        return Err(AppError::validation(
+            "to",
+            "must not be before the from date",
+        ));
+    }
+    let bad_day = |field: &str| {
+        AppError::validation(
+            field,
+            "this day can't be shown in the workspace's time zone",
+        )
+    };
+    let from = from
+        .map(|d| zone.start_of_day(d).ok_or_else(|| bad_day("from")))
+        .transpose()?;
+    let until = to
+        .map(|d| {
+            d.next_day()
+                .and_then(|next| zone.start_of_day(next))
+                .ok_or_else(|| bad_day("to"))
+        })
+        .transpose()?;
+    Ok((from, until))
+}
+
 /// The query's filters, checked; errors name the parameter.
 fn filter<'a>(state: &AppState, zone: &Zone, q: &'a JobsQuery) -> AppResult<JobFilter<'a>> {
     let provider = Some(q.get("provider")).filter(|p| !p.is_empty());
@@ -174,37 +210,13 @@ fn filter<'a>(state: &AppState, zone: &Zone, q: &'a JobsQuery) -> AppResult<JobF
     {
         return Err(AppError::validation("status", "not a job status"));
     }
-    let from = parse_day("from", q.get("from"))?;
-    let to = parse_day("to", q.get("to"))?;
-    if let (Some(f), Some(t)) = (from, to)
-        && t < f
-    {
-        return Err(AppError::validation(
-            "to",
-            "must not be before the from date",
-        ));
-    }
-    let bad_day = |field: &str| {
-        AppError::validation(
-            field,
-            "this day can't be shown in the workspace's time zone",
-        )
-    };
+    let (from, until) = day_range(zone, q.get("from"), q.get("to"))?;
     Ok(JobFilter {
         provider,
         object,
         status,
-        from: from
-            .map(|d| zone.start_of_day(d).ok_or_else(|| bad_day("from")))
-            .transpose()?,
-        // "To" includes its whole day: up to the next day's start.
-        until: to
-            .map(|d| {
-                d.next_day()
-                    .and_then(|next| zone.start_of_day(next))
-                    .ok_or_else(|| bad_day("to"))
-            })
-            .transpose()?,
+        from,
+        until,
     })
 }
 

@@ -14,6 +14,7 @@ use crate::input::{FormFields, Name};
 use crate::servicekeys::Scope;
 use crate::servicekeys::service;
 use crate::servicekeys::store::ServiceKeyRecord;
+use crate::tenancy::Member;
 use crate::web::extract::CsrfForm;
 
 const BACK: &str = "/settings/keys";
@@ -30,6 +31,8 @@ pub struct KeysPage {
     form: FormState,
     /// The scopes ticked in a form that came back with an error.
     checked: Vec<String>,
+    /// Members' names by id, for the Created by column.
+    members: Vec<Member>,
 }
 const PAGE_SIZE: usize = 25;
 
@@ -45,6 +48,18 @@ const KEY_COLUMNS: [(&str, KeyOrder); 3] = [
 impl KeysPage {
     fn is_checked(&self, scope: &str) -> bool {
         self.checked.iter().any(|s| s == scope)
+    }
+
+    /// Who created the key: a member's name, or why there is none.
+    fn creator_of(&self, k: &ServiceKeyRecord) -> String {
+        match k.created_by {
+            None => "—".to_owned(),
+            Some(id) => self
+                .members
+                .iter()
+                .find(|m| m.user_id == id)
+                .map_or_else(|| "former member".to_owned(), |m| m.name.clone()),
+        }
     }
 
     fn scopes_of(&self, k: &ServiceKeyRecord) -> String {
@@ -99,6 +114,7 @@ async fn render_form(
         shown_once,
         form,
         checked,
+        members: state.store.list_members(tenant.workspace_id).await?,
     }
     .into_response())
 }

@@ -163,6 +163,36 @@ impl Table {
         }
     }
 
+    /// A table the database pages (`LIMIT`/`OFFSET`): only the page number
+    /// comes from the query; the order is fixed (`sort`, descending).
+    pub fn paged(query: &TableQuery, sort: &'static str, page_size: usize, total: usize) -> Table {
+        let page_size = page_size.max(1);
+        let pages = total.div_ceil(page_size).max(1);
+        let page = query
+            .page
+            .as_deref()
+            .and_then(|p| p.parse::<usize>().ok())
+            .unwrap_or(1)
+            .clamp(1, pages);
+        let start = (page - 1).saturating_mul(page_size).min(total);
+        let end = start.saturating_add(page_size).min(total);
+        Table {
+            sort,
+            dir: Dir::Desc,
+            page,
+            pages,
+            total,
+            first: if total == 0 { 0 } else { start + 1 },
+            last: end,
+            params: String::new(),
+        }
+    }
+
+    /// Rows to skip for this page.
+    pub fn offset(&self) -> usize {
+        self.first.saturating_sub(1)
+    }
+
     /// Keeps `params` (empty values left out) in the sort and page links,
     /// so sorting a filtered list stays filtered.
     pub fn with_params(mut self, params: &[(&str, &str)]) -> Table {
@@ -250,7 +280,7 @@ pub fn query_suffix(params: &[(&str, &str)]) -> String {
 /// page shows CONNECTED, succeeded, REVOKED … alike.
 pub fn badge_class(status: &str) -> &'static str {
     match status.to_ascii_lowercase().replace(' ', "_").as_str() {
-        "connected" | "succeeded" | "active" | "ok" => "ok",
+        "connected" | "succeeded" | "active" | "ok" | "delivered" => "ok",
         "error" | "needs_reauth" | "failed" | "sync_failed" => "bad",
         "pending" | "queued" | "running" | "waiting_external" | "retrying" => "pending",
         _ => "off",

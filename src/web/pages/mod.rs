@@ -1,6 +1,7 @@
 //! Server-rendered pages (askama). Handlers stay thin: extract, call the
 //! capability, render or redirect with a flash message.
 
+mod audit;
 mod auth;
 mod data;
 pub mod entities;
@@ -11,6 +12,7 @@ pub mod kit;
 mod members;
 mod reset;
 mod settings;
+mod webhooks;
 mod workspace;
 
 use askama::Template;
@@ -82,6 +84,18 @@ pub fn routes() -> Router<AppState> {
         .route("/data/connections/{id}/{action}", post(data::admin_action))
         .route("/settings/keys", get(keys::page).post(keys::create))
         .route("/settings/keys/{id}/revoke", post(keys::revoke))
+        .route("/settings", get(settings::index))
+        .route("/settings/audit", get(audit::page))
+        .route("/settings/audit.csv", get(audit::csv))
+        .route(
+            "/settings/webhooks",
+            get(webhooks::page).post(webhooks::save),
+        )
+        .route("/settings/webhooks/remove", post(webhooks::remove))
+        .route(
+            "/settings/webhooks/deliveries/{id}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route(
             "/settings/workspace",
             get(settings::page).post(settings::save),

@@ -18,6 +18,65 @@ use crate::web::extract::CsrfForm;
 
 const BACK: &str = "/settings/workspace";
 
+/// One link of the settings index.
+pub struct SettingsLink {
+    pub href: &'static str,
+    pub title: &'static str,
+    pub about: &'static str,
+}
+
+pub const SETTINGS_LINKS: [SettingsLink; 5] = [
+    SettingsLink {
+        href: "/settings/members",
+        title: "Members",
+        about: "Who belongs to this workspace, their roles, invites and password resets.",
+    },
+    SettingsLink {
+        href: "/settings/keys",
+        title: "Service keys",
+        about: "Keys for automations calling the internal API, with their scopes, creator and last use.",
+    },
+    SettingsLink {
+        href: "/settings/webhooks",
+        title: "Webhooks",
+        about: "Where connection and sync events are sent, the signing secret, and recent deliveries.",
+    },
+    SettingsLink {
+        href: "/settings/audit",
+        title: "Audit log",
+        about: "Who changed what, filtered by person, action and date, downloadable as CSV.",
+    },
+    SettingsLink {
+        href: "/settings/workspace",
+        title: "Workspace",
+        about: "The time zone every page shows times in.",
+    },
+];
+
+#[derive(Template, WebTemplate)]
+#[template(path = "settings_index.html")]
+pub struct SettingsIndex {
+    layout: Layout,
+    workspace_name: String,
+    links: &'static [SettingsLink],
+}
+
+/// `/settings`: every settings page, one link each (admins).
+pub async fn index(State(state): State<AppState>, current: CurrentTenant) -> AppResult<Response> {
+    current.tenant.require_admin("change workspace settings")?;
+    let CurrentTenant {
+        user,
+        session,
+        tenant,
+    } = current;
+    Ok(SettingsIndex {
+        layout: Layout::signed_in(&state, &session, &user, &tenant).await?,
+        workspace_name: tenant.workspace_name.clone(),
+        links: &SETTINGS_LINKS,
+    }
+    .into_response())
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "settings.html")]
 pub struct SettingsPage {
