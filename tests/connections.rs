@@ -19,6 +19,11 @@ use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 on_both_backends!(
+    userinfo_with_only_sub_still_names_the_account,
+    client_credentials_ask_for_their_own_scopes,
+    a_wrong_client_secret_is_not_a_reconnect,
+    needs_reauth_409_carries_the_providers_last_answer,
+    start_and_reconnect_answer_303_as_documented,
     code_flow_with_pkce_account_selection_and_disconnect,
     bad_state_is_refused_and_changes_nothing,
     denied_consent_and_failing_token_endpoint,
@@ -396,6 +401,16 @@ async fn fake_provider_app(
     mock: &MockServer,
     extra: &[(&'static str, &str)],
 ) -> (TestApp, tempfile::TempDir) {
+    fake_provider_app_with(backend, mock, extra, |_| {}).await
+}
+
+/// [`fake_provider_app`] with the provider.json edited first.
+async fn fake_provider_app_with(
+    backend: Backend,
+    mock: &MockServer,
+    extra: &[(&'static str, &str)],
+    edit: impl FnOnce(&mut Value),
+) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -418,6 +433,7 @@ async fn fake_provider_app(
     doc["accounts"]["pagination"] =
         json!({"strategy": "cursor", "cursorParam": "cursor", "cursorPath": "/next_cursor"});
     doc["accounts"]["idPrefixToStrip"] = "properties/".into();
+    edit(&mut doc);
     std::fs::create_dir_all(dir.path().join("fakeprov")).unwrap();
     std::fs::write(dir.path().join("fakeprov/provider.json"), doc.to_string()).unwrap();
     let mut env: Vec<(&'static str, &str)> = vec![
@@ -939,5 +955,245 @@ async fn account_listing_reads_every_page(backend: Backend) {
         StatusCode::OK,
         "an account from the second page can be chosen"
     );
+    app.stop().await;
+}
+
+async fn token_ok(mock: &MockServer, grant: &str) {
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains(format!("grant_type={grant}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "AT-ok", "refresh_token": "RT-ok", "expires_in": 3600, "token_type": "Bearer"
+        })))
+        .mount(mock)
+        .await;
+}
+
+async fn userinfo_with_only_sub_still_names_the_account(backend: Backend) {
+    let mock = MockServer::start().await;
+    token_ok(&mock, "authorization_code").await;
+    Mock::given(method("GET"))
+        .and(path("/userinfo"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"sub": "u-4242"})))
+        .mount(&mock)
+        .await;
+    let (app, _dir) = fake_provider_app(backend, &mock, &[]).await;
+    let owner = app.signup("owner@a.example", "Acme").await;
+    let res = connect_fake(&app, &owner.client).await;
+    assert!(res.status().is_redirection(), "{}", res.status());
+    let hub = owner.client.get_text(app.url("/data/connections")).await;
+    assert!(
+        hub.contains("<dt>Account</dt><dd data-testid=\"account-fakeprov\">u-4242</dd>"),
+        "{hub}"
+    );
+    app.stop().await;
+}
+
+async fn client_credentials_ask_for_their_own_scopes(backend: Backend) {
+    let mock = MockServer::start().await;
+    // Only the client-credentials scopes get a token.
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("grant_type=client_credentials"))
+        .and(body_string_contains("scope=cc.read"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "AT-cc", "expires_in": 3600, "token_type": "Bearer"
+        })))
+        .mount(&mock)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_scope"})))
+        .mount(&mock)
+        .await;
+    let (app, _dir) = fake_provider_app_with(backend, &mock, &[], |doc| {
+        doc["auth"]["clientCredentialsScopes"] = json!(["cc.read"]);
+    })
+    .await;
+    let owner = app.signup("owner@a.example", "Acme").await;
+    let res = owner
+        .client
+        .post_json(
+            app.url("/api/integrations/fakeprov/connect"),
+            &json!({"flow": "client_credentials", "clientId": "cc-id", "clientSecret": "cc-secret"}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let requests = mock.received_requests().await.unwrap();
+    let body = String::from_utf8_lossy(&requests.last().unwrap().body).to_string();
+    assert!(
+        !body.contains("projects.read"),
+        "authorization-code scopes sent: {body}"
+    );
+    assert_eq!(
+        connections(&owner.client, &app).await[0]["missingScopes"],
+        json!([])
+    );
+    app.stop().await;
+}
+
+async fn a_wrong_client_secret_is_not_a_reconnect(backend: Backend) {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"})))
+        .mount(&mock)
+        .await;
+    let (app, _dir) = fake_provider_app(backend, &mock, &[]).await;
+    let owner = app.signup("owner@a.example", "Acme").await;
+    // Client credentials typed by the admin.
+    let res = owner
+        .client
+        .post_json(
+            app.url("/api/integrations/fakeprov/connect"),
+            &json!({"flow": "client_credentials", "clientId": "cc-id", "clientSecret": "wrong-secret"}),
+        )
+        .await;
+    let err = api_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(err["field"], "clientSecret");
+    let message = err["message"].as_str().unwrap_or_default().to_owned();
+    let text = err.to_string();
+    assert!(
+        text.contains("the provider refused these client credentials"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("reconnect") && !text.contains("wrong-secret"),
+        "{text}"
+    );
+    // The server's own client credentials, in the code flow.
+    let res = connect_fake(&app, &owner.client).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{message}");
+    let hub = owner.client.get_text(app.url("/data/connections")).await;
+    assert!(
+        hub.contains("the provider refused these client credentials"),
+        "{hub}"
+    );
+    assert!(!hub.contains("must be reconnected"), "{hub}");
+    assert_eq!(app.db.count("SELECT COUNT(*) FROM connections").await, 0);
+    app.stop().await;
+}
+
+async fn needs_reauth_409_carries_the_providers_last_answer(backend: Backend) {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "AT-first", "refresh_token": "RT-first", "expires_in": 1, "token_type": "Bearer"
+        })))
+        .mount(&mock)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid_grant",
+            "error_description": "token revoked; old ya29.a0AfH6SMBx3kLq9ZpQ7rT2 refresh_token=RT-first"
+        })))
+        .mount(&mock)
+        .await;
+    let (app, _dir) = fake_provider_app(backend, &mock, &[]).await;
+    let owner = app.signup("owner@a.example", "Acme").await;
+    assert!(
+        connect_fake(&app, &owner.client)
+            .await
+            .status()
+            .is_redirection()
+    );
+    let connection_id = connections(&owner.client, &app).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = owner
+        .client
+        .post_json(
+            app.url(&format!(
+                "/api/workspaces/{}/service-keys",
+                owner.workspace_id
+            )),
+            &json!({"name": "n8n", "scopes": ["tokens:read"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let key = res.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The refresh that fails, then a later use: both 409s say why.
+    for attempt in ["refresh", "later use"] {
+        let res = client()
+            .get(app.url(&format!(
+                "/api/internal/connection-tokens?connectionId={connection_id}"
+            )))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        let err = api_error(res, StatusCode::CONFLICT).await;
+        let text = err.to_string();
+        assert!(
+            text.contains("invalid_grant: token revoked"),
+            "{attempt}: {text}"
+        );
+        assert!(
+            !text.contains("ya29.") && !text.contains("RT-first"),
+            "{attempt}: not redacted: {text}"
+        );
+    }
+    assert_eq!(
+        connections(&owner.client, &app).await[0]["status"],
+        "NEEDS_REAUTH"
+    );
+    app.stop().await;
+}
+
+async fn start_and_reconnect_answer_303_as_documented(backend: Backend) {
+    let app = sandbox_app(backend, &[]).await;
+    let owner = app.signup("owner@a.example", "Acme").await;
+    let res = owner
+        .client
+        .get(app.url("/api/oauth/sandbox/start?ownership=workspace"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    authorize(&app, &owner.client, "workspace", "approve").await;
+    let id = connections(&owner.client, &app).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = app.csrf(&owner.client, "/data/connections").await;
+    let res = owner
+        .client
+        .post(app.url(&format!("/data/connections/{id}/reconnect")))
+        .form(&[("_csrf", token.as_str()), ("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(
+        location(&res).contains("/sandbox/oauth/authorize"),
+        "{}",
+        location(&res)
+    );
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .lines()
+        .find(|l| l.starts_with("| `GET /api/oauth/{provider}/start"))
+        .unwrap();
+    assert!(start.contains("303") && !start.contains("302"), "{start}");
+    let reconnect = readme
+        .lines()
+        .find(|l| l.contains("disable\\|enable\\|reconnect"))
+        .unwrap();
+    assert!(reconnect.contains("303"), "{reconnect}");
     app.stop().await;
 }

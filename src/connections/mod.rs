@@ -207,6 +207,14 @@ pub struct ConnectionView {
 }
 
 impl ConnectionView {
+    /// Who the connection is, for the account line: the email, else the
+    /// name, else the id (an OpenID provider may return only `sub`).
+    pub fn account_label(&self) -> Option<&str> {
+        [&self.account_email, &self.account_name, &self.account_id]
+            .into_iter()
+            .find_map(|v| v.as_deref().filter(|s| !s.trim().is_empty()))
+    }
+
     pub fn of(c: &Connection, provider_issues_refresh_tokens: bool) -> Self {
         let warning = (c.flow == "authorization_code"
             && provider_issues_refresh_tokens

@@ -288,6 +288,17 @@ pub async fn complete_authorization(
                 "{} did not complete the sign-in ({e}); nothing was connected, try again",
                 provider.meta.display_name
             )),
+            // The server's own client id or secret is wrong: no account
+            // was connected, so there is nothing to reconnect.
+            OAuthError::Revoked { code, .. } if is_client_refusal(&code) => AppError::bad_request(
+                None,
+                format!(
+                    "{}: the provider refused these client credentials ({code}); check {} and {}; nothing was connected",
+                    provider.meta.display_name,
+                    provider.meta.auth.client_id_env,
+                    provider.meta.auth.client_secret_env
+                ),
+            ),
             other => AppError::bad_request(
                 None,
                 format!(
@@ -321,6 +332,12 @@ pub async fn complete_authorization(
         connection,
         needs_account_selection,
     })
+}
+
+/// OAuth error codes that mean the client (the app's credentials), not
+/// the grant, was refused.
+fn is_client_refusal(code: &str) -> bool {
+    matches!(code, "invalid_client" | "unauthorized_client")
 }
 
 #[derive(Default, Clone)]
@@ -439,7 +456,7 @@ async fn save_new_tokens(
             account_id: identity.id.clone(),
             account_email: identity.email.clone(),
             account_name: identity.name.clone(),
-            requested_scopes: Json(provider.meta.auth.default_scopes.clone()),
+            requested_scopes: Json(provider.meta.auth.scopes_for(new.flow).to_vec()),
             granted_scopes: tokens.granted_scopes.clone().map(Json),
             // A reconnect keeps the accounts chosen before.
             selected_account_ids: existing
@@ -672,16 +689,20 @@ pub async fn connect_with_credentials(
         client_secret: client_secret.clone(),
     };
     let tokens = oauth_client(state, provider, credentials)
-        .client_credentials(&provider.meta.auth.default_scopes)
+        .client_credentials(provider.meta.auth.scopes_for("client_credentials"))
         .await
         .map_err(|e| match e {
-            OAuthError::Revoked { .. } | OAuthError::Rejected { .. } => AppError::validation(
-                "clientSecret",
-                format!(
-                    "{} refused these credentials ({e})",
-                    provider.meta.display_name
-                ),
-            ),
+            // Nothing was connected yet: there is no account to reconnect,
+            // the credentials typed are what's wrong.
+            OAuthError::Revoked { code, .. } | OAuthError::Rejected { code } => {
+                AppError::validation(
+                    "clientSecret",
+                    format!(
+                        "{}: the provider refused these client credentials ({code})",
+                        provider.meta.display_name
+                    ),
+                )
+            }
             other => AppError::Unavailable(format!(
                 "{} could not be reached to check the credentials: {other}",
                 provider.meta.display_name

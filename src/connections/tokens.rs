@@ -48,10 +48,22 @@ pub fn provider_of<'a>(state: &'a AppState, c: &Connection) -> AppResult<&'a Arc
 }
 
 /// An error for callers that can't use the connection in its state.
+/// The 409 for a connection that can't be used. One that needs reauth
+/// says what the provider last answered (redacted), so whoever reads the
+/// 409 knows why without opening the Data Hub.
 pub fn unusable(c: &Connection) -> AppError {
+    let mut message = format!("the {} connection is {}", c.provider, c.status().as_str());
+    if c.status() == Status::NeedsReauth
+        && let Some(last) = c.last_error.as_deref().filter(|e| !e.trim().is_empty())
+    {
+        message.push_str(&format!(
+            "; the provider's last answer: {}",
+            crate::outbound::redact_text(last)
+        ));
+    }
     AppError::Conflict {
         field: Some("status".into()),
-        message: format!("the {} connection is {}", c.provider, c.status().as_str()),
+        message,
     }
 }
 
@@ -301,6 +313,7 @@ async fn perform_refresh(state: &AppState, c: &Connection) -> Result<TokenSet, O
         // Expired with nothing to refresh it: only a reconnect helps.
         None => Err(OAuthError::Revoked {
             code: "no_refresh_token".into(),
+            detail: None,
         }),
     }
 }

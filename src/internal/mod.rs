@@ -233,10 +233,7 @@ pub async fn connection_tokens(
         .filter(|c| may_use(caller, c))
         .ok_or_else(|| AppError::not_found("connection not found"))?;
     if !c.status().usable() {
-        return Err(AppError::Conflict {
-            field: Some("status".into()),
-            message: format!("connection is {}", c.status().as_str()),
-        });
+        return Err(tokens::unusable(&c));
     }
     // After a refresh this is the refreshed row (new expiry, maybe scopes).
     let (access, c) = tokens::access_token_with_connection(state, &c).await?;

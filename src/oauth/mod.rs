@@ -102,14 +102,26 @@ pub enum OAuthError {
     #[error("provider metadata has an unusable {0}")]
     BadMetadata(&'static str),
     /// The grant is gone: invalid_grant, unauthorized_client, invalid_client.
-    #[error("the provider rejected the grant ({code}); the account must be reconnected")]
-    Revoked { code: String },
+    /// `detail` is the provider's `error_description`, redacted.
+    #[error("the provider rejected the grant ({code}{}); the account must be reconnected", detail_suffix(.detail))]
+    Revoked {
+        code: String,
+        detail: Option<String>,
+    },
     /// The provider refused for another reason (bad request, scope…).
     #[error("the provider refused the request ({code})")]
     Rejected { code: String },
     /// Network trouble, 5xx, 429, unreadable answers: worth retrying later.
     #[error("the provider is unavailable or answered unexpectedly: {0}")]
     Transient(String),
+}
+
+fn detail_suffix(detail: &Option<String>) -> String {
+    detail
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default()
 }
 
 impl OAuthError {
@@ -395,7 +407,13 @@ fn classify(
             match response.error() {
                 BasicErrorResponseType::InvalidGrant
                 | BasicErrorResponseType::UnauthorizedClient
-                | BasicErrorResponseType::InvalidClient => OAuthError::Revoked { code },
+                | BasicErrorResponseType::InvalidClient => OAuthError::Revoked {
+                    code,
+                    // The provider's own words, as the 409s show them.
+                    detail: response
+                        .error_description()
+                        .map(|d| crate::outbound::redact_text(d)),
+                },
                 _ => OAuthError::Rejected { code },
             }
         }

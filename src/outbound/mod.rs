@@ -190,6 +190,47 @@ pub fn redact_json(value: &serde_json::Value, pii_fields: &[String]) -> serde_js
     }
 }
 
+/// A provider's free text (an OAuth `error_description`, say) made fit to
+/// show and store: URLs lose sensitive query values ([`redact_url`]),
+/// `name=value` pairs whose name is a credential ([`redact_json`]'s rule)
+/// and long token-like words become `[redacted]`, control characters go,
+/// and it is cut at 200 characters.
+pub fn redact_text(text: &str) -> String {
+    fn token_like(word: &str) -> bool {
+        word.len() >= 20
+            && word.chars().any(|c| c.is_ascii_digit())
+            && word.chars().any(|c| c.is_ascii_alphabetic())
+            && word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.~+/=".contains(c))
+    }
+    let words: Vec<String> = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .map(|word| {
+            if word.starts_with("http://") || word.starts_with("https://") {
+                return redact_url(word);
+            }
+            if let Some((name, value)) = word.split_once('=')
+                && !value.is_empty()
+                && is_credential_key(name)
+            {
+                return format!("{name}=[redacted]");
+            }
+            if token_like(word) {
+                return "[redacted]".to_owned();
+            }
+            word.to_owned()
+        })
+        .collect();
+    let text = words.join(" ");
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}
+
 /// A short, redacted excerpt of a provider's error body for a job log.
 pub fn error_excerpt(body: &serde_json::Value, pii_fields: &[String]) -> Option<String> {
     if body.is_null() {
@@ -210,7 +251,25 @@ pub fn error_excerpt(body: &serde_json::Value, pii_fields: &[String]) -> Option<
 
 #[cfg(test)]
 mod tests {
-    use super::{error_excerpt, redact_json, redact_url};
+    use super::{error_excerpt, redact_json, redact_text, redact_url};
+
+    #[test]
+    fn provider_text_keeps_words_and_loses_credentials() {
+        assert_eq!(redact_text("token revoked"), "token revoked");
+        assert_eq!(
+            redact_text("bad refresh_token=1//0gAbCdEf and\ncode=xyz"),
+            "bad refresh_token=[redacted] and code=[redacted]"
+        );
+        assert_eq!(
+            redact_text("token ya29.a0AfH6SMBx3kLq9ZpQ7rT2 expired"),
+            "token [redacted] expired"
+        );
+        assert_eq!(
+            redact_text("see https://p.example/cb?code=abc&x=1"),
+            "see https://p.example/cb?code=[redacted]&x=1"
+        );
+        assert_eq!(redact_text(&"é".repeat(300)).chars().count(), 201);
+    }
 
     #[test]
     fn credentials_and_configured_fields_are_redacted_from_json() {

@@ -51,6 +51,10 @@ pub struct AuthMeta {
     #[serde(default)]
     pub userinfo_url: Option<String>,
     pub default_scopes: Vec<String>,
+    /// Scopes for the client-credentials flow when they differ from the
+    /// authorization-code ones (`defaultScopes`).
+    #[serde(default)]
+    pub client_credentials_scopes: Option<Vec<String>>,
     pub scope_separator: String,
     pub authorization_params: BTreeMap<String, String>,
     #[serde(default)]
@@ -71,6 +75,16 @@ pub struct AuthMeta {
     pub client_secret_env: String,
     #[serde(default)]
     pub url_params: Vec<UrlParam>,
+}
+
+impl AuthMeta {
+    /// The scopes a connection of `flow` asks for.
+    pub fn scopes_for(&self, flow: &str) -> &[String] {
+        match (&self.client_credentials_scopes, flow) {
+            (Some(scopes), "client_credentials") => scopes,
+            _ => &self.default_scopes,
+        }
+    }
 }
 
 fn default_true() -> bool {

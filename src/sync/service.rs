@@ -173,13 +173,7 @@ async fn enqueue_on(
         .get(provider_key)
         .ok_or_else(|| AppError::not_found(format!("unknown provider {provider_key:?}")))?;
     if !connection.status().usable() {
-        return Err(AppError::Conflict {
-            field: Some("status".into()),
-            message: format!(
-                "the {provider_key} connection is {}",
-                connection.status().as_str()
-            ),
-        });
+        return Err(crate::connections::tokens::unusable(&connection));
     }
     let objects: Vec<&str> = match object {
         Some(key) => {

@@ -63,21 +63,21 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/json"))
 }
 
-/// 302 to the provider, or `{authUrl, state}` for clients asking for JSON.
+/// 303 to the provider, or `{authUrl, state}` for clients asking for JSON.
 #[utoipa::path(
     get,
     path = "/oauth/{provider}/start",
     operation_id = "oauth_start",
     tag = "connections",
     summary = "Begin connecting over OAuth",
-    description = "Redirects (302) to the provider's consent page, or answers {authUrl, state} when the client sends Accept: application/json.",
+    description = "Redirects (303 See Other) to the provider's consent page, or answers {authUrl, state} when the client sends Accept: application/json.",
     security(("session_cookie" = [])),
     params(("provider" = String, Path, description = "A provider key from the catalog."),
         ("ownership" = Option<String>, Query, description = "workspace (default) or user (a personal connection)."),
         ("environment" = Option<String>, Query, description = "A base-URL variant key of the provider.")),
     responses(
         (status = 200, description = "Where to send the browser (Accept: application/json).", body = StartedAuthorization),
-        (status = 302, description = "Redirect to the provider."),
+        (status = 303, description = "Redirect to the provider."),
         errors::Tenant, errors::Invalid
     )
 )]
