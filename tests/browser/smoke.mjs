@@ -59,6 +59,7 @@ const STEPS = [
   'a signed-in 404 page keeps the nav',
   'projects and people from the nav match the API; the projects CSV downloads',
   'the Jobs page lists the sandbox sync as succeeded; its job page shows the counts',
+  'Settings from the nav, then the audit log filtered by an action seen earlier',
   'no page overflows at 390 px',
   'no console errors or CSP violations',
 ];
@@ -548,14 +549,29 @@ async function main() {
       await expectText(page.locator('[data-testid="job-duration"]'), ' s', 'job duration');
       await expectText(page.locator('[data-testid="job-started"]'), 'Europe/Berlin', 'job start time in the workspace zone');
     },
-    // 12
+    // 12: the settings index from the nav; the audit log shows the
+    // keys revoked in step 10 when filtered by that action.
+    async () => {
+      const { page } = owner;
+      await page.goto(`${base}/`);
+      await page.locator('[data-testid="nav-settings"]').click();
+      await waitForPath(page, '/settings', 'opening Settings from the nav');
+      await page.locator('[data-testid="settings-link"][href="/settings/audit"]').click();
+      await waitForPath(page, '/settings/audit', 'opening the audit log');
+      await page.getByLabel('Action', { exact: true }).selectOption('service_key.revoke');
+      await page.locator('[data-testid="audit-filters"]').getByRole('button', { name: 'Filter' }).click();
+      await page.waitForURL((u) => u.pathname === '/settings/audit' && u.searchParams.get('action') === 'service_key.revoke', { timeout: NAV_TIMEOUT_MS });
+      const actions = (await page.locator('[data-testid="audit-action"]').allInnerTexts()).map((a) => a.trim());
+      expect(actions.length > 0 && actions.every((a) => a === 'service_key.revoke'), `the filtered audit log should list only service_key.revoke, got ${JSON.stringify(actions)}`);
+    },
+    // 13
     async () => {
       const { page } = owner;
       await page.setViewportSize({ width: 390, height: 844 });
       const jobLink = page.locator('a[href^="/data/jobs/"]');
       await page.goto(`${base}/data/connections`);
       if (!jobPath) jobPath = (await jobLink.count()) > 0 ? await jobLink.first().getAttribute('href') : null;
-      const pages = ['/', '/data', '/data/connections', '/data/projects', '/data/people', '/data/jobs', '/data/sandbox/accounts', '/settings/members', '/settings/keys', '/settings/workspace', '/api/docs', '/no-such-page'];
+      const pages = ['/', '/data', '/data/connections', '/data/projects', '/data/people', '/data/jobs', '/data/sandbox/accounts', '/settings', '/settings/members', '/settings/keys', '/settings/webhooks', '/settings/audit', '/settings/workspace', '/api/docs', '/no-such-page'];
       if (jobPath) pages.push(jobPath);
       if (projectPath) pages.push(projectPath);
       for (const p of pages) {
@@ -566,7 +582,7 @@ async function main() {
         expect(m.sw <= m.iw + 1, `${p} overflows at 390 px: scrollWidth ${m.sw} > ${m.iw}`);
       }
     },
-    // 13
+    // 14
     async () => {
       expect(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`);
     },
