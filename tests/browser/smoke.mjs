@@ -550,7 +550,7 @@ async function main() {
       await expectText(page.locator('[data-testid="job-started"]'), 'Europe/Berlin', 'job start time in the workspace zone');
     },
     // 12: the settings index from the nav; the audit log shows the
-    // keys revoked in step 10 when filtered by that action.
+    // keys revoked in the earlier revoke step, filtered by that action.
     async () => {
       const { page } = owner;
       await page.goto(`${base}/`);
