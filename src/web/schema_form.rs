@@ -204,12 +204,16 @@ fn types(schema: &Value) -> Vec<&str> {
 }
 
 fn limit(schema: &Value, key: &str) -> Option<String> {
-    schema.get(key).filter(|v| v.is_number()).map(Value::to_string)
+    schema
+        .get(key)
+        .filter(|v| v.is_number())
+        .map(Value::to_string)
 }
 
 /// Matches a pointer against an options pattern (`*` for one token).
 fn pattern_matches(pattern: &str, pointer: &str) -> bool {
-    let (p, n): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), pointer.split('/').collect());
+    let (p, n): (Vec<&str>, Vec<&str>) =
+        (pattern.split('/').collect(), pointer.split('/').collect());
     p.len() == n.len() && p.iter().zip(&n).all(|(a, b)| *a == "*" || a == b)
 }
 
@@ -336,7 +340,8 @@ impl Builder<'_> {
             && let Some(items) = schema.get("items")
         {
             let items = resolve(self.root, items);
-            if let Some(options) = enum_options(items).or_else(|| offered(self.options, name).cloned())
+            if let Some(options) =
+                enum_options(items).or_else(|| offered(self.options, name).cloned())
             {
                 return Widget::MultiSelect { options };
             }
@@ -522,14 +527,19 @@ fn field_values(f: &Field, doc: &Value, out: &mut Vec<(String, String)>) {
             // datetime-local has no zone: the form says UTC and drops the Z.
             if let Some(v) = value.filter(|v| !v.is_null()) {
                 let text = text_of(v);
-                push(text.strip_suffix('Z').map_or_else(|| text.clone(), str::to_owned));
+                push(
+                    text.strip_suffix('Z')
+                        .map_or_else(|| text.clone(), str::to_owned),
+                );
             }
         }
         Widget::Choice { branches } => {
             let chosen = value.and_then(Value::as_object).and_then(|o| {
-                branches
-                    .iter()
-                    .find(|b| b.fields.iter().any(|f| o.contains_key(&last_token(&f.name))))
+                branches.iter().find(|b| {
+                    b.fields
+                        .iter()
+                        .any(|f| o.contains_key(&last_token(&f.name)))
+                })
             });
             if let Some(b) = chosen {
                 push(b.key.clone());
@@ -730,7 +740,10 @@ mod tests {
                 .unwrap_or_else(|| panic!("no field {name}"))
                 .clone()
         };
-        assert!(matches!(by("/behaviour").widget, Widget::Select { blank: false, .. }));
+        assert!(matches!(
+            by("/behaviour").widget,
+            Widget::Select { blank: false, .. }
+        ));
         assert_eq!(by("/dryRun").widget, Widget::Checkbox);
         assert_eq!(by("/initialSyncSince").widget, Widget::DateTime);
         assert!(by("/initialSyncSince").nullable);
@@ -748,9 +761,15 @@ mod tests {
                 max: Some("43200".into())
             }
         );
-        assert!(matches!(by("/interval").widget, Widget::Choice { ref branches } if branches.len() == 2));
-        assert!(matches!(by("/filters/0/field").widget, Widget::Select { ref options, .. } if options.len() == 3));
-        assert!(matches!(by("/filters/0/op").widget, Widget::Select { ref options, .. } if options.contains(&"exists".to_owned())));
+        assert!(
+            matches!(by("/interval").widget, Widget::Choice { ref branches } if branches.len() == 2)
+        );
+        assert!(
+            matches!(by("/filters/0/field").widget, Widget::Select { ref options, .. } if options.len() == 3)
+        );
+        assert!(
+            matches!(by("/filters/0/op").widget, Widget::Select { ref options, .. } if options.contains(&"exists".to_owned()))
+        );
         assert_eq!(by("/filters/0/value").widget, Widget::Json);
         assert_eq!(by("/behaviour").label, "Behaviour");
         assert!(by("/dryRun").hint.contains("write nothing"));
@@ -764,12 +783,18 @@ mod tests {
             form.field_for_pointer("/filters/0/field").as_deref(),
             Some("/filters/0/field")
         );
-        assert_eq!(form.field_for_pointer("/fields/2").as_deref(), Some("/fields"));
+        assert_eq!(
+            form.field_for_pointer("/fields/2").as_deref(),
+            Some("/fields")
+        );
         assert_eq!(
             form.field_for_pointer("/interval/cron").as_deref(),
             Some("/interval/cron")
         );
-        assert_eq!(form.field_for_pointer("/interval").as_deref(), Some("/interval"));
+        assert_eq!(
+            form.field_for_pointer("/interval").as_deref(),
+            Some("/interval")
+        );
         assert_eq!(form.field_for_pointer("/").as_deref(), None);
         assert_eq!(form.field_for_pointer("/fieldsx").as_deref(), None);
     }
@@ -780,9 +805,15 @@ mod tests {
         let posted = vec![
             ("/interval".to_owned(), "minutes".to_owned()),
             ("/interval/minutes".to_owned(), "soon".to_owned()),
-            ("/interval/cron".to_owned(), "ignored: not chosen".to_owned()),
+            (
+                "/interval/cron".to_owned(),
+                "ignored: not chosen".to_owned(),
+            ),
             ("/behaviour".to_owned(), "full".to_owned()),
-            ("/initialSyncSince".to_owned(), "2026-01-02T03:04".to_owned()),
+            (
+                "/initialSyncSince".to_owned(),
+                "2026-01-02T03:04".to_owned(),
+            ),
             ("/filters/0/field".to_owned(), "".to_owned()),
             ("/filters/0/op".to_owned(), "".to_owned()),
         ];

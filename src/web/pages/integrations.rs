@@ -322,7 +322,10 @@ impl ProviderPage {
     }
 
     fn env_names(&self) -> Vec<&str> {
-        self.environments.iter().map(|(k, _, _)| k.as_str()).collect()
+        self.environments
+            .iter()
+            .map(|(k, _, _)| k.as_str())
+            .collect()
     }
 }
 
@@ -447,7 +450,12 @@ pub async fn provider_connect(
     let headers: Vec<(SingleLine, SingleLine)> = pairs
         .iter()
         .filter(|(_, v)| !v.is_empty())
-        .filter_map(|(k, v)| Some((SingleLine::parse(k.strip_prefix("header:")?).ok()?, v.clone())))
+        .filter_map(|(k, v)| {
+            Some((
+                SingleLine::parse(k.strip_prefix("header:")?).ok()?,
+                v.clone(),
+            ))
+        })
         .collect();
     let input = CredentialsInput {
         flow: text("flow"),
@@ -469,13 +477,20 @@ pub async fn provider_connect(
             .await?;
             Ok(Redirect::to(&format!("/integrations/{key}")).into_response())
         }
-        Err(err @ (AppError::Validation { .. } | AppError::BadRequest { .. } | AppError::Conflict { .. } | AppError::Unavailable(_))) => {
+        Err(
+            err @ (AppError::Validation { .. }
+            | AppError::BadRequest { .. }
+            | AppError::Conflict { .. }
+            | AppError::Unavailable(_)),
+        ) => {
             // Secrets are never shown back.
             let kept: Vec<(String, String)> = pairs
                 .iter()
                 .filter(|(k, _)| {
-                    matches!(k.as_str(), "flow" | "client_id" | "environment" | "ownership")
-                        || k.starts_with("header:")
+                    matches!(
+                        k.as_str(),
+                        "flow" | "client_id" | "environment" | "ownership"
+                    ) || k.starts_with("header:")
                 })
                 .filter(|(k, _)| {
                     k.strip_prefix("header:").is_none_or(|h| {
@@ -484,14 +499,23 @@ pub async fn provider_connect(
                 })
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            let mut names: Vec<String> = ["flow", "client_id", "client_secret", "api_key", "environment"]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect();
+            let mut names: Vec<String> = [
+                "flow",
+                "client_id",
+                "client_secret",
+                "api_key",
+                "environment",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
             names.extend(kept.iter().map(|(k, _)| k.clone()));
             // The service names a header as `headers.<key>`; the form as `header:<key>`.
             let err = match err {
-                AppError::Validation { field: Some(f), message } => AppError::Validation {
+                AppError::Validation {
+                    field: Some(f),
+                    message,
+                } => AppError::Validation {
                     field: Some(match f.as_str() {
                         "clientId" => "client_id".to_owned(),
                         "clientSecret" => "client_secret".to_owned(),
@@ -710,7 +734,10 @@ pub async fn object_save(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     // Built twice: the posted form decides how many filter rows it had.
-    let blank = rule_form(t.object, &json!({"filters": vec![Value::Null; posted_rows(&posted)]}));
+    let blank = rule_form(
+        t.object,
+        &json!({"filters": vec![Value::Null; posted_rows(&posted)]}),
+    );
     let doc = blank.parse(&posted);
     let mut body = doc.clone();
     if let Some(obj) = body.as_object_mut() {
@@ -812,14 +839,21 @@ pub async fn object_save(
 fn posted_rows(posted: &[(String, String)]) -> usize {
     posted
         .iter()
-        .filter_map(|(k, _)| k.strip_prefix("/filters/")?.split('/').next()?.parse::<usize>().ok())
+        .filter_map(|(k, _)| {
+            k.strip_prefix("/filters/")?
+                .split('/')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
         .max()
         .map_or(0, |m| m.saturating_add(1))
         // Row `m` exists; `build` adds the blank row after the last.
         .saturating_sub(1)
 }
 
-/// The rule's top-level fields whose stored value differs from the one sent.
+/// The rule's top-level fields whose stored value differs from the one sent
+/// (a field the form left out takes its default, and is not a change).
 fn differences(stored: &Value, sent: &Value) -> Vec<(String, String, String)> {
     let empty = serde_json::Map::new();
     let a = stored.as_object().unwrap_or(&empty);
@@ -828,7 +862,7 @@ fn differences(stored: &Value, sent: &Value) -> Vec<(String, String, String)> {
     keys.sort();
     keys.dedup();
     keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
+        .filter(|k| b.contains_key(*k) && a.get(*k) != b.get(*k))
         .map(|k| {
             let show = |v: Option<&Value>| v.map_or_else(|| "—".to_owned(), Value::to_string);
             (k.clone(), show(a.get(k)), show(b.get(k)))
@@ -843,7 +877,10 @@ mod tests {
     #[test]
     fn posted_rows_count_the_filled_rows() {
         let p = |names: &[&str]| -> Vec<(String, String)> {
-            names.iter().map(|n| ((*n).to_owned(), "x".to_owned())).collect()
+            names
+                .iter()
+                .map(|n| ((*n).to_owned(), "x".to_owned()))
+                .collect()
         };
         assert_eq!(posted_rows(&p(&["/behaviour"])), 0);
         assert_eq!(posted_rows(&p(&["/filters/0/field"])), 0);
