@@ -377,7 +377,7 @@ async fn fixture_provider_rule_form_saves_and_refuses_at_the_field(backend: Back
         "{html}"
     );
     assert!(
-        html.contains("name=\"/filters/0/value\" type=\"text\" aria-label=\"value\" value=\"won\""),
+        html.contains("name=\"/filters/0/value\" type=\"text\" aria-label=\"Value\" value=\"won\""),
         "{html}"
     );
     assert!(html.contains("<option value=\"in\" selected>"));

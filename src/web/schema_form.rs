@@ -325,11 +325,12 @@ impl Builder<'_> {
                         .iter()
                         .map(|(key, sub)| {
                             let field_name = format!("{name}/{}", escape_token(key));
+                            // Not `required`: the other branch's input stays empty.
+                            let field = self.field(sub, field_name, key, false);
                             Branch {
                                 key: key.clone(),
-                                label: key.replace('_', " "),
-                                // Not `required`: the other branch's input stays empty.
-                                fields: vec![self.field(sub, field_name, key, false)],
+                                label: field.label.clone(),
+                                fields: vec![field],
                             }
                         })
                         .collect(),
@@ -362,9 +363,13 @@ impl Builder<'_> {
                     rows: (0..count)
                         .map(|i| {
                             let mut fields = self.object_fields(items, &format!("{name}/{i}"));
-                            // A row is read only when something was typed.
+                            // A row is read only when something was chosen
+                            // or typed, so its selects start blank.
                             for f in &mut fields {
                                 f.required = false;
+                                if let Widget::Select { blank, .. } = &mut f.widget {
+                                    *blank = true;
+                                }
                             }
                             fields
                         })
@@ -728,6 +733,42 @@ mod tests {
             "dryRun": true,
             "enabled": false
         }));
+    }
+
+    /// What a browser posts for the form as rendered: the values shown,
+    /// and for a select nothing was chosen in, its first option.
+    fn browser_post(form: &SchemaForm, doc: &Value) -> Vec<(String, String)> {
+        let mut posted = form.values(doc);
+        for f in form.all_fields() {
+            if let Widget::Select { options, blank } = &f.widget
+                && !posted.iter().any(|(k, _)| k == &f.name)
+            {
+                let first = if *blank { "" } else { options[0].as_str() };
+                posted.push((f.name.clone(), first.to_owned()));
+            }
+            if matches!(
+                f.widget,
+                Widget::Text { .. } | Widget::Json | Widget::DateTime | Widget::Number { .. }
+            ) && !posted.iter().any(|(k, _)| k == &f.name)
+            {
+                posted.push((f.name.clone(), String::new()));
+            }
+        }
+        posted
+    }
+
+    #[test]
+    fn the_blank_filter_row_posts_no_filter() {
+        let doc = json!({"interval": {"minutes": 60}, "behaviour": "full"});
+        let form = SchemaForm::build(&rule_schema(), &options(), &doc);
+        let parsed = form.parse(&browser_post(&form, &doc));
+        assert_eq!(parsed["filters"], json!([]));
+        assert_eq!(parsed["interval"], json!({"minutes": 60}));
+        assert_eq!(
+            parsed["conflictPolicy"], "upsert",
+            "the default is selected"
+        );
+        assert_eq!(parsed["initialSyncSince"], Value::Null);
     }
 
     #[test]
