@@ -241,13 +241,16 @@ impl Builder<'_> {
         let Some(props) = schema.get("properties").and_then(Value::as_object) else {
             return Vec::new();
         };
-        props
+        let mut fields: Vec<Field> = props
             .iter()
             .map(|(key, sub)| {
                 let name = format!("{base}/{}", escape_token(key));
                 self.field(sub, name, key, required.contains(&key.as_str()))
             })
-            .collect()
+            .collect();
+        // JSON objects keep no order here: what must be filled in comes first.
+        fields.sort_by_key(|f| !f.required);
+        fields
     }
 
     fn field(&self, schema: &Value, name: String, key: &str, required: bool) -> Field {

@@ -554,10 +554,12 @@ async function main() {
       await page.goto(`${base}/`);
       await page.locator('nav.topnav').getByRole('link', { name: 'Integrations', exact: true }).click();
       await waitForPath(page, '/integrations', 'after clicking Integrations in the nav');
+      await shot(page, 'integrations.png');
       await expectText(page.locator('[data-testid="provider-status-sandbox"]'), 'Connected', 'sandbox tile status');
       await page.locator('[data-testid="provider-sandbox"] h2 a').click();
       await waitForPath(page, '/integrations/sandbox', 'after opening the sandbox tile');
       await expectText(page.locator('[data-testid="connections"]'), 'CONNECTED', 'sandbox connection status');
+      await shot(page, 'integrations-sandbox.png');
       await page.locator('[data-testid="open-object-projects"]').click();
       await waitForPath(page, '/integrations/sandbox/projects', 'after opening the projects object');
       const form = page.locator('[data-testid="rule-form"]');
