@@ -71,9 +71,34 @@ async fn catalog_shows_statuses_and_searches(backend: Backend) {
     )));
     assert!(github.contains("Provider documentation"));
 
-    connect_sandbox(&app, &owner).await;
+    let id = connect_sandbox(&app, &owner).await;
     let html = owner.client.get_text(app.url("/integrations")).await;
     assert_eq!(tile_status(&html, "sandbox").as_deref(), Some("connected"));
+    // The provider page's actions are the Data Hub's, landing back here;
+    // any other place to land is refused for the cards.
+    let action = |what: &str| format!("/data/connections/{id}/{what}");
+    let page = "/integrations/sandbox";
+    for (what, back, expected) in [
+        ("disable", "https://evil.example/", "/data/connections"),
+        ("enable", page, page),
+        ("disable", page, page),
+    ] {
+        let res = post_form(&app, &owner.client, page, &action(what), &[("back", back)]).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert_eq!(common::location(&res), expected, "{what} {back}");
+    }
+    let html = owner.client.get_text(app.url(page)).await;
+    assert!(html.contains("Connection disabled."), "{html}");
+    assert!(html.contains(">DISABLED<"));
+    let res = post_form(
+        &app,
+        &owner.client,
+        page,
+        &action("enable"),
+        &[("back", page)],
+    )
+    .await;
+    assert_eq!(common::location(&res), page);
 
     // Refresh failing for more than a day: attention, on the tile and page.
     app.db
