@@ -835,9 +835,15 @@ pub async fn object_save(
     Ok(with_status(status, page))
 }
 
-/// How many filter rows the posted form had (`/filters/<i>/…`).
+/// How many filter rows the posted form had (`/filters/<i>/…`), never more
+/// than the schema allows (the index is the sender's to make up).
 fn posted_rows(posted: &[(String, String)]) -> usize {
-    posted
+    let max = RULE_SCHEMA
+        .pointer("/properties/filters/maxItems")
+        .and_then(Value::as_u64)
+        .and_then(|m| usize::try_from(m).ok())
+        .unwrap_or(50);
+    let rows = posted
         .iter()
         .filter_map(|(k, _)| {
             k.strip_prefix("/filters/")?
@@ -849,7 +855,8 @@ fn posted_rows(posted: &[(String, String)]) -> usize {
         .max()
         .map_or(0, |m| m.saturating_add(1))
         // Row `m` exists; `build` adds the blank row after the last.
-        .saturating_sub(1)
+        .saturating_sub(1);
+    rows.min(max)
 }
 
 /// The rule's top-level fields whose stored value differs from the one sent
@@ -885,6 +892,7 @@ mod tests {
         assert_eq!(posted_rows(&p(&["/behaviour"])), 0);
         assert_eq!(posted_rows(&p(&["/filters/0/field"])), 0);
         assert_eq!(posted_rows(&p(&["/filters/0/field", "/filters/2/op"])), 2);
+        assert_eq!(posted_rows(&p(&["/filters/999999999999/op"])), 50);
     }
 
     #[test]
