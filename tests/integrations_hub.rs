@@ -51,6 +51,62 @@ async fn post_form(
     c.post(app.url(action)).form(&form).send().await.unwrap()
 }
 
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The value of ` name="…"` in one tag.
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let marker = format!(" {name}=\"");
+    let start = tag.find(&marker)? + marker.len();
+    let end = start + tag[start..].find('"')?;
+    Some(unescape(&tag[start..end]))
+}
+
+/// What a browser posts for the form as rendered: inputs with their
+/// values (boxes only when checked, nothing disabled), and each select's
+/// selected option, else its first.
+fn browser_post(html: &str, testid: &str) -> Vec<(String, String)> {
+    let start = html
+        .find(&format!("data-testid=\"{testid}\""))
+        .expect("form");
+    let form = &html[start..start + html[start..].find("</form>").expect("form end")];
+    let mut posted = Vec::new();
+    for chunk in form.split("<input").skip(1) {
+        let tag = &chunk[..chunk.find('>').unwrap()];
+        let kind = attr(tag, "type").unwrap_or_else(|| "text".into());
+        let (Some(name), false) = (attr(tag, "name"), tag.contains(" disabled")) else {
+            continue;
+        };
+        if matches!(kind.as_str(), "checkbox" | "radio") && !tag.contains(" checked") {
+            continue;
+        }
+        posted.push((name, attr(tag, "value").unwrap_or_default()));
+    }
+    for chunk in form.split("<select").skip(1) {
+        let tag = &chunk[..chunk.find('>').unwrap()];
+        let (Some(name), false) = (attr(tag, "name"), tag.contains(" disabled")) else {
+            continue;
+        };
+        let body = &chunk[..chunk.find("</select>").unwrap()];
+        let options: Vec<&str> = body.split("<option").skip(1).collect();
+        let chosen = options
+            .iter()
+            .find(|o| o[..o.find('>').unwrap()].contains(" selected"))
+            .or(options.first())
+            .and_then(|o| attr(&o[..o.find('>').unwrap()], "value"))
+            .unwrap_or_default();
+        posted.push((name, chosen));
+    }
+    posted
+}
+
 async fn catalog_shows_statuses_and_searches(backend: Backend) {
     let app = common::sandbox_app(backend, &[]).await;
     let owner = app.signup("owner@hub.test", "Hub").await;
@@ -377,6 +433,27 @@ async fn fixture_provider_rule_form_saves_and_refuses_at_the_field(backend: Back
     assert!(form.contains("Revision 1"), "{form}");
     assert!(form.contains("name=\"/fields\" value=\"pipeline_stage\" checked"));
 
+    // Render → post as a browser would → the same rule (a new revision).
+    let posted = browser_post(&form, "rule-form");
+    let res = owner
+        .client
+        .post(app.url("/integrations/fixturecrm/deals"))
+        .form(&posted)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{posted:?}");
+    let again: Value = owner
+        .client
+        .get_json(app.url("/api/integrations/fixturecrm/deals/rules"))
+        .await;
+    assert_eq!(again[0]["revision"], 2);
+    assert_eq!(again[0]["rule"], rules[0]["rule"], "{posted:?}");
+    let form = owner
+        .client
+        .get_text(app.url("/integrations/fixturecrm/deals"))
+        .await;
+
     // `in` needs a list: refused at /filters/0/value, what was typed kept.
     let res = post_form(
         &app,
@@ -384,7 +461,7 @@ async fn fixture_provider_rule_form_saves_and_refuses_at_the_field(backend: Back
         "/integrations/fixturecrm/deals",
         "/integrations/fixturecrm/deals",
         &[
-            ("revision", "1"),
+            ("revision", "2"),
             ("/filters/0/field", "pipeline_stage"),
             ("/filters/0/op", "in"),
             ("/filters/0/value", "won"),
@@ -410,7 +487,7 @@ async fn fixture_provider_rule_form_saves_and_refuses_at_the_field(backend: Back
         .client
         .get_json(app.url("/api/integrations/fixturecrm/deals/rules"))
         .await;
-    assert_eq!(rules[0]["revision"], 1, "nothing saved");
+    assert_eq!(rules[0]["revision"], 2, "nothing saved");
     app.stop().await;
 }
 
@@ -480,5 +557,21 @@ async fn revision_conflicts_show_what_changed_and_reapply(backend: Backend) {
         runs[..runs.find("</ol>").unwrap()].matches("<li>").count(),
         3
     );
+    // This form round-trips too: the same cron rule, one revision on.
+    let posted = browser_post(&html, "rule-form");
+    let res = owner
+        .client
+        .post(app.url(page))
+        .form(&posted)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{posted:?}");
+    let again: Value = owner
+        .client
+        .get_json(app.url("/api/integrations/sandbox/projects/rules"))
+        .await;
+    assert_eq!(again[0]["revision"], 4);
+    assert_eq!(again[0]["rule"], rules[0]["rule"]);
     app.stop().await;
 }
