@@ -453,6 +453,7 @@ async fn fixture_provider_rule_form_saves_and_refuses_at_the_field(backend: Back
         .client
         .get_text(app.url("/integrations/fixturecrm/deals"))
         .await;
+    assert!(form.contains("Revision 2"), "{form}");
 
     // `in` needs a list: refused at /filters/0/value, what was typed kept.
     let res = post_form(
