@@ -129,6 +129,37 @@ pub fn next_run(interval: &Interval, after: OffsetDateTime, jitter: f64) -> Opti
     }
 }
 
+/// The next `n` times `interval` comes due after `after`, without jitter:
+/// what a form previews. Empty for a cron expression that doesn't parse.
+pub fn upcoming(interval: &Interval, after: OffsetDateTime, n: usize) -> Vec<OffsetDateTime> {
+    let after = whole_seconds(after.to_offset(time::UtcOffset::UTC));
+    let mut out = Vec::with_capacity(n);
+    match interval {
+        Interval::Minutes(minutes) => {
+            let step = Duration::minutes(i64::from((*minutes).max(1)));
+            let mut at = after;
+            for _ in 0..n {
+                at += step;
+                out.push(at);
+            }
+        }
+        Interval::Cron(expr) => {
+            let Ok(cron) = parse_cron(expr) else {
+                return out;
+            };
+            let mut at = after;
+            for _ in 0..n {
+                let Some(next) = occurrence_after(&cron, at) else {
+                    break;
+                };
+                out.push(next);
+                at = next;
+            }
+        }
+    }
+    out
+}
+
 /// A uniformly random jitter in [-10 %, +10 %].
 pub fn random_jitter() -> f64 {
     rand::rng().random_range(-MAX_JITTER..=MAX_JITTER)

@@ -6,6 +6,7 @@ pub mod csv;
 pub mod extract;
 pub mod openapi;
 pub mod pages;
+pub mod schema_form;
 
 use std::sync::Arc;
 use std::time::Duration;

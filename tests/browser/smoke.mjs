@@ -6,7 +6,8 @@
 // browser context, connecting and syncing the sandbox, the workspace time zone
 // (checked against the browser's own clock for Berlin), confirming a
 // destructive action with and without JavaScript, the nav on a 404, the
-// projects and people lists against the JSON API and the projects CSV, no
+// projects and people lists against the JSON API and the projects CSV, a
+// sync rule saved in the Integrations Hub, no
 // horizontal overflow at 390 px on every page, and no console errors.
 //
 //   apt-get install -y chromium          # when /usr/bin/chromium is missing
@@ -59,6 +60,7 @@ const STEPS = [
   'a signed-in 404 page keeps the nav',
   'projects and people from the nav match the API; the projects CSV downloads',
   'the Jobs page lists the sandbox sync as succeeded; its job page shows the counts',
+  'the Integrations Hub from the nav: the sandbox, its projects, a rule with an interval saved',
   'Settings from the nav, then the audit log filtered by an action seen earlier',
   'no page overflows at 390 px',
   'no console errors or CSP violations',
@@ -549,7 +551,35 @@ async function main() {
       await expectText(page.locator('[data-testid="job-duration"]'), ' s', 'job duration');
       await expectText(page.locator('[data-testid="job-started"]'), 'Europe/Berlin', 'job start time in the workspace zone');
     },
-    // 12: the settings index from the nav; the audit log shows the
+    // 12: the Integrations Hub, by clicking
+    async () => {
+      const { page } = owner;
+      await page.goto(`${base}/`);
+      await page.locator('nav.topnav').getByRole('link', { name: 'Integrations', exact: true }).click();
+      await waitForPath(page, '/integrations', 'after clicking Integrations in the nav');
+      await shot(page, 'integrations.png');
+      await expectText(page.locator('[data-testid="provider-status-sandbox"]'), 'Connected', 'sandbox tile status');
+      await page.locator('[data-testid="provider-sandbox"] h2 a').click();
+      await waitForPath(page, '/integrations/sandbox', 'after opening the sandbox tile');
+      await expectText(page.locator('[data-testid="connections"]'), 'CONNECTED', 'sandbox connection status');
+      await shot(page, 'integrations-sandbox.png');
+      await page.locator('[data-testid="open-object-projects"]').click();
+      await waitForPath(page, '/integrations/sandbox/projects', 'after opening the projects object');
+      const form = page.locator('[data-testid="rule-form"]');
+      await form.getByRole('radio', { name: 'Every N minutes' }).check();
+      await form.locator('input[name="/interval/minutes"]').fill('30');
+      await form.getByRole('button', { name: 'Save rule' }).click();
+      await waitForPath(page, '/integrations/sandbox/projects', 'after saving the rule');
+      await page.waitForLoadState('load');
+      const refused = await page.locator('.field-error, p.error').allInnerTexts();
+      expect(refused.length === 0, `the rule was refused: ${JSON.stringify(refused)}`);
+      await expectText(page.locator('.flash'), 'Rule saved', 'rule saved flash');
+      await expectText(page.locator('[data-testid="revision"]'), 'Revision 1', 'saved revision');
+      const minutes = await page.locator('input[name="/interval/minutes"]').inputValue();
+      expect(minutes === '30', `the saved interval should read 30 minutes, got ${JSON.stringify(minutes)}`);
+      await shot(page, 'integrations-rule.png');
+    },
+    // 13: the settings index from the nav; the audit log shows the
     // keys revoked in the earlier revoke step, filtered by that action.
     async () => {
       const { page } = owner;
@@ -564,14 +594,14 @@ async function main() {
       const actions = (await page.locator('[data-testid="audit-action"]').allInnerTexts()).map((a) => a.trim());
       expect(actions.length > 0 && actions.every((a) => a === 'service_key.revoke'), `the filtered audit log should list only service_key.revoke, got ${JSON.stringify(actions)}`);
     },
-    // 13
+    // 14
     async () => {
       const { page } = owner;
       await page.setViewportSize({ width: 390, height: 844 });
       const jobLink = page.locator('a[href^="/data/jobs/"]');
       await page.goto(`${base}/data/connections`);
       if (!jobPath) jobPath = (await jobLink.count()) > 0 ? await jobLink.first().getAttribute('href') : null;
-      const pages = ['/', '/data', '/data/connections', '/data/projects', '/data/people', '/data/jobs', '/data/sandbox/accounts', '/settings', '/settings/members', '/settings/keys', '/settings/webhooks', '/settings/audit', '/settings/workspace', '/api/docs', '/no-such-page'];
+      const pages = ['/', '/data', '/data/connections', '/data/projects', '/data/people', '/data/jobs', '/data/sandbox/accounts', '/settings', '/settings/members', '/settings/keys', '/settings/webhooks', '/settings/audit', '/settings/workspace', '/integrations', '/integrations/sandbox', '/api/docs', '/no-such-page'];
       if (jobPath) pages.push(jobPath);
       if (projectPath) pages.push(projectPath);
       for (const p of pages) {
@@ -582,7 +612,7 @@ async function main() {
         expect(m.sw <= m.iw + 1, `${p} overflows at 390 px: scrollWidth ${m.sw} > ${m.iw}`);
       }
     },
-    // 14
+    // 15
     async () => {
       expect(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`);
     },

@@ -407,6 +407,29 @@ pub async fn accounts_page(
     .into_response())
 }
 
+/// Where a form on another page (the Integrations Hub) asks to land after
+/// the action: only its own pages, anything else lands on the cards.
+#[derive(serde::Deserialize, Default)]
+pub struct ReturnTo {
+    #[serde(default)]
+    back: Option<SingleLine>,
+}
+
+impl ReturnTo {
+    fn to(&self) -> String {
+        back_to(self.back.as_deref())
+    }
+}
+
+fn back_to(back: Option<&str>) -> String {
+    match back {
+        Some(b) if b.starts_with("/integrations/") && super::safe_next(Some(b)) == b => {
+            b.to_owned()
+        }
+        _ => HUB.to_owned(),
+    }
+}
+
 fn connection_id(pairs: &FormFields) -> AppResult<Option<Uuid>> {
     match pairs.first("connection_id").filter(|v| !v.is_empty()) {
         Some(raw) => parse_path_id(raw, "connection").map(Some),
@@ -452,6 +475,7 @@ pub async fn disconnect(
         connection_id(&form.form)?,
     )
     .await?;
+    let back = back_to(form.form.first("back").map(|v| v.as_str()));
     if !is_confirmed(form.form.first("confirm").map(|v| v.as_str())) {
         let layout =
             Layout::signed_in(&state, &form.session, &current.user, &current.tenant).await?;
@@ -468,9 +492,14 @@ pub async fn disconnect(
             format!("Disconnect {name}"),
             message,
             format!("/data/{provider}/disconnect"),
-            HUB,
+            back.clone(),
         )
         .hidden("connection_id", c.id.to_string());
+        let page = if back == HUB {
+            page
+        } else {
+            page.hidden("back", back.clone())
+        };
         return Ok(page.render());
     }
     let outcome = service::disconnect(&state, &current.tenant, &c)
@@ -481,15 +510,16 @@ pub async fn disconnect(
             ),
             None => "Disconnected.".to_owned(),
         });
-    redirect_with_outcome(&form.session, HUB, outcome).await
+    redirect_with_outcome(&form.session, &back, outcome).await
 }
 
 pub async fn test(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path(provider): Path<String>,
-    form: CsrfForm<serde::de::IgnoredAny>,
+    form: CsrfForm<ReturnTo>,
 ) -> AppResult<Response> {
+    let back = form.form.to();
     let outcome = service::test_connection(&state, &current.tenant, &provider)
         .await
         .and_then(|d| {
@@ -507,7 +537,7 @@ pub async fn test(
                 ))
             }
         });
-    redirect_with_outcome(&form.session, HUB, outcome).await
+    redirect_with_outcome(&form.session, &back, outcome).await
 }
 
 pub async fn credentials(
@@ -544,9 +574,10 @@ pub async fn admin_action(
     State(state): State<AppState>,
     current: CurrentTenant,
     Path((id, action)): Path<(String, String)>,
-    form: CsrfForm<serde::de::IgnoredAny>,
+    form: CsrfForm<ReturnTo>,
 ) -> AppResult<Response> {
     let id = parse_path_id(&id, "connection")?;
+    let back = form.form.to();
     let outcome = match action.as_str() {
         "disable" => service::set_enabled(&state, &current.tenant, id, false)
             .await
@@ -576,7 +607,7 @@ pub async fn admin_action(
         },
         _ => return Err(AppError::not_found("page not found")),
     };
-    redirect_with_outcome(&form.session, HUB, outcome).await
+    redirect_with_outcome(&form.session, &back, outcome).await
 }
 
 #[derive(Template, WebTemplate)]

@@ -32,6 +32,25 @@ impl FormState {
         }
     }
 
+    /// The values as posted, several per name allowed (checkbox lists).
+    pub fn from_pairs(values: Vec<(String, String)>) -> FormState {
+        FormState {
+            values,
+            ..FormState::default()
+        }
+    }
+
+    /// Puts `message` next to `field` (a field the caller knows the form has).
+    pub fn with_field_error(mut self, field: &str, message: impl Into<String>) -> FormState {
+        self.errors.push((field.to_owned(), message.into()));
+        self
+    }
+
+    /// Whether `name` was given `value` (a checked box of a list).
+    pub fn has_value(&self, name: &str, value: &str) -> bool {
+        self.values.iter().any(|(k, v)| k == name && v == value)
+    }
+
     /// Puts `err` next to its field when the form has one, else above it.
     pub fn with_error(mut self, err: &AppError, fields: &[&str]) -> FormState {
         let field = match err {

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod data;
 pub mod entities;
+mod integrations;
 mod invites;
 mod jobs;
 mod keys;
@@ -101,6 +102,16 @@ pub fn routes() -> Router<AppState> {
             get(settings::page).post(settings::save),
         )
         .route("/data/jobs/{id}/cancel", post(data::cancel_job))
+        .route("/integrations", get(integrations::catalog))
+        .route("/integrations/{provider}", get(integrations::provider_show))
+        .route(
+            "/integrations/{provider}/connect",
+            post(integrations::provider_connect),
+        )
+        .route(
+            "/integrations/{provider}/{object}",
+            get(integrations::object_show).post(integrations::object_save),
+        )
         .route("/invites/{token}", get(invites::show))
         .route("/reset/{token}", get(reset::show).post(reset::submit))
         .route("/invites/{token}/accept", post(invites::accept))
