@@ -2,7 +2,9 @@
 //! capability, render or redirect with a flash message.
 
 mod auth;
+mod dashboard;
 mod data;
+mod explorer;
 mod invites;
 mod keys;
 pub mod kit;
@@ -50,7 +52,10 @@ pub fn routes() -> Router<AppState> {
             "/settings/invites/{invite_id}/revoke",
             post(members::revoke_invite),
         )
-        .route("/data", get(data::hub))
+        .route("/data", get(dashboard::page))
+        .route("/data/connections", get(data::hub))
+        .route("/data/metrics", get(explorer::page))
+        .route("/data/metrics.csv", get(explorer::csv))
         .route(
             "/data/{provider}/accounts",
             get(data::accounts_page).post(data::select_accounts),
