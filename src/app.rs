@@ -172,6 +172,7 @@ fn build_sandbox(
         token_lifetime_secs: settings.sandbox.token_lifetime_secs,
         dataset: crate::sandbox::Dataset::parse(&settings.sandbox.dataset).unwrap_or_default(),
         requests_per_minute: settings.sandbox.requests_per_minute,
+        revisions: settings.sandbox.revisions,
     });
     let credentials = AppCredentials {
         client_id,

@@ -102,6 +102,12 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "PLUGBOARD_SANDBOX_REQUESTS_PER_MINUTE",
         "sandbox.requests_per_minute",
     ),
+    ("PLUGBOARD_SANDBOX_REVISIONS", "sandbox.revisions"),
+    ("PLUGBOARD_METRICS_MAX_RANGE_DAYS", "metrics.max_range_days"),
+    (
+        "PLUGBOARD_METRICS_REVISION_MARGIN_DAYS",
+        "metrics.revision_margin_days",
+    ),
     ("AGENT_SERVICE_KEY", "internal.agent_service_key"),
     ("PLUGBOARD_AGENT_SERVICE_KEY", "internal.agent_service_key"),
     (
@@ -185,6 +191,7 @@ pub struct Settings {
     pub sandbox: SandboxSettings,
     pub internal: InternalSettings,
     pub sync: SyncSettings,
+    pub metrics: MetricsSettings,
     /// Every other `PLUGBOARD_*` variable, by name: provider client ids and
     /// secrets and header values that provider.json files refer to.
     #[serde(skip)]
@@ -251,6 +258,14 @@ pub struct SyncSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    /// Longest range (in days) a metrics query may span.
+    pub max_range_days: u32,
+    /// Days beyond an object's settling window that revisions are kept.
+    pub revision_margin_days: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct InternalSettings {
     pub agent_service_key: SecretString,
     pub requests_per_minute: u32,
@@ -265,6 +280,9 @@ pub struct SandboxSettings {
     /// Sizes of the generated data, e.g. `projects=5000,people=100000`.
     pub dataset: String,
     pub requests_per_minute: u32,
+    /// Recent days' metrics change between reads, as real providers revise
+    /// them (switch off for deterministic tests).
+    pub revisions: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -510,6 +528,12 @@ impl Settings {
         }
         if let Err(e) = crate::outbound::policy::Allowlist::parse(&self.http.outbound_allow) {
             return Err(setting_error("http.outbound_allow", e));
+        }
+        if self.metrics.max_range_days == 0 {
+            return Err(setting_error(
+                "metrics.max_range_days",
+                "expected at least 1 day",
+            ));
         }
         if self.internal.requests_per_minute == 0 || self.internal.max_metric_rows == 0 {
             return Err(setting_error(

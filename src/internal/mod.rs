@@ -25,7 +25,8 @@ use crate::jobs::store::{JobReport, ReportOutcome};
 use crate::jobs::{Job, JobStatus};
 use crate::metrics::store::MetricBatch;
 use crate::metrics::{
-    MetricInput, WriteCounts, WriteMode, days_of, new_batch_id, validate_batch, validate_object,
+    MetricInput, WriteCounts, WriteMode, currency_code, days_of, new_batch_id, revisions_from,
+    semantics_of, validate_batch, validate_object,
 };
 use crate::servicekeys::{Scope, ServiceCaller, hash_key, prefix_of};
 use crate::storage::now;
@@ -144,7 +145,7 @@ impl FromRequestParts<AppState> for ServiceAuth {
     }
 }
 
-fn require(caller: &ServiceCaller, scope: Scope) -> AppResult<()> {
+pub fn require(caller: &ServiceCaller, scope: Scope) -> AppResult<()> {
     if caller.has(scope) {
         Ok(())
     } else {
@@ -355,7 +356,31 @@ pub async fn write_metrics(
     refuse_control_text(&input.metrics)?;
     let mode = input.mode;
     let object = validate_object(input.object.as_deref())?;
-    let rows = validate_batch(&input.metrics, state.settings.internal.max_metric_rows)?;
+    let mut rows = validate_batch(&input.metrics, state.settings.internal.max_metric_rows)?;
+    // The account's currency when a listing reported it (of the named
+    // connection, else any of the provider's connections in the workspace).
+    let currencies: std::collections::HashMap<String, String> = state
+        .store
+        .list_provider_accounts(ws)
+        .await?
+        .into_iter()
+        .filter(|a| a.provider == input.provider.as_str())
+        .filter(|a| input.connection_id.is_none_or(|c| c == a.connection_id))
+        .filter_map(|a| {
+            Some((
+                a.external_id,
+                a.currency.as_deref().and_then(currency_code)?,
+            ))
+        })
+        .collect();
+    for row in &mut rows {
+        row.currency = currencies.get(&row.account_id).cloned();
+    }
+    let settling = state
+        .providers
+        .get(&input.provider)
+        .and_then(|p| semantics_of(p, &object))
+        .map_or(0, |(_, s)| s.settling_days);
     let replace_days = match mode {
         WriteMode::Merge => Vec::new(),
         WriteMode::ReplaceDay => days_of(&rows),
@@ -373,6 +398,11 @@ pub async fn write_metrics(
             also_keep: &[],
             batch_id: new_batch_id(),
             at: now(),
+            revisions_from: Some(revisions_from(
+                now().date(),
+                settling,
+                state.settings.metrics.revision_margin_days,
+            )),
         })
         .await?;
     Ok(counts)

@@ -11,6 +11,7 @@
 //! changes nothing. Writes are set-based, in one transaction per request.
 
 pub mod query;
+pub mod read;
 pub mod semantic;
 pub mod store;
 
@@ -33,6 +34,9 @@ pub struct MetricRow {
     /// Canonical JSON of `dimensions`: the row's identity within a day.
     pub dimension_key: String,
     pub metrics: Value,
+    /// ISO code of the row's currency metrics, when known (see
+    /// `semantic::CurrencySource`); filled in after validation.
+    pub currency: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -244,6 +248,7 @@ pub fn validate(index: usize, input: &MetricInput) -> AppResult<MetricRow> {
         dimensions,
         dimension_key,
         metrics: canonical(&input.metrics_json),
+        currency: None,
     })
 }
 
@@ -273,6 +278,37 @@ pub fn validate_batch(inputs: &[MetricInput], max_rows: usize) -> AppResult<Vec<
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// An ISO 4217-shaped code (three ASCII letters, upper-cased), or None.
+pub fn currency_code(raw: &str) -> Option<String> {
+    let code = raw.trim();
+    (code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()))
+        .then(|| code.to_ascii_uppercase())
+}
+
+/// The first day whose changed values the revision log keeps, for an
+/// object settling over `settling_days`: older revisions are pruned.
+pub fn revisions_from(today: Date, settling_days: u32, margin_days: u32) -> Date {
+    let keep = i64::from(settling_days) + i64::from(margin_days);
+    today
+        .checked_sub(time::Duration::days(keep))
+        .unwrap_or(Date::MIN)
+}
+
+/// The semantics that describe rows of `object` (rows written without an
+/// object take the provider's first described metrics object).
+pub fn semantics_of<'a>(
+    provider: &'a crate::providers::Provider,
+    object: &str,
+) -> Option<(&'a str, &'a semantic::ObjectSemantics)> {
+    let described =
+        |o: &'a crate::providers::ObjectMeta| o.semantics.as_ref().map(|s| (o.key.as_str(), s));
+    match provider.object(object) {
+        Some(o) => described(o),
+        None if object.is_empty() => provider.meta.objects.iter().find_map(described),
+        None => None,
+    }
 }
 
 /// Which write a batch is: inserts carry its id, which is how one statement

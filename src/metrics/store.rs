@@ -44,6 +44,10 @@ pub struct MetricBatch<'a> {
     pub also_keep: &'a [RowKey],
     pub batch_id: Uuid,
     pub at: OffsetDateTime,
+    /// Changed values of days from this one on are kept in the revision
+    /// log (older revisions of this provider and object are pruned); None:
+    /// no revisions are recorded.
+    pub revisions_from: Option<Date>,
 }
 
 #[async_trait::async_trait]
@@ -68,33 +72,73 @@ pub trait MetricReadStore {
 
 // The key's connection goes through COALESCE with the nil UUID, exactly as
 // in the unique index `metric_rows_key`, so rows without one dedupe too.
+// A write that doesn't know the currency keeps the stored one.
 const PG_UPSERT: &str = "INSERT INTO metric_rows (workspace_id, provider, connection_id, object, account_id, metric_date, \
-     dimension_key, dimensions, metrics, written_by, updated_at) \
-     SELECT $1, $2, $3, $4, t.a, t.d, t.k, t.dim, t.m, $5, $6 \
-     FROM UNNEST($8::text[], $9::date[], $10::text[], $11::jsonb[], $12::jsonb[]) AS t(a, d, k, dim, m) \
+     dimension_key, dimensions, metrics, written_by, updated_at, currency) \
+     SELECT $1, $2, $3, $4, t.a, t.d, t.k, t.dim, t.m, $5, $6, t.c \
+     FROM UNNEST($8::text[], $9::date[], $10::text[], $11::jsonb[], $12::jsonb[], $13::text[]) AS t(a, d, k, dim, m, c) \
      ON CONFLICT (workspace_id, provider, (COALESCE(connection_id, '00000000-0000-0000-0000-000000000000'::uuid)), \
      object, account_id, metric_date, dimension_key) DO UPDATE SET \
      dimensions = excluded.dimensions, \
      metrics = CASE WHEN $7 THEN metric_rows.metrics || excluded.metrics ELSE excluded.metrics END, \
+     currency = COALESCE(excluded.currency, metric_rows.currency), \
      updated_at = excluded.updated_at \
      WHERE metric_rows.metrics IS DISTINCT FROM \
      (CASE WHEN $7 THEN metric_rows.metrics || excluded.metrics ELSE excluded.metrics END) \
+     OR metric_rows.currency IS DISTINCT FROM COALESCE(excluded.currency, metric_rows.currency) \
      RETURNING written_by";
+
+// Stored numbers the batch changes, before the upsert, in its transaction.
+const PG_REVISIONS: &str = "INSERT INTO metric_revisions (workspace_id, provider, connection_id, object, account_id, \
+     metric_date, dimension_key, metric, old_value, new_value, at) \
+     SELECT $1, $2, $3, $4, m.account_id, m.metric_date, m.dimension_key, o.key, \
+     (o.value #>> '{}')::float8, (n.value #>> '{}')::float8, $5 \
+     FROM UNNEST($6::text[], $7::date[], $8::text[], $9::jsonb[]) AS t(a, d, k, mj) \
+     JOIN metric_rows m ON m.workspace_id = $1 AND m.provider = $2 \
+     AND COALESCE(m.connection_id, '00000000-0000-0000-0000-000000000000'::uuid) \
+         = COALESCE($3::uuid, '00000000-0000-0000-0000-000000000000'::uuid) \
+     AND m.object = $4 AND m.account_id = t.a AND m.metric_date = t.d AND m.dimension_key = t.k \
+     CROSS JOIN LATERAL jsonb_each(m.metrics) AS o(key, value) \
+     JOIN LATERAL jsonb_each(t.mj) AS n(key, value) ON n.key = o.key \
+     WHERE t.d >= $10 AND jsonb_typeof(o.value) = 'number' AND jsonb_typeof(n.value) = 'number' \
+     AND o.value <> n.value";
+
+const PG_PRUNE_REVISIONS: &str = "DELETE FROM metric_revisions WHERE workspace_id = $1 AND provider = $2 \
+     AND object = $3 AND metric_date < $4";
 
 // `WHERE true` resolves SQLite's INSERT … SELECT … ON CONFLICT ambiguity.
 const SQLITE_UPSERT: &str = "INSERT INTO metric_rows (workspace_id, provider, connection_id, object, account_id, metric_date, \
-     dimension_key, dimensions, metrics, written_by, updated_at) \
+     dimension_key, dimensions, metrics, written_by, updated_at, currency) \
      SELECT $1, $2, $3, $4, json_extract(j.value, '$.a'), json_extract(j.value, '$.d'), json_extract(j.value, '$.k'), \
-     json(json_extract(j.value, '$.dim')), json(json_extract(j.value, '$.m')), $5, $6 \
+     json(json_extract(j.value, '$.dim')), json(json_extract(j.value, '$.m')), $5, $6, json_extract(j.value, '$.c') \
      FROM json_each($8) AS j WHERE true \
      ON CONFLICT (workspace_id, provider, COALESCE(connection_id, X'00000000000000000000000000000000'), \
      object, account_id, metric_date, dimension_key) DO UPDATE SET \
      dimensions = excluded.dimensions, \
      metrics = CASE WHEN $7 THEN json_patch(metric_rows.metrics, excluded.metrics) ELSE excluded.metrics END, \
+     currency = COALESCE(excluded.currency, metric_rows.currency), \
      updated_at = excluded.updated_at \
      WHERE metric_rows.metrics IS NOT \
      (CASE WHEN $7 THEN json_patch(metric_rows.metrics, excluded.metrics) ELSE excluded.metrics END) \
+     OR metric_rows.currency IS NOT COALESCE(excluded.currency, metric_rows.currency) \
      RETURNING written_by";
+
+const SQLITE_REVISIONS: &str = "INSERT INTO metric_revisions (workspace_id, provider, connection_id, object, account_id, \
+     metric_date, dimension_key, metric, old_value, new_value, at) \
+     SELECT $1, $2, $3, $4, m.account_id, m.metric_date, m.dimension_key, o.key, o.value, n.value, $5 \
+     FROM json_each($6) AS j \
+     JOIN metric_rows m ON m.workspace_id = $1 AND m.provider = $2 \
+     AND COALESCE(m.connection_id, X'00000000000000000000000000000000') \
+         = COALESCE($3, X'00000000000000000000000000000000') \
+     AND m.object = $4 AND m.account_id = json_extract(j.value, '$.a') \
+     AND m.metric_date = json_extract(j.value, '$.d') AND m.dimension_key = json_extract(j.value, '$.k') \
+     JOIN json_each(m.metrics) AS o \
+     JOIN json_each(json_extract(j.value, '$.m')) AS n ON n.key = o.key \
+     WHERE json_extract(j.value, '$.d') >= $7 AND o.type IN ('integer', 'real') \
+     AND n.type IN ('integer', 'real') AND o.value <> n.value";
+
+const SQLITE_PRUNE_REVISIONS: &str = "DELETE FROM metric_revisions WHERE workspace_id = $1 AND provider = $2 \
+     AND object = $3 AND metric_date < $4";
 
 // Rows of the replaced days that the batch doesn't carry.
 const PG_DELETE_VANISHED: &str = "DELETE FROM metric_rows m WHERE m.workspace_id = $1 AND m.provider = $2 \
@@ -246,6 +290,22 @@ pub(crate) async fn upsert_pg(
         let keys: Vec<&str> = chunk.iter().map(|r| r.dimension_key.as_str()).collect();
         let dims: Vec<Json<&Value>> = chunk.iter().map(|r| Json(&r.dimensions)).collect();
         let metrics: Vec<Json<&Value>> = chunk.iter().map(|r| Json(&r.metrics)).collect();
+        let currencies: Vec<Option<&str>> = chunk.iter().map(|r| r.currency.as_deref()).collect();
+        if let Some(from) = batch.revisions_from {
+            sqlx::query(PG_REVISIONS)
+                .bind(batch.workspace)
+                .bind(batch.provider)
+                .bind(batch.connection_id)
+                .bind(batch.object)
+                .bind(batch.at)
+                .bind(&accounts)
+                .bind(&dates)
+                .bind(&keys)
+                .bind(&metrics)
+                .bind(from)
+                .execute(&mut *conn)
+                .await?;
+        }
         let returned: Vec<Uuid> = sqlx::query_scalar(PG_UPSERT)
             .bind(batch.workspace)
             .bind(batch.provider)
@@ -259,9 +319,19 @@ pub(crate) async fn upsert_pg(
             .bind(&keys)
             .bind(&dims)
             .bind(&metrics)
+            .bind(&currencies)
             .fetch_all(&mut *conn)
             .await?;
         total = total + counts(chunk.len(), &returned, batch.batch_id);
+    }
+    if let Some(from) = batch.revisions_from {
+        sqlx::query(PG_PRUNE_REVISIONS)
+            .bind(batch.workspace)
+            .bind(batch.provider)
+            .bind(batch.object)
+            .bind(from)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(total)
 }
@@ -281,10 +351,22 @@ pub(crate) async fn upsert_sqlite(
             .map(|r| {
                 serde_json::json!({
                     "a": r.account_id, "d": r.date.to_string(), "k": r.dimension_key,
-                    "dim": r.dimensions, "m": r.metrics,
+                    "dim": r.dimensions, "m": r.metrics, "c": r.currency,
                 })
             })
             .collect();
+        if let Some(from) = batch.revisions_from {
+            sqlx::query(SQLITE_REVISIONS)
+                .bind(batch.workspace)
+                .bind(batch.provider)
+                .bind(batch.connection_id)
+                .bind(batch.object)
+                .bind(batch.at)
+                .bind(Json(&rows))
+                .bind(from)
+                .execute(&mut *conn)
+                .await?;
+        }
         let returned: Vec<Uuid> = sqlx::query_scalar(SQLITE_UPSERT)
             .bind(batch.workspace)
             .bind(batch.provider)
@@ -297,6 +379,15 @@ pub(crate) async fn upsert_sqlite(
             .fetch_all(&mut *conn)
             .await?;
         total = total + counts(chunk.len(), &returned, batch.batch_id);
+    }
+    if let Some(from) = batch.revisions_from {
+        sqlx::query(SQLITE_PRUNE_REVISIONS)
+            .bind(batch.workspace)
+            .bind(batch.provider)
+            .bind(batch.object)
+            .bind(from)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(total)
 }

@@ -570,6 +570,23 @@ fn semantic_errors(meta: &ProviderMeta, folder_name: &str) -> Vec<(String, Strin
                 );
             }
         }
+        if let Some(semantics) = &object.semantics {
+            if object.kind != ObjectKind::Metrics {
+                errors.push((
+                    at("/semantics"),
+                    format!(
+                        "object {:?} of {}: semantics apply to metrics objects only",
+                        object.key, meta.key
+                    ),
+                ));
+            }
+            for (pointer, message) in semantics.problems(&object.metrics, &object.dimensions) {
+                errors.push((
+                    at(&format!("/semantics{pointer}")),
+                    format!("object {:?} of {}: {message}", object.key, meta.key),
+                ));
+            }
+        }
     }
     errors
 }
@@ -645,6 +662,31 @@ mod tests {
     }
 
     #[test]
+    fn shipped_metrics_objects_declare_semantics() {
+        let registry = shipped();
+        for provider in registry.iter() {
+            for object in &provider.meta.objects {
+                if object.kind == ObjectKind::Metrics {
+                    assert!(
+                        object.semantics.is_some(),
+                        "{} {} has no semantics",
+                        provider.meta.key,
+                        object.key
+                    );
+                }
+            }
+        }
+        let ads = registry.get("google-ads").unwrap();
+        let cost = ads.meta.objects[0]
+            .semantics
+            .as_ref()
+            .and_then(|s| s.metric("cost"))
+            .unwrap();
+        assert_eq!(cost.source, "cost_micros");
+        assert_eq!(cost.scale, Some(0.000001));
+    }
+
+    #[test]
     fn unknown_keys_are_kept_in_raw() {
         let registry = shipped();
         let sandbox = registry.get("sandbox").unwrap();
@@ -671,6 +713,11 @@ mod tests {
                 "duplicate object key",
             ),
             ("key-mismatch", "/key", "folder name"),
+            (
+                "bad-semantics",
+                "/objects/0/semantics/metrics/0/source",
+                "object \"daily_metrics\" of bad-semantics: source \"visits\"",
+            ),
             ("not-json", "/", "line"),
         ];
         for (case, pointer, words) in cases {

@@ -382,12 +382,21 @@ pub(super) async fn daily_metrics(
 ) -> Response {
     serve(&inner, &headers, move |inner, company| {
         let channels = lock(&inner.metric_channels).clone();
+        let revision = inner
+            .revisions
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| {
+                inner
+                    .metric_reads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .wrapping_add(1)
+            });
         match metrics_page(
             inner.dataset,
             &id,
             query.as_deref(),
             company,
-            (OffsetDateTime::now_utc().date(), &channels),
+            (OffsetDateTime::now_utc().date(), &channels, revision),
         ) {
             Ok(page) => page,
             Err(err) => err.into_response(),
@@ -401,8 +410,17 @@ fn metrics_page(
     id: &str,
     query: Option<&str>,
     company: &str,
-    (today, channels): (Date, &[String]),
+    (today, channels, revision): (Date, &[String], Option<u64>),
 ) -> Result<Response, ApiError> {
+    // With revisions on, the last REVISED_DAYS days read differently each
+    // time (the read's number is part of their seed).
+    let revised_from = today
+        .checked_sub(time::Duration::days(i64::from(super::REVISED_DAYS) - 1))
+        .unwrap_or(Date::MIN);
+    let seed = |property: String, date: Date| match revision {
+        Some(n) if date >= revised_from => format!("{property}|r{n}"),
+        _ => property,
+    };
     if property_number(id, dataset.properties).is_none() {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
@@ -448,11 +466,11 @@ fn metrics_page(
         }
         match channels.get(channel) {
             Some(name) => {
-                let mut row = metric_row(&format!("{id}/{name}"), date, company);
+                let mut row = metric_row(&seed(format!("{id}/{name}"), date), date, company);
                 row.channel = Some(name.clone());
                 rows.push(row);
             }
-            None => rows.push(metric_row(id, date, company)),
+            None => rows.push(metric_row(&seed(id.to_owned(), date), date, company)),
         }
         channel += 1;
         if channel >= per_day {

@@ -43,7 +43,13 @@ pub struct SandboxConfig {
     pub dataset: Dataset,
     /// The request budget its quota headers advertise.
     pub requests_per_minute: u32,
+    /// The last [`REVISED_DAYS`] days' metrics change from one read to the
+    /// next, as real providers revise recent days.
+    pub revisions: bool,
 }
+
+/// Days (today included) whose sandbox metrics are revised between reads.
+pub const REVISED_DAYS: u32 = 3;
 
 impl fmt::Debug for SandboxConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -54,6 +60,7 @@ impl fmt::Debug for SandboxConfig {
             .field("token_lifetime_secs", &self.token_lifetime_secs)
             .field("dataset", &self.dataset)
             .field("requests_per_minute", &self.requests_per_minute)
+            .field("revisions", &self.revisions)
             .finish()
     }
 }
@@ -192,6 +199,10 @@ struct Inner {
     projects: Mutex<Vec<data::Project>>,
     /// Channels daily metrics are broken down by (none: one row a day).
     metric_channels: Mutex<Vec<String>>,
+    /// Whether recent days are revised between reads, and how many metric
+    /// reads there have been (mixed into the revised days' numbers).
+    revisions: std::sync::atomic::AtomicBool,
+    metric_reads: AtomicU64,
     faults: Mutex<Faults>,
     rate_window: Mutex<data::RateWindow>,
     stats: Counters,
@@ -221,6 +232,8 @@ impl Sandbox {
             grants: Mutex::new(oauth::Grants::default()),
             projects: Mutex::new(data::generate_projects(&dataset, created_at)),
             metric_channels: Mutex::new(Vec::new()),
+            revisions: std::sync::atomic::AtomicBool::new(config.revisions),
+            metric_reads: AtomicU64::new(0),
             faults: Mutex::new(Faults::default()),
             rate_window: Mutex::new(data::RateWindow::new(Instant::now())),
             stats: Counters::default(),
@@ -277,6 +290,11 @@ impl Sandbox {
     /// channel dropped later is a dimension combination that vanished.
     pub fn set_metric_channels(&self, channels: &[&str]) {
         *lock(&self.inner.metric_channels) = channels.iter().map(|c| (*c).to_owned()).collect();
+    }
+
+    /// Switches revisions of recent days between reads on or off.
+    pub fn set_revisions(&self, on: bool) {
+        self.inner.revisions.store(on, Ordering::Relaxed);
     }
 }
 

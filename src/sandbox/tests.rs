@@ -29,6 +29,7 @@ fn sandbox_with(secret: &str, lifetime: u64) -> Sandbox {
         token_lifetime_secs: lifetime,
         dataset: Dataset::default(),
         requests_per_minute: 60,
+        revisions: false,
     })
 }
 
@@ -1266,6 +1267,7 @@ async fn index_page_and_debug_hide_the_secret() {
         token_lifetime_secs: 1,
         dataset: Dataset::default(),
         requests_per_minute: 60,
+        revisions: false,
     };
     assert!(!format!("{config:?}").contains(CLIENT_SECRET));
     assert!(!format!("{sandbox:?}").contains(CLIENT_SECRET));
@@ -1286,6 +1288,7 @@ fn huge_settings_do_not_panic() {
             people: usize::MAX,
         },
         requests_per_minute: u32::MAX,
+        revisions: true,
     });
     assert_eq!(sandbox.inner.dataset.children_per_project, 20);
     assert_eq!(sandbox.inner.dataset.properties, 1_000);
@@ -1305,4 +1308,26 @@ async fn never_expiring_tokens_when_lifetime_overflows() {
             .status,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn revisions_change_only_recent_days_between_reads() {
+    let (sandbox, app) = sandbox();
+    let token = access_token(&app).await;
+    let first = all_metrics(&app, &token, "acme", "").await;
+    let again = all_metrics(&app, &token, "acme", "").await;
+    assert_eq!(first, again, "off: every read is the same");
+    sandbox.set_revisions(true);
+    let a = all_metrics(&app, &token, "acme", "").await;
+    let b = all_metrics(&app, &token, "acme", "").await;
+    let n = a.len();
+    assert_eq!(n, 90);
+    let recent = usize::try_from(crate::sandbox::REVISED_DAYS).unwrap();
+    assert_eq!(
+        a[..n - recent],
+        first[..n - recent],
+        "older days never move"
+    );
+    assert_eq!(b[..n - recent], first[..n - recent]);
+    assert_ne!(a[n - recent..], b[n - recent..], "recent days are revised");
 }

@@ -35,6 +35,10 @@ pub enum Scope {
     TokensReadPersonal,
     #[serde(rename = "metrics:write")]
     MetricsWrite,
+    /// The metrics read API (catalog, query, KPIs) of the key's workspace:
+    /// workspace connections' data, never members' personal ones.
+    #[serde(rename = "metrics:read")]
+    MetricsRead,
     #[serde(rename = "runs:write")]
     RunsWrite,
     #[serde(rename = "context:read")]
@@ -42,11 +46,12 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::TokensRead,
         Scope::TokensReadRefresh,
         Scope::TokensReadPersonal,
         Scope::MetricsWrite,
+        Scope::MetricsRead,
         Scope::RunsWrite,
         Scope::ContextRead,
     ];
@@ -57,6 +62,7 @@ impl Scope {
             Scope::TokensReadRefresh => "tokens:read_refresh",
             Scope::TokensReadPersonal => "tokens:read_personal",
             Scope::MetricsWrite => "metrics:write",
+            Scope::MetricsRead => "metrics:read",
             Scope::RunsWrite => "runs:write",
             Scope::ContextRead => "context:read",
         }

@@ -74,6 +74,7 @@ pub trait Store:
     + ServiceKeyStore
     + MetricStore
     + MetricReadStore
+    + crate::metrics::read::MetricQueryStore
     + JobStore
     + RecordStore
     + RecordReadStore

@@ -24,6 +24,7 @@ use crate::app::AppState;
 use crate::connections::Connection;
 use crate::connections::tokens::{self, base_url, provider_of, required_headers};
 use crate::jobs::JobStatus;
+use crate::metrics::semantic::CurrencySource;
 use crate::metrics::store::MetricBatch;
 use crate::metrics::{DayKey, MetricInput, MetricRow, RowKey};
 use crate::providers::ObjectKind;
@@ -395,8 +396,13 @@ async fn execute(
         if is_metrics {
             // Metrics always read a window of days: the backfill first,
             // then from the last day read, minus the days providers revise.
+            // Days inside the object's settling window are provisional, so
+            // each sync re-reads at least those.
+            let settling = object.semantics.as_ref().map_or(0, |s| s.settling_days);
+            let lookback =
+                time::Duration::days(i64::from(sync.metrics_lookback_days.max(settling)));
             let from = match mark {
-                Some(m) => m - time::Duration::days(i64::from(sync.metrics_lookback_days)),
+                Some(m) => (m - lookback).min(now() - lookback),
                 None => now() - time::Duration::days(i64::from(sync.metrics_backfill_days)),
             };
             cp.since = Some(from.date().to_string());
@@ -432,6 +438,34 @@ async fn execute(
         max_retry_after: Duration::from_secs(state.settings.sync.max_retry_after_secs),
         ..RetryPolicy::default()
     };
+
+    // Where currency metrics' currency comes from (see `semantic::CurrencySource`).
+    let currency_source = object.semantics.as_ref().and_then(|s| s.currency.clone());
+    let account_currencies: std::collections::HashMap<String, String> =
+        if matches!(currency_source, Some(CurrencySource::Account)) {
+            state
+                .store
+                .list_provider_accounts(job.workspace_id)
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .into_iter()
+                .filter(|a| a.connection_id == connection_id)
+                .filter_map(|a| {
+                    let code = a
+                        .currency
+                        .as_deref()
+                        .and_then(crate::metrics::currency_code)?;
+                    Some((a.external_id, code))
+                })
+                .collect()
+        } else {
+            std::collections::HashMap::new()
+        };
+    let revisions_from = crate::metrics::revisions_from(
+        now().date(),
+        object.semantics.as_ref().map_or(0, |s| s.settling_days),
+        state.settings.metrics.revision_margin_days,
+    );
 
     while cp.account_index < accounts.len() {
         let spec = ReadSpec {
@@ -507,6 +541,16 @@ async fn execute(
                 .map_err(|e| failed(e.to_string()))?;
             let mut rows = Vec::with_capacity(parsed.records.len());
             let mut metric_rows: Vec<MetricRow> = Vec::new();
+            let page_currency = match &currency_source {
+                Some(CurrencySource::Account) => accounts[cp.account_index]
+                    .as_ref()
+                    .and_then(|a| account_currencies.get(a).cloned()),
+                Some(CurrencySource::Response { pointer }) => body
+                    .pointer(pointer)
+                    .and_then(Value::as_str)
+                    .and_then(crate::metrics::currency_code),
+                _ => None,
+            };
             for record in &parsed.records {
                 cp.counts.fetched += 1;
                 if let Some(field) = &object.delta_cursor_field
@@ -525,7 +569,14 @@ async fn execute(
                         record,
                         accounts[cp.account_index].as_deref(),
                     ) {
-                        Some(row) => {
+                        Some(mut row) => {
+                            row.currency = match &currency_source {
+                                Some(CurrencySource::Field { field }) => reader
+                                    .field(record, field)
+                                    .and_then(Value::as_str)
+                                    .and_then(crate::metrics::currency_code),
+                                _ => page_currency.clone(),
+                            };
                             // Same day and dimensions twice in a page: the last wins.
                             metric_rows.retain(|r| {
                                 !(r.date == row.date
@@ -598,6 +649,7 @@ async fn execute(
                     also_keep: &also_keep,
                     batch_id: Uuid::now_v7(),
                     at: now(),
+                    revisions_from: Some(revisions_from),
                 };
                 state
                     .store

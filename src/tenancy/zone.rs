@@ -84,6 +84,23 @@ impl Zone {
         self.format(t, "%Y-%m-%d")
     }
 
+    /// The calendar day `t` falls on in this zone (metrics days are days
+    /// in the workspace's zone).
+    pub fn date_of(&self, t: &OffsetDateTime) -> time::Date {
+        self.local(t)
+            .and_then(|z| {
+                let d = z.date();
+                let month = time::Month::try_from(u8::try_from(d.month()).ok()?).ok()?;
+                time::Date::from_calendar_date(
+                    i32::from(d.year()),
+                    month,
+                    u8::try_from(d.day()).ok()?,
+                )
+                .ok()
+            })
+            .unwrap_or_else(|| t.date())
+    }
+
     pub fn at_opt(&self, t: &Option<OffsetDateTime>, none: &str) -> String {
         t.as_ref().map_or_else(|| none.to_owned(), |t| self.at(t))
     }
@@ -121,6 +138,17 @@ mod tests {
         assert_eq!(z.at(&summer), "2026-07-02 00:30 Europe/Berlin");
         assert_eq!(z.day(&summer), "2026-07-02 Europe/Berlin");
         assert_eq!(Zone::utc().at(&winter), "2026-12-03 09:15 UTC");
+    }
+
+    #[test]
+    fn dates_in_the_zone() {
+        let tokyo = Zone::parse("time_zone", "Asia/Tokyo").unwrap();
+        let late = datetime!(2026-12-31 20:00:00 UTC);
+        assert_eq!(tokyo.date_of(&late), time::macros::date!(2027 - 01 - 01));
+        assert_eq!(
+            Zone::utc().date_of(&late),
+            time::macros::date!(2026 - 12 - 31)
+        );
     }
 
     #[test]

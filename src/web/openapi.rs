@@ -49,6 +49,7 @@ automations use a workspace service key on /api/internal. Every error answers wi
         (name = "connections", description = "Connecting accounts: OAuth, credentials, account selection."),
         (name = "entities", description = "Projects and people, their mappings and matching."),
         (name = "sync", description = "Sync requests, jobs and sync rules."),
+        (name = "metrics", description = "The metrics semantic layer, queries, KPI tiles and revisions (session or metrics:read key)."),
         (name = "webhooks", description = "The workspace's connection-events webhook."),
         (name = "service-keys", description = "Service keys for automations (admins)."),
         (name = "internal", description = "Server-to-server endpoints for automations (service keys)."),

@@ -232,6 +232,8 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&'static str, &str)]
             format!("{}/providers", env!("CARGO_MANIFEST_DIR")),
         ),
         ("PLUGBOARD_LOG_LEVEL".into(), "warn".into()),
+        // Deterministic sandbox numbers; a test wanting revisions passes true.
+        ("PLUGBOARD_SANDBOX_REVISIONS".into(), "false".into()),
         (
             "PLUGBOARD_LOGIN_ATTEMPTS_PER_IP_PER_MINUTE".into(),
             "1000".into(),

@@ -6,6 +6,7 @@ mod entities;
 mod integrations;
 mod internal;
 mod keys;
+pub mod metrics;
 mod rules;
 mod sync;
 mod webhooks;
@@ -87,4 +88,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
+        .routes(routes!(metrics::catalog))
+        .routes(routes!(metrics::run_query))
+        .routes(routes!(metrics::kpis))
+        .routes(routes!(metrics::revisions))
 }
