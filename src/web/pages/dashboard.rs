@@ -33,6 +33,7 @@ const LAST_VISIT_KEY: &str = "dashboard_last_visit";
 const CONNECTIONS_PAGE: &str = "/data/connections";
 /// Bars per chart: beyond this the chart stops being readable on a phone.
 const MAX_BARS: usize = 12;
+const MAX_REVISIONS_SHOWN: usize = 10;
 
 /// The query string as pairs, in order (repeated keys kept).
 pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
@@ -66,7 +67,8 @@ impl Scope {
         let Some(v) = value.filter(|v| !v.is_empty() && *v != "all") else {
             return Ok(Scope::All);
         };
-        let bad = || AppError::validation("scope", "choose all providers, a provider or an account");
+        let bad =
+            || AppError::validation("scope", "choose all providers, a provider or an account");
         if let Some(p) = v.strip_prefix("p:") {
             if p.is_empty() {
                 return Err(bad());
@@ -144,8 +146,18 @@ impl ViewState {
             out.push(("from".to_owned(), self.from.clone()));
             out.push(("to".to_owned(), self.to.clone()));
         }
-        out.extend(scope.providers().into_iter().map(|p| ("provider".to_owned(), p)));
-        out.extend(scope.accounts().into_iter().map(|a| ("account".to_owned(), a)));
+        out.extend(
+            scope
+                .providers()
+                .into_iter()
+                .map(|p| ("provider".to_owned(), p)),
+        );
+        out.extend(
+            scope
+                .accounts()
+                .into_iter()
+                .map(|a| ("account".to_owned(), a)),
+        );
         out
     }
 
@@ -348,7 +360,7 @@ pub async fn page(
         }
     }
 
-    page.freshness = freshness(&state, viewer, &connections).await?;
+    page.freshness = freshness(&state, viewer, &connections, &page.layout.zone).await?;
 
     let scope = match Scope::parse(Some(&view.scope)) {
         Ok(s) => s,
@@ -416,7 +428,7 @@ pub async fn page(
         page.today_label = format!("Today so far ({}, partial)", board.today);
         page.today = today_values(&state, &viewer, &board, &keys, &request).await?;
     }
-    page.revisions = revisions(&state, &session, viewer).await?;
+    page.revisions = revisions(&state, &session, &viewer).await?;
     Ok(page.into_response())
 }
 
@@ -545,7 +557,11 @@ fn tile_view(tile: &KpiTile, board: &KpiBoard, view: &ViewState, state: &AppStat
             let format = format_of(unit, &part.split);
             let (delta, trend) = match part.delta_ratio {
                 Some(r) if r.is_finite() => (
-                    Some(format!("{}{:.1}%", if r >= 0.0 { "+" } else { "" }, r * 100.0)),
+                    Some(format!(
+                        "{}{:.1}%",
+                        if r >= 0.0 { "+" } else { "" },
+                        r * 100.0
+                    )),
                     if r > 0.0 {
                         "up"
                     } else if r < 0.0 {
@@ -751,7 +767,10 @@ async fn bars(
         let total: Option<&MetricTotal> = result.totals.iter().find(|t| t.key == tile.metric.key);
         let parts = total.map(|t| t.parts.as_slice()).unwrap_or_default();
         if parts.is_empty() {
-            items.push(Bar { label, value: None });
+            items.push(Bar {
+                label: label.clone(),
+                value: None,
+            });
         }
         for part in parts {
             currencies.push(part.split.currency.clone());
@@ -831,6 +850,7 @@ async fn freshness(
     state: &AppState,
     viewer: Viewer,
     connections: &[Connection],
+    zone: &crate::tenancy::zone::Zone,
 ) -> AppResult<Vec<Freshness>> {
     let now = OffsetDateTime::now_utc();
     let mut out = Vec::new();
@@ -850,7 +870,7 @@ async fn freshness(
         };
         let name = provider_name(state, &c.provider);
         out.push(Freshness {
-            title: c.last_sync_at.map(|t| t.to_string()).unwrap_or_default(),
+            title: zone.at_opt(&c.last_sync_at, ""),
             provider: if c.owner_user_id.is_some() {
                 format!("{name} (yours)")
             } else {
@@ -882,7 +902,7 @@ pub fn ago(elapsed: Duration) -> String {
 async fn revisions(
     state: &AppState,
     session: &tower_sessions::Session,
-    viewer: Viewer,
+    viewer: &Viewer,
 ) -> AppResult<Vec<RevisionView>> {
     let now = OffsetDateTime::now_utc();
     let last: Option<i64> = session.get(LAST_VISIT_KEY).await.ok().flatten();
@@ -893,24 +913,29 @@ async fn revisions(
     let Some(since) = last.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()) else {
         return Ok(Vec::new());
     };
-    let rows = state
-        .store
-        .metric_revisions_since(viewer.workspace, viewer.user, since, 10)
-        .await?;
+    let mut rows = query::revisions_since(state, viewer, since).await?;
+    rows.truncate(MAX_REVISIONS_SHOWN);
     Ok(rows
         .into_iter()
         .map(|r| RevisionView {
             text: format!(
-                "{} {} on {} ({}): {} → {}",
+                "{} · {} on {} ({}): {} → {}",
                 provider_name(state, &r.provider),
-                r.metric,
-                r.metric_date,
-                r.account_id,
-                crate::web::csv::number_cell(r.old_value),
-                crate::web::csv::number_cell(r.new_value),
+                r.label,
+                r.date,
+                r.account_name.as_deref().unwrap_or(&r.account_id),
+                number_or_dash(r.old_value),
+                number_or_dash(r.new_value),
             ),
         })
         .collect())
+}
+
+fn number_or_dash(v: Option<f64>) -> String {
+    match v.filter(|v| v.is_finite()) {
+        Some(v) => crate::web::charts::group_thousands(v, if v.fract() == 0.0 { 0 } else { 2 }),
+        None => "—".to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -950,7 +975,10 @@ mod tests {
             "/data?scope=p%3Asandbox&range=custom&from=2026-01-01&to=2026-01-31&compare=none&metric=cost"
         );
         let defaults = ViewState::from_pairs(&[]);
-        assert_eq!((defaults.range.as_str(), defaults.compare.as_str()), ("28d", "previous_period"));
+        assert_eq!(
+            (defaults.range.as_str(), defaults.compare.as_str()),
+            ("28d", "previous_period")
+        );
         assert_eq!(
             defaults.kpi_pairs(&Scope::Account {
                 provider: "p".into(),

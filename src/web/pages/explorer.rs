@@ -2,7 +2,8 @@
 //! page's query string is the API's (`metrics`, `from`, `to`, `grain`,
 //! `groupBy`, `provider`, `account`, `dim.<key>`, `compare`) plus the
 //! table's `page`, `sort` and `dir`, so a view bookmarks and its CSV
-//! (`/data/metrics.csv?<same query>`) holds exactly what the table shows.
+//! (`/data/metrics.csv?<same query>`, written like the API's CSV) holds
+//! exactly what the table shows.
 
 use std::cmp::Ordering;
 
@@ -22,7 +23,6 @@ use crate::connections::Viewer;
 use crate::error::{AppError, AppResult};
 use crate::metrics::query::{self, Catalog, GroupKey, MetricQuery, QueryResult, ResultRow};
 use crate::web::charts::ValueFormat;
-use crate::web::csv::{CsvWriter, number_cell};
 
 const PAGE_SIZE: usize = 50;
 /// The table's own parameters: not part of the query.
@@ -327,46 +327,8 @@ pub async fn csv(
     let q = query_pairs(&all, &catalog);
     let query = parse(&state, &current.tenant, &catalog, &q).await?;
     let result = query::run(&state, &viewer, &query).await?;
-    Ok(write_csv(&result, &query)
+    Ok(query::to_csv(&result, &query)
         .into_download(&format!("metrics-{}-{}.csv", result.from, result.to)))
-}
-
-pub fn write_csv(result: &QueryResult, query: &MetricQuery) -> CsvWriter {
-    let mut w = CsvWriter::new();
-    let by_account = query.group_by.contains(&GroupKey::Account);
-    let mut head: Vec<String> = vec!["period".into()];
-    head.extend(query.group_by.iter().map(group_key));
-    if by_account {
-        head.push("account_name".into());
-    }
-    head.push("split_provider".into());
-    head.push("currency".into());
-    head.extend(result.metrics.iter().map(|m| m.key.clone()));
-    head.push("provisional".into());
-    w.row(&head);
-    for row in &result.rows {
-        let mut cells: Vec<String> = vec![row.period.to_string()];
-        cells.extend(
-            query
-                .group_by
-                .iter()
-                .map(|g| row.group.get(&group_key(g)).cloned().unwrap_or_default()),
-        );
-        if by_account {
-            cells.push(row.account_name.clone().unwrap_or_default());
-        }
-        cells.push(row.split.provider.clone().unwrap_or_default());
-        cells.push(row.split.currency.clone().unwrap_or_default());
-        cells.extend(
-            result
-                .metrics
-                .iter()
-                .map(|m| number_cell(row.values.get(&m.key).copied().flatten())),
-        );
-        cells.push(row.provisional.to_string());
-        w.row(&cells);
-    }
-    w
 }
 
 fn first(pairs: &[(String, String)], key: &str) -> Option<String> {
@@ -421,7 +383,9 @@ fn rows_of(result: &QueryResult, query: &MetricQuery) -> Vec<Row> {
                     .map(|g| {
                         let id = r.group.get(&group_key(g)).cloned().unwrap_or_default();
                         match (g, &r.account_name) {
-                            (GroupKey::Account, Some(name)) if *name != id => format!("{name} ({id})"),
+                            (GroupKey::Account, Some(name)) if *name != id => {
+                                format!("{name} ({id})")
+                            }
                             _ => id,
                         }
                     })
@@ -440,10 +404,7 @@ fn sort_key(asked: Option<&str>, query: &MetricQuery) -> String {
     let ok = match asked {
         Some("period" | "split") => true,
         Some(k) => {
-            let index = |prefix: &str| {
-                k.strip_prefix(prefix)
-                    .and_then(|n| n.parse::<usize>().ok())
-            };
+            let index = |prefix: &str| k.strip_prefix(prefix).and_then(|n| n.parse::<usize>().ok());
             index("g").is_some_and(|i| i < query.group_by.len())
                 || index("m").is_some_and(|i| i < query.metrics.len())
         }
@@ -456,7 +417,11 @@ fn sort_key(asked: Option<&str>, query: &MetricQuery) -> String {
 }
 
 fn compare_rows(a: &Row, b: &Row, sort: &str) -> Ordering {
-    let by_period = || a.period.cmp(&b.period).then_with(|| a.groups.cmp(&b.groups));
+    let by_period = || {
+        a.period
+            .cmp(&b.period)
+            .then_with(|| a.groups.cmp(&b.groups))
+    };
     if sort == "split" {
         return a.split.cmp(&b.split).then_with(by_period);
     }
