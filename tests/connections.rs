@@ -87,7 +87,7 @@ async fn code_flow_with_pkce_account_selection_and_disconnect(backend: Backend) 
     assert_eq!(selected["selectedAccountIds"], json!([ids[0], ids[1]]));
 
     // The Data Hub shows the card connected, with its accounts.
-    let hub = owner.client.get_text(app.url("/data")).await;
+    let hub = owner.client.get_text(app.url("/data/connections")).await;
     assert!(
         hub.contains("data-testid=\"status-sandbox\">CONNECTED<"),
         "{hub}"
@@ -248,8 +248,8 @@ async fn denied_consent_and_failing_token_endpoint(backend: Backend) {
     let owner = app.signup("owner@a.example", "Acme").await;
     let res = authorize(&app, &owner.client, "workspace", "deny").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&res), "/data");
-    let hub = owner.client.get_text(app.url("/data")).await;
+    assert_eq!(location(&res), "/data/connections");
+    let hub = owner.client.get_text(app.url("/data/connections")).await;
     assert!(hub.contains("declined"), "{hub}");
     assert_eq!(app.db.count("SELECT COUNT(*) FROM connections").await, 0);
 
@@ -511,7 +511,7 @@ async fn invalid_grant_needs_reauth_and_notifies(backend: Backend) {
             .contains("reconnect"),
         "{diag}"
     );
-    let hub = owner.client.get_text(app.url("/data")).await;
+    let hub = owner.client.get_text(app.url("/data/connections")).await;
     assert!(hub.contains("Admin attention needed"), "{hub}");
     let audit = owner
         .client
@@ -686,7 +686,7 @@ async fn member_connection_wins_and_tenants_are_isolated(backend: Backend) {
         .await
         .unwrap();
     api_error(res, StatusCode::NOT_FOUND).await;
-    let token = app.csrf(&outsider.client, "/data").await;
+    let token = app.csrf(&outsider.client, "/data/connections").await;
     let res = outsider
         .client
         .post(app.url(&format!("/data/connections/{id}/disable")))
@@ -733,7 +733,7 @@ async fn kill_switch(backend: Backend) {
         )
         .await;
     api_error(res, StatusCode::SERVICE_UNAVAILABLE).await;
-    let hub = owner.client.get_text(app.url("/data")).await;
+    let hub = owner.client.get_text(app.url("/data/connections")).await;
     assert!(
         hub.contains("switched off") && !hub.contains("/api/oauth/sandbox/start"),
         "{hub}"
@@ -789,7 +789,7 @@ async fn tokens_at_rest_are_sealed(backend: Backend) {
             .client
             .get_text(app.url("/api/integrations/connections"))
             .await,
-        owner.client.get_text(app.url("/data")).await,
+        owner.client.get_text(app.url("/data/connections")).await,
         owner
             .client
             .get_text(app.url(&format!("/api/workspaces/{}/audit", owner.workspace_id)))

@@ -156,7 +156,7 @@ async fn control_characters_are_refused_with_the_field_and_change_nothing(backen
     let res = post_form(
         &app,
         &owner.client,
-        "/data",
+        "/data/connections",
         "/data/sandbox/credentials",
         &[
             ("flow", "client_credentials"),
@@ -166,7 +166,7 @@ async fn control_characters_are_refused_with_the_field_and_change_nothing(backen
     )
     .await;
     assert_form_refused(res, "client_id").await;
-    let hub = owner.client.get_text(app.url("/data")).await;
+    let hub = owner.client.get_text(app.url("/data/connections")).await;
     assert!(
         !hub.contains('\0') && !hub.contains("id\\0"),
         "no flash echoes it"

@@ -419,7 +419,7 @@ async fn accounts_are_remembered_and_named_on_the_data_hub(backend: Backend) {
         .execute("UPDATE provider_accounts SET name = 'old name', currency = NULL")
         .await;
     select(&app, &admin, c, &["prop-2", "prop-3"]).await;
-    let html = admin.client.get_text(app.url("/data")).await;
+    let html = admin.client.get_text(app.url("/data/connections")).await;
     let start = html.find("data-testid=\"accounts-sandbox\"").expect(&html);
     let shown = &html[start..start + html[start..].find("</dd>").unwrap()];
     assert!(shown.contains("Acme App (EUR), Acme Shop (GBP)"), "{shown}");

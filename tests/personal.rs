@@ -171,7 +171,7 @@ async fn personal_data_is_its_owners_alone(backend: Backend) {
         assert!(!jobs.contains(&job), "{who} lists Alice's job");
         let listed = user.client.get_text(app.url("/api/projects")).await;
         assert!(!listed.contains(&project), "{who} lists Alice's project");
-        let hub = user.client.get_text(app.url("/data")).await;
+        let hub = user.client.get_text(app.url("/data/connections")).await;
         assert!(!hub.contains(&job), "{who} sees Alice's job on the hub");
     }
     // An admin can't read the records, apply or edit through it either.
@@ -246,12 +246,12 @@ async fn personal_data_is_its_owners_alone(backend: Backend) {
     assert_eq!(own["isYoursToUse"], true);
     assert_eq!(own["headerValues"]["X-Sandbox-Company"], "acme");
     // The hub lists it for the admin with its status.
-    let hub = owner.client.get_text(app.url("/data")).await;
+    let hub = owner.client.get_text(app.url("/data/connections")).await;
     assert!(hub.contains("data-testid=\"members-personal\""));
     assert!(hub.contains(&format!("data-testid=\"personal-{alice_conn}\"")));
     assert!(
         !bob.client
-            .get_text(app.url("/data"))
+            .get_text(app.url("/data/connections"))
             .await
             .contains("members-personal")
     );
@@ -500,9 +500,9 @@ async fn service_keys_need_the_scope_and_the_owners_consent(backend: Backend) {
     api_error(context(&app, &plain, job).await, StatusCode::NOT_FOUND).await;
 
     // Alice's card offers the switch; turning it off from the page revokes it.
-    let hub = alice.client.get_text(app.url("/data")).await;
+    let hub = alice.client.get_text(app.url("/data/connections")).await;
     assert!(hub.contains("data-testid=\"automations-sandbox\""));
-    let csrf = app.csrf(&alice.client, "/data").await;
+    let csrf = app.csrf(&alice.client, "/data/connections").await;
     let res = alice
         .client
         .post(app.url(&format!("/data/connections/{alice_conn}/automations-off")))
@@ -725,7 +725,7 @@ async fn cancel_and_retry_follow_sync_now(backend: Backend) {
     assert_eq!(shown["job"]["connectionId"], alice_conn.to_string());
 
     // An admin may on the workspace's, from the page too.
-    let csrf = app.csrf(&owner.client, "/data").await;
+    let csrf = app.csrf(&owner.client, "/data/connections").await;
     let res = owner
         .client
         .post(app.url(&format!("/data/jobs/{ws_waiting}/cancel")))

@@ -183,7 +183,7 @@ async fn full_then_delta_sync_of_projects(backend: Backend) {
         "{page}"
     );
     // Sync now from the Data Hub queues every record object.
-    let token = app.csrf(&owner.client, "/data").await;
+    let token = app.csrf(&owner.client, "/data/connections").await;
     let res = owner
         .client
         .post(app.url("/data/sandbox/sync"))
@@ -192,7 +192,7 @@ async fn full_then_delta_sync_of_projects(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let hub = owner.client.get_text(app.url("/data")).await;
+    let hub = owner.client.get_text(app.url("/data/connections")).await;
     assert!(hub.contains("sync job(s) queued"), "{hub}");
     // Another workspace can't see a job.
     let other = app.signup("other@example.com", "Other").await;
@@ -930,7 +930,7 @@ async fn data_hub_cards_show_jobs_in_flight(backend: Backend) {
     let (owner, _) = connect(&app).await;
     let page = owner
         .client
-        .get(app.url("/data"))
+        .get(app.url("/data/connections"))
         .send()
         .await
         .unwrap()
@@ -942,7 +942,7 @@ async fn data_hub_cards_show_jobs_in_flight(backend: Backend) {
     let id = sync(&app, &owner, "people").await;
     let page = owner
         .client
-        .get(app.url("/data"))
+        .get(app.url("/data/connections"))
         .send()
         .await
         .unwrap()
@@ -958,7 +958,7 @@ async fn data_hub_cards_show_jobs_in_flight(backend: Backend) {
     finished(&app, &owner, id).await;
     let page = owner
         .client
-        .get(app.url("/data"))
+        .get(app.url("/data/connections"))
         .send()
         .await
         .unwrap()

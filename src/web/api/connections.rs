@@ -161,7 +161,7 @@ pub async fn callback(
                     format!("{name} connected."),
                 )
                 .await;
-                Redirect::to("/data").into_response()
+                Redirect::to(crate::web::pages::CONNECTIONS).into_response()
             }
         }
         // The provider refused or the user declined: back to the hub.
@@ -170,7 +170,7 @@ pub async fn callback(
             message,
         }) => {
             let _ = session::flash(&maybe.session, FlashKind::Error, message).await;
-            Redirect::to("/data").into_response()
+            Redirect::to(crate::web::pages::CONNECTIONS).into_response()
         }
         Err(AppError::Internal(e)) => {
             tracing::error!(error = format!("{e:#}"), "OAuth callback failed");

@@ -30,7 +30,7 @@ use crate::web::charts::{Bar, BarChart, LineChart, Series, Sparkline, ValueForma
 const LAST_VISIT_KEY: &str = "dashboard_last_visit";
 /// The connection cards (moved off `/data` by the hub pages): where empty
 /// states send people to connect, choose accounts or sync.
-const CONNECTIONS_PAGE: &str = "/data/connections";
+const CONNECTIONS_PAGE: &str = super::CONNECTIONS;
 /// Bars per chart: beyond this the chart stops being readable on a phone.
 const MAX_BARS: usize = 12;
 const MAX_REVISIONS_SHOWN: usize = 10;

@@ -20,7 +20,8 @@ use crate::providers::HeaderSource;
 use crate::web::api::connections::view;
 use crate::web::extract::CsrfForm;
 
-const HUB: &str = "/data";
+/// The connection cards (`/data` becomes the metrics dashboard).
+pub const HUB: &str = super::CONNECTIONS;
 
 pub struct HeaderField {
     pub key: String,

@@ -30,6 +30,9 @@ use crate::tenancy::zone::Zone;
 use crate::tenancy::{Tenant, WorkspaceId};
 pub use crate::web::parse_path_id;
 
+/// The connection cards of the Data Hub.
+pub const CONNECTIONS: &str = "/data/connections";
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(workspace::home))
@@ -53,9 +56,7 @@ pub fn routes() -> Router<AppState> {
             post(members::revoke_invite),
         )
         .route("/data", get(dashboard::page))
-        .route("/data/connections", get(data::hub))
-        .route("/data/metrics", get(explorer::page))
-        .route("/data/metrics.csv", get(explorer::csv))
+        .route(CONNECTIONS, get(data::hub))
         .route(
             "/data/{provider}/accounts",
             get(data::accounts_page).post(data::select_accounts),
@@ -74,6 +75,8 @@ pub fn routes() -> Router<AppState> {
             get(settings::page).post(settings::save),
         )
         .route("/data/jobs/{id}/cancel", post(data::cancel_job))
+        .route("/data/metrics", get(explorer::page))
+        .route("/data/metrics.csv", get(explorer::csv))
         .route("/invites/{token}", get(invites::show))
         .route("/reset/{token}", get(reset::show).post(reset::submit))
         .route("/invites/{token}/accept", post(invites::accept))
