@@ -199,6 +199,9 @@ pub struct PartView {
     pub value: String,
     /// The unformatted value, for tests and scripts (`data-value`).
     pub raw: String,
+    /// The part's currency and provider (`data-currency`, `data-provider`).
+    pub currency: String,
+    pub provider: String,
     pub compared: Option<String>,
     pub delta: Option<String>,
     /// `up`, `down` or `flat`.
@@ -592,6 +595,8 @@ fn tile_view(tile: &KpiTile, board: &KpiBoard, view: &ViewState, state: &AppStat
                 },
                 value: format.format(part.value),
                 raw: crate::web::csv::number_cell(part.value),
+                currency: part.split.currency.clone().unwrap_or_default(),
+                provider: part.split.provider.clone().unwrap_or_default(),
                 compared: part.compared.map(|c| format.format(Some(c))),
                 delta,
                 trend,
