@@ -223,6 +223,8 @@ pub struct TileView {
 
 pub struct ChartView {
     pub svg: String,
+    /// (label, dashed) per line, for the legend.
+    pub legend: Vec<(String, bool)>,
     pub head: Vec<String>,
     pub rows: Vec<Vec<String>>,
     pub caption: String,
@@ -697,6 +699,16 @@ async fn line_charts(
             continue;
         }
         out.push(ChartView {
+            legend: chart
+                .series
+                .iter()
+                .map(
+                    |s| match s.point_labels.first().zip(s.point_labels.last()) {
+                        Some((a, b)) => (format!("{} ({a} – {b})", s.label), s.dashed),
+                        None => (s.label.clone(), s.dashed),
+                    },
+                )
+                .collect(),
             svg: chart.svg(),
             head: chart.table_head(),
             rows: chart.table_rows(),
@@ -718,6 +730,13 @@ async fn bars(
     connections: &[Connection],
     known: &[crate::connections::accounts::ProviderAccount],
 ) -> AppResult<Option<BarsView>> {
+    // All providers but only one has this metric: its accounts say more
+    // than a single bar.
+    let single_provider = match (scope, tile.metric.providers.as_slice()) {
+        (Scope::All, [only]) => Some(Scope::Provider(only.clone())),
+        _ => None,
+    };
+    let scope = single_provider.as_ref().unwrap_or(scope);
     let groups: Vec<(String, query::KpiRequest)> = match scope {
         Scope::All => tile
             .metric
