@@ -163,7 +163,7 @@ pub fn nice_ticks(min: f64, max: f64, target: usize) -> Vec<f64> {
     };
     lo = lo.min(0.0);
     hi = hi.max(0.0);
-    if hi - lo < f64::EPSILON {
+    if (hi - lo).abs() < f64::EPSILON {
         hi = lo + 1.0;
     }
     let target = target.max(2);
