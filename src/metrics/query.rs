@@ -18,6 +18,9 @@ use crate::connections::Viewer;
 use crate::error::{AppError, AppResult};
 use crate::tenancy::WorkspaceId;
 
+// Dates as `2026-11-21` in JSON (time's default is a tuple).
+time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Grain {
@@ -72,8 +75,10 @@ pub struct MetricQuery {
 #[serde(rename_all = "camelCase")]
 pub struct QueryResult {
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub from: Date,
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub to: Date,
     pub grain: Grain,
     /// The compared range, when `compare` isn't `none`.
@@ -94,8 +99,10 @@ pub struct QueryResult {
 #[serde(rename_all = "camelCase")]
 pub struct ComparedRange {
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub from: Date,
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub to: Date,
 }
 
@@ -130,6 +137,7 @@ pub struct Split {
 pub struct ResultRow {
     /// First day of the period (the day, the ISO week's Monday, the month's 1st).
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub period: Date,
     /// Group key → value (`provider`, `account`, dimension keys), as asked.
     pub group: BTreeMap<String, String>,
@@ -138,6 +146,8 @@ pub struct ResultRow {
     pub account_name: Option<String>,
     #[serde(flatten)]
     pub split: Split,
+    /// The providers whose data the row holds.
+    pub providers: Vec<String>,
     /// Metric key → value; null where the period has no data for it.
     pub values: BTreeMap<String, Option<f64>>,
     /// Some day of the period is inside its source's settling window.
@@ -183,8 +193,10 @@ pub struct TotalPart {
 pub struct Coverage {
     pub provider: String,
     #[schema(value_type = Option<String>, format = Date)]
+    #[serde(with = "iso_date::option")]
     pub first_day: Option<Date>,
     #[schema(value_type = Option<String>, format = Date)]
+    #[serde(with = "iso_date::option")]
     pub last_day: Option<Date>,
 }
 
@@ -193,13 +205,16 @@ pub struct Coverage {
 #[serde(rename_all = "camelCase")]
 pub struct KpiBoard {
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub from: Date,
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub to: Date,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compared: Option<ComparedRange>,
     /// Today in the workspace's zone: partial, so outside "last N days".
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub today: Date,
     pub tiles: Vec<KpiTile>,
     pub coverage: Vec<Coverage>,
@@ -257,8 +272,10 @@ pub struct ProviderInfo {
     /// Accounts of the viewer's visible connections.
     pub accounts: Vec<AccountInfo>,
     #[schema(value_type = Option<String>, format = Date)]
+    #[serde(with = "iso_date::option")]
     pub first_day: Option<Date>,
     #[schema(value_type = Option<String>, format = Date)]
+    #[serde(with = "iso_date::option")]
     pub last_day: Option<Date>,
     /// The whole layer as declared in provider.json.
     pub semantics: ObjectSemantics,
@@ -1088,6 +1105,7 @@ fn spec_for(
         accounts: query.accounts.clone(),
         dim_filters: p.dim_filters.clone(),
         cols: p.cols.clone(),
+        daily_totals: false,
     }
 }
 
@@ -1181,15 +1199,21 @@ async fn evaluate(
         .collect();
 
     type RowKey = (Date, BTreeMap<String, String>, Split);
-    let mut rows: BTreeMap<RowKey, (Vec<Acc>, std::collections::BTreeSet<String>, Option<String>)> =
-        BTreeMap::new();
+    // Per metric sums, the providers that added, the account's name.
+    type RowSums = (Vec<Acc>, std::collections::BTreeSet<String>, Option<String>);
+    let mut rows: BTreeMap<RowKey, RowSums> = BTreeMap::new();
     let mut main = Totals::default();
     let mut before = Totals::default();
     for p in &plans {
         let ungrouped_days = want_rows && query.group_by.is_empty() && row_bucket == Bucket::Day;
         if want_rows {
-            let spec = spec_for(viewer, p, query, (query.from, query.to), row_bucket, true);
+            let mut spec = spec_for(viewer, p, query, (query.from, query.to), row_bucket, true);
+            // The totals come from the same scan.
+            spec.daily_totals = !ungrouped_days;
             let found = state.store.aggregate_metrics(&spec).await?;
+            let (days, found): (Vec<AggRow>, Vec<AggRow>) =
+                found.into_iter().partition(|r| r.daily);
+            fold_totals(&mut main, p, &metrics, &days, want_series);
             for r in &found {
                 let mut group = BTreeMap::new();
                 let mut dim_index = 0;
@@ -1248,7 +1272,7 @@ async fn evaluate(
                 fold_totals(&mut main, p, &metrics, &found, want_series);
             }
         }
-        if !ungrouped_days {
+        if !want_rows {
             let spec = spec_for(viewer, p, query, (query.from, query.to), Bucket::Day, false);
             let found = state.store.aggregate_metrics(&spec).await?;
             fold_totals(&mut main, p, &metrics, &found, want_series);
@@ -1283,6 +1307,7 @@ async fn evaluate(
                         .map(|(m, acc)| (m.key.clone(), acc.value()))
                         .collect(),
                     provisional: provisional_until(&providers, last),
+                    providers: providers.into_iter().collect(),
                 }
             },
         )
@@ -1302,7 +1327,14 @@ async fn evaluate(
         keys.dedup();
         let mut parts = Vec::new();
         for split in keys {
-            let now = main.parts.get(&(i, split.clone()));
+            let now = main.parts.get(&(i, split.clone())).filter(|(a, _)| a.has);
+            let had_before = before
+                .parts
+                .get(&(i, split.clone()))
+                .is_some_and(|(a, _)| a.has);
+            if now.is_none() && !had_before {
+                continue;
+            }
             let value = now.and_then(|(a, _)| a.value());
             let prior = compared.and_then(|_| {
                 before
@@ -1497,6 +1529,7 @@ pub struct Revision {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account_name: Option<String>,
     #[schema(value_type = String, format = Date)]
+    #[serde(with = "iso_date")]
     pub date: Date,
     /// The row's dimensions (canonical JSON, `{}` for none).
     pub dimensions: String,
@@ -1601,7 +1634,7 @@ pub fn to_csv(result: &QueryResult, query: &MetricQuery) -> crate::web::csv::Csv
                 .get("provider")
                 .cloned()
                 .or_else(|| row.split.provider.clone())
-                .unwrap_or_default(),
+                .unwrap_or_else(|| row.providers.join(" + ")),
         );
         cells.push(row.split.currency.clone().unwrap_or_default());
         for m in &query.metrics {
@@ -1613,4 +1646,156 @@ pub fn to_csv(result: &QueryResult, query: &MetricQuery) -> crate::web::csv::Csv
         csv.row(&cells);
     }
     csv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    fn pairs(q: &str) -> Vec<(String, String)> {
+        form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+    }
+
+    fn catalog() -> Catalog {
+        let semantics: ObjectSemantics = serde_json::from_value(serde_json::json!({
+            "metrics": [{"source": "s", "key": "sessions", "label": "Sessions", "unit": "count", "aggregation": "sum"}],
+            "dimensions": [{"source": "channel", "key": "channel", "label": "Channel"}],
+        }))
+        .unwrap();
+        let info = ProviderInfo {
+            key: "sandbox".into(),
+            display_name: "Sandbox".into(),
+            object: "daily_metrics".into(),
+            settling_days: 3,
+            metrics: metric_infos("sandbox", &semantics),
+            accounts: Vec::new(),
+            first_day: None,
+            last_day: None,
+            semantics,
+        };
+        Catalog {
+            metrics: info.metrics.clone(),
+            dimensions: vec![DimensionInfo {
+                key: "channel".into(),
+                label: "Channel".into(),
+                providers: vec!["sandbox".into()],
+            }],
+            providers: vec![info],
+        }
+    }
+
+    #[test]
+    fn periods_are_iso_weeks_and_months() {
+        // 2027-01-03 is a Sunday: its week starts Monday 2026-12-28.
+        assert_eq!(
+            period_of(date!(2027 - 01 - 03), Grain::Week),
+            date!(2026 - 12 - 28)
+        );
+        assert_eq!(
+            period_of(date!(2026 - 12 - 28), Grain::Week),
+            date!(2026 - 12 - 28)
+        );
+        assert_eq!(
+            period_of(date!(2028 - 02 - 29), Grain::Month),
+            date!(2028 - 02 - 01)
+        );
+        assert_eq!(
+            period_end(date!(2028 - 02 - 01), Grain::Month),
+            date!(2028 - 02 - 29)
+        );
+        assert_eq!(
+            period_end(date!(2026 - 12 - 28), Grain::Week),
+            date!(2027 - 01 - 03)
+        );
+    }
+
+    #[test]
+    fn compared_ranges() {
+        assert_eq!(
+            compared_range(
+                date!(2026 - 03 - 01),
+                date!(2026 - 03 - 31),
+                Compare::PreviousPeriod
+            ),
+            Some((date!(2026 - 01 - 29), date!(2026 - 02 - 28)))
+        );
+        assert_eq!(
+            compared_range(
+                date!(2028 - 02 - 29),
+                date!(2028 - 02 - 29),
+                Compare::PreviousYear
+            ),
+            Some((date!(2027 - 02 - 28), date!(2027 - 02 - 28)))
+        );
+        assert_eq!(
+            compared_range(date!(2026 - 03 - 01), date!(2026 - 03 - 01), Compare::None),
+            None
+        );
+    }
+
+    #[test]
+    fn presets_end_yesterday() {
+        let today = date!(2026 - 12 - 03);
+        assert_eq!(
+            RangePreset::Last7.resolve(today),
+            (date!(2026 - 11 - 26), date!(2026 - 12 - 02))
+        );
+        assert_eq!(RangePreset::Last28.resolve(today).0, date!(2026 - 11 - 05));
+        assert_eq!(
+            RangePreset::MonthToDate.resolve(today),
+            (date!(2026 - 12 - 01), date!(2026 - 12 - 02))
+        );
+        let first = date!(2026 - 12 - 01);
+        assert_eq!(RangePreset::MonthToDate.resolve(first), (first, first));
+    }
+
+    #[test]
+    fn queries_parse_with_defaults_and_name_bad_fields() {
+        let today = date!(2026 - 12 - 03);
+        let q = parse_query(
+            &pairs("metrics=sessions&groupBy=account,channel&dim.channel=web&account=a&account=b"),
+            &catalog(),
+            today,
+            1096,
+        )
+        .unwrap();
+        assert_eq!(
+            (q.from, q.to),
+            (date!(2026 - 11 - 05), date!(2026 - 12 - 02))
+        );
+        assert_eq!(
+            q.group_by,
+            vec![GroupKey::Account, GroupKey::Dimension("channel".into())]
+        );
+        assert_eq!(q.accounts, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(q.dimensions, vec![("channel".to_owned(), "web".to_owned())]);
+        for (bad, field) in [
+            ("metrics=nope", "metrics"),
+            ("metrics=sessions&from=2026-12-02&to=2026-12-01", "from"),
+            ("metrics=sessions&from=2020-01-01&to=2026-01-01", "to"),
+            ("metrics=sessions&grain=year", "grain"),
+            ("metrics=sessions&compare=lastweek", "compare"),
+            ("metrics=sessions&dim.device=x", "dim.device"),
+        ] {
+            let err = parse_query(&pairs(bad), &catalog(), today, 1096).unwrap_err();
+            assert!(
+                matches!(&err, AppError::Validation { field: Some(f), .. } if f == field),
+                "{bad}: {err:?}"
+            );
+        }
+        let k = parse_kpi_request(
+            &pairs("range=custom&from=2026-01-01&to=2026-01-31&compare=previous_year"),
+            today,
+        )
+        .unwrap();
+        assert_eq!(
+            k.range,
+            RangePreset::Custom {
+                from: date!(2026 - 01 - 01),
+                to: date!(2026 - 01 - 31)
+            }
+        );
+        assert_eq!(k.compare, Compare::PreviousYear);
+    }
 }

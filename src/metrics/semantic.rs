@@ -150,7 +150,7 @@ impl ObjectSemantics {
         let mut sources = std::collections::BTreeSet::new();
         for (i, m) in self.metrics.iter().enumerate() {
             let at = |rest: &str| format!("/metrics/{i}{rest}");
-            if !metrics.iter().any(|s| *s == m.source) {
+            if !metrics.contains(&m.source) {
                 out.push((
                     at("/source"),
                     format!("source {:?} is not one of the object's metrics", m.source),
@@ -215,7 +215,7 @@ impl ObjectSemantics {
         let mut dimension_keys = std::collections::BTreeSet::new();
         for (i, d) in self.dimensions.iter().enumerate() {
             let at = |rest: &str| format!("/dimensions/{i}{rest}");
-            if !dimensions.iter().any(|s| *s == d.source) {
+            if !dimensions.contains(&d.source) {
                 out.push((
                     at("/source"),
                     format!(
