@@ -231,6 +231,28 @@ async fn dashboard_shows_the_kpis_the_api_returns(backend: Backend) {
         .await;
     assert!(html.contains("data-testid=\"bar-chart\""), "{html}");
     assert!(html.contains("by account"));
+    // Each account's bar is that account's own total (sessions add up, so
+    // the bars come from one grouped query).
+    let bars = html.split("data-testid=\"bar-chart\"").nth(1).unwrap();
+    for account in ["prop-1", "prop-2"] {
+        let one = owner
+            .client
+            .get_text(app.url(&format!(
+                "/data?scope=a%3Asandbox%3A{account}&metric=sessions"
+            )))
+            .await;
+        let shown = tile(&one, "sessions")
+            .split("class=\"kpi-value\"")
+            .nth(1)
+            .and_then(|s| s.split('>').nth(1))
+            .and_then(|s| s.split('<').next())
+            .unwrap()
+            .to_owned();
+        assert!(
+            bars.contains(&format!("<td>{shown}</td>")),
+            "{account}: {shown} in {bars}"
+        );
+    }
     assert!(
         html.contains("synced just now") || html.contains("min ago"),
         "{html}"

@@ -6,6 +6,8 @@
 //! The view lives in the URL (`scope`, `range`, `from`, `to`, `compare`,
 //! `metric`), so a bookmark or a shared link shows the same thing.
 
+use std::collections::BTreeMap;
+
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{RawQuery, State};
@@ -20,7 +22,7 @@ use crate::auth::extract::CurrentTenant;
 use crate::connections::{Connection, Viewer};
 use crate::error::{AppError, AppResult};
 use crate::metrics::query::{
-    self, Compare, Grain, KpiBoard, KpiTile, MetricQuery, MetricTotal, Split,
+    self, Compare, Grain, GroupKey, KpiBoard, KpiTile, MetricQuery, MetricTotal, Split,
 };
 use crate::metrics::semantic::{Aggregation, Unit};
 use crate::web::charts::{Bar, BarChart, LineChart, Series, Sparkline, ValueFormat};
@@ -737,75 +739,128 @@ async fn bars(
         _ => None,
     };
     let scope = single_provider.as_ref().unwrap_or(scope);
-    let groups: Vec<(String, query::KpiRequest)> = match scope {
+    let request = |providers: Vec<String>, accounts: Vec<String>| query::KpiRequest {
+        range: query::RangePreset::Custom {
+            from: board.from,
+            to: board.to,
+        },
+        compare: Compare::None,
+        providers,
+        accounts,
+    };
+    // (id, label, the group's own request) per bar.
+    let groups: Vec<(String, String, query::KpiRequest)> = match scope {
         Scope::All => tile
             .metric
             .providers
             .iter()
             .map(|p| {
                 (
+                    p.clone(),
                     provider_name(state, p),
-                    query::KpiRequest {
-                        range: query::RangePreset::Custom {
-                            from: board.from,
-                            to: board.to,
-                        },
-                        compare: Compare::None,
-                        providers: vec![p.clone()],
-                        accounts: Vec::new(),
-                    },
+                    request(vec![p.clone()], Vec::new()),
                 )
             })
             .collect(),
         Scope::Provider(p) => accounts_of(connections, known, p)
             .into_iter()
-            .map(|(id, name)| {
-                (
-                    name,
-                    query::KpiRequest {
-                        range: query::RangePreset::Custom {
-                            from: board.from,
-                            to: board.to,
-                        },
-                        compare: Compare::None,
-                        providers: vec![p.clone()],
-                        accounts: vec![id],
-                    },
-                )
-            })
+            .map(|(id, name)| (id.clone(), name, request(vec![p.clone()], vec![id])))
             .collect(),
         Scope::Account { .. } => return Ok(None),
     };
     if groups.len() < 2 {
         return Ok(None);
     }
+    let total_groups = groups.len();
     let mut items = Vec::new();
     let mut currencies = Vec::new();
-    for (label, request) in groups.into_iter().take(MAX_BARS) {
-        let result = query::run(
-            state,
-            viewer,
-            &base_query(&tile.metric.key, board.from, board.to, &request),
-        )
-        .await?;
-        let total: Option<&MetricTotal> = result.totals.iter().find(|t| t.key == tile.metric.key);
-        let parts = total.map(|t| t.parts.as_slice()).unwrap_or_default();
-        if parts.is_empty() {
-            items.push(Bar {
-                label: label.clone(),
-                value: None,
-            });
+    let key = tile.metric.key.as_str();
+    let note;
+    if tile.metric.aggregation == Some(Aggregation::Sum) {
+        // Sums add up: one query grouped by provider or account, its daily
+        // rows added here, instead of a query per bar.
+        let (group, name) = match scope {
+            Scope::All => (GroupKey::Provider, "provider"),
+            _ => (GroupKey::Account, "account"),
+        };
+        let mut q = base_query(
+            key,
+            board.from,
+            board.to,
+            &request(scope.providers(), scope.accounts()),
+        );
+        q.group_by = vec![group];
+        let result = query::run(state, viewer, &q).await?;
+        let mut sums: BTreeMap<(String, Option<String>), f64> = BTreeMap::new();
+        for row in &result.rows {
+            if let (Some(g), Some(v)) =
+                (row.group.get(name), row.values.get(key).copied().flatten())
+            {
+                *sums
+                    .entry((g.clone(), row.split.currency.clone()))
+                    .or_default() += v;
+            }
         }
-        for part in parts {
-            currencies.push(part.split.currency.clone());
-            let label = match &part.split.currency {
-                Some(c) if parts.len() > 1 => format!("{label} ({c})"),
-                _ => label.clone(),
-            };
-            items.push(Bar {
-                label,
-                value: part.value,
-            });
+        for (id, label, _) in &groups {
+            let parts: Vec<(&Option<String>, f64)> = sums
+                .iter()
+                .filter(|((g, _), _)| g == id)
+                .map(|((_, c), v)| (c, *v))
+                .collect();
+            if parts.is_empty() {
+                items.push(Bar {
+                    label: label.clone(),
+                    value: None,
+                });
+            }
+            for (currency, value) in &parts {
+                currencies.push((*currency).clone());
+                items.push(Bar {
+                    label: match currency {
+                        Some(c) if parts.len() > 1 => format!("{label} ({c})"),
+                        _ => label.clone(),
+                    },
+                    value: Some(*value),
+                });
+            }
+        }
+        // The biggest first; beyond MAX_BARS the chart would be unreadable.
+        items.sort_by(|a, b| {
+            b.value
+                .unwrap_or(f64::NEG_INFINITY)
+                .total_cmp(&a.value.unwrap_or(f64::NEG_INFINITY))
+        });
+        note = (items.len() > MAX_BARS).then(|| format!(" (top {MAX_BARS} of {})", items.len()));
+        items.truncate(MAX_BARS);
+    } else {
+        // Ratios, averages and distinct counts don't add up across rows:
+        // the engine computes each bar.
+        note = (total_groups > MAX_BARS).then(|| format!(" (first {MAX_BARS} of {total_groups})"));
+        for (_, label, request) in groups.into_iter().take(MAX_BARS) {
+            let result = query::run(
+                state,
+                viewer,
+                &base_query(key, board.from, board.to, &request),
+            )
+            .await?;
+            let total: Option<&MetricTotal> = result.totals.iter().find(|t| t.key == key);
+            let parts = total.map(|t| t.parts.as_slice()).unwrap_or_default();
+            if parts.is_empty() {
+                items.push(Bar {
+                    label: label.clone(),
+                    value: None,
+                });
+            }
+            for part in parts {
+                currencies.push(part.split.currency.clone());
+                items.push(Bar {
+                    label: match &part.split.currency {
+                        Some(c) if parts.len() > 1 => format!("{label} ({c})"),
+                        _ => label.clone(),
+                    },
+                    value: part.value,
+                });
+            }
         }
     }
     currencies.sort();
@@ -820,7 +875,7 @@ async fn bars(
     } else {
         "account"
     };
-    let caption = format!("{} by {by}", tile.metric.label);
+    let caption = format!("{} by {by}{}", tile.metric.label, note.unwrap_or_default());
     let chart = BarChart {
         title: caption.clone(),
         bars: items,
