@@ -120,7 +120,7 @@ struct Tenant {
     key: String,
 }
 
-async fn tenant(base: &str, email: &str) -> anyhow::Result<Tenant> {
+async fn tenant(base: &str, email: &str, accounts: usize) -> anyhow::Result<Tenant> {
     let http = reqwest::Client::builder().cookie_store(true).build()?;
     let me: Value = http
         .post(format!("{base}/api/auth/signup"))
@@ -142,6 +142,19 @@ async fn tenant(base: &str, email: &str) -> anyhow::Result<Tenant> {
         .json()
         .await?;
     let connection = conn["id"].as_str().unwrap_or_default().to_owned();
+    // Chosen accounts, as a real workspace has them (else the dashboard
+    // only asks to choose some).
+    let ids: Vec<String> = (1..=accounts).map(|n| format!("prop-{n}")).collect();
+    let res = http
+        .post(format!("{base}/api/data/select-account"))
+        .json(&json!({"provider": "sandbox", "connectionId": connection, "accountIds": ids}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        res.status().is_success(),
+        "select-account failed: {}",
+        res.text().await?
+    );
     let key: Value = http
         .post(format!("{base}/api/workspaces/{workspace}/service-keys"))
         .json(&json!({"name": "bench", "scopes": ["metrics:write", "metrics:read"]}))
@@ -270,6 +283,10 @@ async fn run(
         ("PLUGBOARD_SANDBOX", "true".into()),
         ("PLUGBOARD_SANDBOX_CLIENT_ID", CLIENT_ID.into()),
         ("PLUGBOARD_SANDBOX_CLIENT_SECRET", CLIENT_SECRET.into()),
+        (
+            "PLUGBOARD_SANDBOX_DATASET",
+            format!("properties={}", plan.accounts),
+        ),
         ("PLUGBOARD_INTERNAL_REQUESTS_PER_MINUTE", "100000000".into()),
         ("PLUGBOARD_OAUTH_KEEPALIVE_INTERVAL_MINUTES", "0".into()),
     ]
@@ -283,8 +300,8 @@ async fn run(
     let state = app::build_state(settings).await?;
     let server = app::spawn(state, listener).await?;
 
-    let main = tenant(&base, "bench@example.com").await?;
-    let noise = tenant(&base, "noise@example.com").await?;
+    let main = tenant(&base, "bench@example.com", plan.accounts).await?;
+    let noise = tenant(&base, "noise@example.com", plan.accounts).await?;
     let rows = plan.days * plan.accounts * CHANNELS.len();
     let rate = seed(&base, &main, plan.days, plan.accounts, rows).await?;
     seed(
@@ -318,6 +335,11 @@ async fn run(
         "{base}/api/data/metrics/query?metrics=sessions,revenue,ctr&groupBy=account&grain=week&from={from90}&to={yesterday}"
     );
     let page = format!("{base}/data");
+    let html = http.get(&page).send().await?.text().await?;
+    anyhow::ensure!(
+        html.contains("data-testid=\"kpis\"") && html.contains("data-testid=\"bar-chart\""),
+        "the dashboard shows no tiles or bars: the page figure would be meaningless"
+    );
 
     let (k50, k95) = measure(plan.runs, || async {
         get_ok(http, &kpis).await?;
