@@ -418,6 +418,41 @@ async fn comparison_periods(backend: Backend) {
     let part = &total(&year, "sessions")["parts"][0];
     assert_eq!(part["value"], 30.0);
     assert_eq!(part["compared"], 20.0);
+
+    // The KPI board compares the same way.
+    for (q, value, compared, first, last) in [
+        (
+            "range=custom&from=2026-03-01&to=2026-03-10&compare=previous_period",
+            150.0,
+            100.0,
+            json!(100.0),
+            json!(50.0),
+        ),
+        (
+            "range=custom&from=2028-02-01&to=2028-02-29&compare=previous_year",
+            30.0,
+            20.0,
+            Value::Null,
+            json!(30.0),
+        ),
+    ] {
+        let kpis = admin
+            .client
+            .get_json(app.url(&format!("/api/data/kpis?{q}")))
+            .await;
+        let tile = kpis["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["metric"]["key"] == "sessions")
+            .unwrap_or_else(|| panic!("{kpis}"));
+        let part = &tile["total"]["parts"][0];
+        assert_eq!(part["value"], value, "{q}: {kpis}");
+        assert_eq!(part["compared"], compared, "{q}: {kpis}");
+        // One value per day of the range; days without data are null.
+        let days = tile["series"][0]["values"].as_array().unwrap();
+        assert_eq!((days.first(), days.last()), (Some(&first), Some(&last)));
+    }
     app.stop().await;
 }
 
@@ -556,15 +591,30 @@ async fn sync_metrics(app: &TestApp, user: &TestUser) -> Value {
 }
 
 async fn sandbox_revisions_are_logged_by_syncs(backend: Backend) {
-    let app = app(backend, &[("PLUGBOARD_SANDBOX_REVISIONS", "true")]).await;
+    // A lookback shorter than the sandbox's settling window (3 days).
+    let app = app(
+        backend,
+        &[
+            ("PLUGBOARD_SANDBOX_REVISIONS", "true"),
+            ("PLUGBOARD_SYNC_METRICS_LOOKBACK_DAYS", "1"),
+        ],
+    )
+    .await;
     let admin = app.signup("admin@sr.example", "Acme").await;
     let conn = connect(&app, &admin, "workspace").await;
     select(&app, &admin, conn, &["prop-1"]).await;
     sync_metrics(&app, &admin).await;
     let since = "2000-01-01T00:00:00Z";
     assert!(revisions(&admin, &app, since).await.is_empty());
-    // The re-read sees the sandbox's revised recent days.
-    sync_metrics(&app, &admin).await;
+    // The re-read covers the settling window and sees the sandbox's
+    // revised recent days.
+    let reread = sync_metrics(&app, &admin).await;
+    assert!(
+        reread["log"]
+            .to_string()
+            .contains(&format!("reading days from {}", days_ago(3))),
+        "{reread}"
+    );
     let log = revisions(&admin, &app, since).await;
     assert!(!log.is_empty());
     for r in &log {

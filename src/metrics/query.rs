@@ -1155,11 +1155,20 @@ struct Evaluated {
 }
 
 /// The first provisional day of each provider: inside its settling window
-/// counted back from today (today itself is always partial).
+/// counted back from the source's today (today itself is always partial).
+/// The source's today is the earliest of the workspace's and its accounts'
+/// (an account behind the workspace's zone hasn't finished its day).
 fn provisional_from(info: &ProviderInfo, today: Date) -> Date {
-    today
+    let now = crate::storage::now();
+    let source_today = info
+        .accounts
+        .iter()
+        .filter_map(|a| a.time_zone.as_deref())
+        .map(|tz| crate::tenancy::zone::Zone::from_stored(tz).date_of(&now))
+        .fold(today, Date::min);
+    source_today
         .checked_sub(time::Duration::days(i64::from(info.settling_days)))
-        .unwrap_or(today)
+        .unwrap_or(source_today)
 }
 
 async fn evaluate(
@@ -1272,24 +1281,35 @@ async fn evaluate(
                 fold_totals(&mut main, p, &metrics, &found, want_series);
             }
         }
+        // The previous period ends the day before the range: one scan
+        // reads both (the KPI board's usual case).
+        let adjacent = compared.filter(|(_, to)| to.next_day() == Some(query.from));
         if !want_rows {
-            let spec = spec_for(viewer, p, query, (query.from, query.to), Bucket::Day, false);
+            let from = adjacent.map_or(query.from, |(from, _)| from);
+            let spec = spec_for(viewer, p, query, (from, query.to), Bucket::Day, false);
             let found = state.store.aggregate_metrics(&spec).await?;
+            let (found, earlier): (Vec<AggRow>, Vec<AggRow>) =
+                found.into_iter().partition(|r| r.bucket >= query.from);
             fold_totals(&mut main, p, &metrics, &found, want_series);
+            fold_totals(&mut before, p, &metrics, &earlier, false);
         }
-        if let Some(range) = compared {
+        if let Some(range) = compared.filter(|_| want_rows || adjacent.is_none()) {
             let spec = spec_for(viewer, p, query, range, Bucket::Day, false);
             let found = state.store.aggregate_metrics(&spec).await?;
             fold_totals(&mut before, p, &metrics, &found, false);
         }
     }
 
-    let info_of = |key: &str| catalog.providers.iter().find(|p| p.key == key);
+    // Each provider's first provisional day, worked out once.
+    let provisional_start: BTreeMap<&str, Date> = sources
+        .iter()
+        .map(|info| (info.key.as_str(), provisional_from(info, today)))
+        .collect();
     let provisional_until = |providers: &std::collections::BTreeSet<String>, last: Date| {
         providers
             .iter()
-            .filter_map(|k| info_of(k))
-            .any(|info| last >= provisional_from(info, today))
+            .filter_map(|k| provisional_start.get(k.as_str()))
+            .any(|start| last >= *start)
     };
     let result_rows: Vec<ResultRow> = rows
         .into_iter()
@@ -1360,7 +1380,10 @@ async fn evaluate(
         // Providers of the metric whose settling window reaches into the range.
         let mut notes = Vec::new();
         for p in plans.iter().filter(|p| p.how[i].is_some()) {
-            if query.to >= provisional_from(p.info, today) {
+            if provisional_start
+                .get(p.info.key.as_str())
+                .is_some_and(|start| query.to >= *start)
+            {
                 notes.push(if p.info.settling_days == 0 {
                     format!("{}: today's numbers are partial", p.info.display_name)
                 } else {
@@ -1683,6 +1706,70 @@ mod tests {
             }],
             providers: vec![info],
         }
+    }
+
+    fn agg(day: Date, sums: &[Option<f64>]) -> AggRow {
+        AggRow {
+            daily: false,
+            bucket: day,
+            account: None,
+            dims: Vec::new(),
+            object: "o".into(),
+            currency: None,
+            sums: sums.to_vec(),
+        }
+    }
+
+    #[test]
+    fn weighted_averages_and_scales_follow_the_layer() {
+        let semantics: ObjectSemantics = serde_json::from_value(serde_json::json!({
+            "metrics": [
+                {"source": "impressions", "key": "impressions", "label": "I", "unit": "count", "aggregation": "sum"},
+                {"source": "position", "key": "position", "label": "P", "unit": "ratio", "aggregation": "weighted_average", "weightBy": "impressions"},
+                {"source": "cost_micros", "key": "cost", "label": "C", "unit": "currency", "aggregation": "sum", "scale": 0.000001},
+            ],
+            "currency": {"from": "account"},
+        }))
+        .unwrap();
+        let mut c = catalog();
+        c.providers[0].semantics = semantics;
+        let query = MetricQuery {
+            metrics: vec!["position".into(), "cost".into()],
+            from: date!(2026 - 01 - 01),
+            to: date!(2026 - 01 - 02),
+            grain: Grain::Day,
+            group_by: Vec::new(),
+            providers: Vec::new(),
+            accounts: Vec::new(),
+            dimensions: Vec::new(),
+            compare: Compare::None,
+        };
+        let sources: Vec<&ProviderInfo> = c.providers.iter().collect();
+        let (plans, metrics) = plan(&sources, &query);
+        assert_eq!(
+            plans[0].cols,
+            vec![
+                Col::Product("position".into(), "impressions".into()),
+                Col::Sum("impressions".into()),
+                Col::Sum("cost_micros".into()),
+            ]
+        );
+        assert!(metrics[1].split_currency && !metrics[0].split_currency);
+        let (mut position, mut cost) = (Acc::default(), Acc::default());
+        // Position 2 on 100 impressions, position 10 on 300: (200 + 3000) / 400.
+        for row in [
+            agg(
+                date!(2026 - 01 - 01),
+                &[Some(200.0), Some(100.0), Some(1_500_000.0)],
+            ),
+            agg(date!(2026 - 01 - 02), &[Some(3000.0), Some(300.0), None]),
+        ] {
+            position.add(&plans[0].how[0].unwrap(), &row);
+            cost.add(&plans[0].how[1].unwrap(), &row);
+        }
+        assert_eq!(position.value(), Some(8.0));
+        assert_eq!(cost.value(), Some(1.5));
+        assert_eq!(cost.days.len(), 1);
     }
 
     #[test]

@@ -580,6 +580,18 @@ fn semantic_errors(meta: &ProviderMeta, folder_name: &str) -> Vec<(String, Strin
                     ),
                 ));
             }
+            if let Some(crate::metrics::semantic::CurrencySource::Field { field }) =
+                &semantics.currency
+                && !names.contains(field.as_str())
+            {
+                errors.push((
+                    at("/semantics/currency/field"),
+                    format!(
+                        "object {:?} of {}: currency field {field:?} is not one of the object's fields",
+                        object.key, meta.key
+                    ),
+                ));
+            }
             for (pointer, message) in semantics.problems(&object.metrics, &object.dimensions) {
                 errors.push((
                     at(&format!("/semantics{pointer}")),
