@@ -2,6 +2,7 @@
 //! capability, render). JSON lives under `/api`, HTML pages elsewhere.
 
 pub mod api;
+pub mod charts;
 pub mod csv;
 pub mod extract;
 pub mod openapi;

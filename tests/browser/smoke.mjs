@@ -6,6 +6,8 @@
 // browser context, connecting and syncing the sandbox, the workspace time zone
 // (checked against the browser's own clock for Berlin), confirming a
 // destructive action with and without JavaScript, the nav on a 404, the
+// Data Hub dashboard's KPIs against sums computed here from the sandbox's own
+// data API (range and scope switched, the explorer's CSV compared), the
 // projects and people lists against the JSON API and the projects CSV, a
 // sync rule saved in the Integrations Hub, no
 // horizontal overflow at 390 px on every page, and no console errors.
@@ -58,6 +60,7 @@ const STEPS = [
   'set the workspace time zone; times are shown in it',
   'revoke a key: a dialog with JavaScript, a confirmation page without',
   'a signed-in 404 page keeps the nav',
+  "the dashboard's KPIs are the sandbox's own sums; range and scope change them; the explorer CSV matches",
   'projects and people from the nav match the API; the projects CSV downloads',
   'the Jobs page lists the sandbox sync as succeeded; its job page shows the counts',
   'the Integrations Hub from the nav: the sandbox, its projects, a rule with an interval saved',
@@ -74,6 +77,11 @@ function expect(cond, message) {
 const run = Date.now().toString(36);
 const ORG = `Smoke Org ${run}`;
 const OWNER = { name: 'Smoke Owner', email: `owner-${run}@example.com`, password: 'correct horse battery' };
+// The sandbox's OAuth client, so the test can read the sandbox's data API
+// itself (client credentials) and check the dashboard against it.
+const SANDBOX_CLIENT = { id: `smoke-sandbox-${run}`, secret: `smoke-sandbox-secret-${run}` };
+const SANDBOX_COMPANY = 'acme';
+const ZONE = 'Europe/Berlin';
 const FRIEND = { name: 'Smoke Friend', email: 'friend@example.com', password: 'another long passphrase' };
 
 let tmpRoot;
@@ -112,7 +120,9 @@ async function startServer(port) {
     PORT: String(port),
     PLUGBOARD_HOST: '127.0.0.1',
     PLUGBOARD_LOG_LEVEL: 'warn',
-    // Sandbox numbers the test can recompute from its data API.
+    PLUGBOARD_SANDBOX_CLIENT_ID: SANDBOX_CLIENT.id,
+    PLUGBOARD_SANDBOX_CLIENT_SECRET: SANDBOX_CLIENT.secret,
+    // Values that stay put between reads, so sums can be compared.
     PLUGBOARD_SANDBOX_REVISIONS: 'false',
   });
   server = spawn(BIN, [], { cwd: tmpRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -230,6 +240,91 @@ async function expectText(locator, text, what) {
 
 async function shot(page, name) {
   await page.screenshot({ path: path.join(ARTIFACTS, name), fullPage: true });
+}
+
+// Waits until none of the sandbox's sync jobs is queued or running.
+async function waitForSandboxJobs(page, base) {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const jobs = await (await page.request.get(`${base}/api/integrations/sandbox/jobs`)).json();
+    const open = jobs.filter((j) => !['succeeded', 'failed', 'cancelled'].includes(j.status));
+    if (open.length === 0) {
+      const failed = jobs.filter((j) => j.status === 'failed' && j.object === 'daily_metrics');
+      expect(failed.length === 0, `metric sync failed: ${JSON.stringify(failed.map((j) => j.error))}`);
+      return;
+    }
+    expect(Date.now() < deadline, `sync jobs still running: ${JSON.stringify(open.map((j) => [j.object, j.status]))}`);
+    await sleep(300);
+  }
+}
+
+// The sandbox's own daily rows and currencies of `accounts`, read through
+// its OAuth token endpoint and data API (not through Plugboard's store).
+async function sandboxData(base, accounts) {
+  const tokenRes = await fetch(`${base}/sandbox/oauth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: SANDBOX_CLIENT.id, client_secret: SANDBOX_CLIENT.secret }),
+  });
+  expect(tokenRes.status === 200, `sandbox token: HTTP ${tokenRes.status} ${await tokenRes.clone().text()}`);
+  const { access_token: token } = await tokenRes.json();
+  const get = async (p) => {
+    const res = await fetch(`${base}/sandbox${p}`, { headers: { authorization: `Bearer ${token}`, 'x-sandbox-company': SANDBOX_COMPANY } });
+    expect(res.status === 200, `sandbox ${p}: HTTP ${res.status}`);
+    return res.json();
+  };
+  const currency = {};
+  for (const p of (await get('/api/properties')).properties) currency[p.id] = p.currency;
+  const rows = {};
+  for (const id of accounts) {
+    rows[id] = [];
+    let cursor = null;
+    for (let i = 0; i < 100; i++) {
+      const page = await get(`/api/properties/${encodeURIComponent(id)}/daily-metrics?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      rows[id].push(...page.rows);
+      cursor = page.next_cursor;
+      if (!cursor) break;
+    }
+  }
+  return { currency, rows };
+}
+
+// `YYYY-MM-DD` of `date` in `zone`.
+function dayIn(zone, date) {
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat('en-CA', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit' })
+      .formatToParts(date).map((p) => [p.type, p.value]),
+  );
+  return `${parts.year}-${parts.month}-${parts.day}`;
+}
+
+function addDays(day, n) {
+  const d = new Date(`${day}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + n);
+  return d.toISOString().slice(0, 10);
+}
+
+// One RFC 4180 record (no line breaks inside cells in these files).
+function parseCsvLine(line) {
+  const cells = [];
+  let cell = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (quoted) {
+      if (c === '"' && line[i + 1] === '"') {
+        cell += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else cell += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') {
+      cells.push(cell);
+      cell = '';
+    } else cell += c;
+  }
+  cells.push(cell);
+  return cells;
 }
 
 async function main() {
@@ -356,7 +451,10 @@ async function main() {
         'select all ticks every account shown',
       );
       await page.locator('[data-testid="select-all"]').uncheck();
-      await page.locator('[data-testid="accounts-form"] input[name="account_id"]').first().check();
+      // Two accounts, so the dashboard's scopes differ (step 11); chosen
+      // before the first sync, which reads their whole history.
+      await page.locator('[data-testid="accounts-form"] input[name="account_id"]').nth(0).check();
+      await page.locator('[data-testid="accounts-form"] input[name="account_id"]').nth(1).check();
       await page.getByRole('button', { name: 'Save' }).click();
       await waitForPath(page, '/data/connections', 'after choosing an account');
       await expectText(page.locator('[data-testid="status-sandbox"]'), 'CONNECTED', 'sandbox card status');
@@ -467,6 +565,95 @@ async function main() {
       expect(res.status() === 404, `expected 404, got ${res.status()}`);
       await expectText(page.locator('[data-testid="current-workspace"]'), ORG, 'nav on the 404 page');
       expect((await page.title()).length > 0, 'the 404 page has a title');
+    },
+    // 11: the dashboard against the sandbox's own numbers
+    async () => {
+      const { page } = owner;
+      await page.setViewportSize({ width: 1280, height: 800 });
+      // The two accounts chosen in step 6, once their sync (Sync now) is done.
+      await page.goto(`${base}/data/sandbox/accounts`);
+      const accounts = await page
+        .locator('[data-testid="accounts-form"] input[name="account_id"]:checked')
+        .evaluateAll((els) => els.map((e) => e.value));
+      expect(accounts.length === 2, `two accounts chosen in step 6, found ${JSON.stringify(accounts)}`);
+      await waitForSandboxJobs(page, base);
+
+      // The sandbox's data, read here with a token of its own.
+      const sandbox = await sandboxData(base, accounts);
+      const today = dayIn(ZONE, new Date());
+      const to = addDays(today, -1);
+      const from28 = addDays(to, -27);
+      const from7 = addDays(to, -6);
+      const sum = (ids, key, from) =>
+        ids.flatMap((id) => sandbox.rows[id]).filter((r) => r.date >= from && r.date <= to).reduce((a, r) => a + r[key], 0);
+      const close = (a, b) => Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b));
+      const tile = (key) =>
+        page.locator(`[data-testid="kpi-${key}"] .kpi-value`).evaluateAll((els) =>
+          els.map((e) => ({ value: Number(e.dataset.value), currency: e.dataset.currency })));
+      const expectTiles = async (ids, from, what) => {
+        for (const key of ['sessions', 'conversions', 'clicks']) {
+          const shown = await tile(key);
+          const source = key === 'clicks' ? 'ad_clicks' : key;
+          const want = sum(ids, source, from);
+          expect(shown.length === 1 && close(shown[0].value, want), `${what}: ${key} shows ${JSON.stringify(shown)}, the sandbox sums ${want}`);
+        }
+        // Amounts: one value per currency, never added across them.
+        const revenue = await tile('revenue');
+        const currencies = [...new Set(ids.map((id) => sandbox.currency[id]))];
+        expect(revenue.length === currencies.length, `${what}: revenue parts ${JSON.stringify(revenue)} for ${JSON.stringify(currencies)}`);
+        for (const c of currencies) {
+          const want = sum(ids.filter((id) => sandbox.currency[id] === c), 'revenue', from);
+          const got = revenue.find((r) => r.currency === c);
+          expect(got && close(got.value, want), `${what}: revenue in ${c} shows ${JSON.stringify(got)}, the sandbox sums ${want}`);
+        }
+        return (await tile('sessions'))[0].value;
+      };
+
+      await page.locator('nav.topnav').getByRole('link', { name: 'Data Hub', exact: true }).click();
+      await waitForPath(page, '/data', 'after clicking Data Hub in the nav');
+      await expectText(page.locator('[data-testid="period"]'), `${from28} – ${to}`, 'the last 28 days end yesterday');
+      const all28 = await expectTiles(accounts, from28, 'last 28 days, all accounts');
+      expect((await page.locator('[data-testid="line-chart"] svg circle title').count()) > 0, 'the line chart has tooltips');
+      expect((await page.locator('[data-testid="line-chart"] path[stroke-dasharray]').count()) > 0, 'the comparison is dashed');
+      await shot(page, 'dashboard.png');
+
+      // Another range through the form (no script needed): numbers change.
+      await page.locator('[data-testid="range"]').selectOption('7d');
+      await page.locator('[data-testid="apply"]').click();
+      await page.waitForURL((u) => u.pathname === '/data' && u.searchParams.get('range') === '7d');
+      const all7 = await expectTiles(accounts, from7, 'last 7 days, all accounts');
+      expect(all7 !== all28, `sessions didn't change with the range (${all7})`);
+
+      // One account: its own sums, and the view is in the URL.
+      await page.locator('[data-testid="scope"]').selectOption(`a:sandbox:${accounts[0]}`);
+      await page.locator('[data-testid="apply"]').click();
+      await page.waitForURL((u) => u.searchParams.get('scope') === `a:sandbox:${accounts[0]}`);
+      const one7 = await expectTiles([accounts[0]], from7, `last 7 days, ${accounts[0]}`);
+      expect(one7 !== all7, `sessions didn't change with the scope (${one7})`);
+      const bookmark = page.url();
+      await page.goto(`${base}/`);
+      await page.goto(bookmark);
+      await expectTiles([accounts[0]], from7, 'the bookmarked view');
+
+      // The explorer's CSV: every day and account, as the sandbox has them.
+      const query = `metrics=sessions,revenue&groupBy=account&grain=day&from=${from28}&to=${to}`;
+      await page.goto(`${base}/data/metrics?${query}`);
+      await page.locator('[data-testid="explorer-table"]').waitFor({ state: 'visible' });
+      const [download] = await Promise.all([page.waitForEvent('download'), page.locator('[data-testid="csv"]').click()]);
+      const lines = (await readFile(await download.path(), 'utf8')).split('\r\n').filter((l) => l.length > 0).map(parseCsvLine);
+      const head = lines[0];
+      const col = (name) => head.indexOf(name);
+      expect(['period', 'account', 'sessions', 'revenue', 'currency'].every((c) => col(c) >= 0), `CSV header ${JSON.stringify(head)}`);
+      expect(lines.length - 1 === 28 * accounts.length, `CSV has ${lines.length - 1} rows for 28 days × ${accounts.length} accounts`);
+      for (const cells of lines.slice(1)) {
+        const [day, account] = [cells[col('period')], cells[col('account')]];
+        const row = sandbox.rows[account]?.find((r) => r.date === day);
+        expect(row, `CSV row ${JSON.stringify(cells)} is not in the sandbox`);
+        expect(Number(cells[col('sessions')]) === row.sessions, `CSV sessions of ${account} on ${day}: ${cells[col('sessions')]} vs ${row.sessions}`);
+        expect(close(Number(cells[col('revenue')]), row.revenue), `CSV revenue of ${account} on ${day}: ${cells[col('revenue')]} vs ${row.revenue}`);
+        expect(cells[col('currency')] === sandbox.currency[account], `CSV currency of ${account}: ${cells[col('currency')]}`);
+      }
+      await shot(page, 'metrics.png');
     },
     // 11: the synced projects and people, reached from the nav
     async () => {
@@ -601,7 +788,7 @@ async function main() {
       const jobLink = page.locator('a[href^="/data/jobs/"]');
       await page.goto(`${base}/data/connections`);
       if (!jobPath) jobPath = (await jobLink.count()) > 0 ? await jobLink.first().getAttribute('href') : null;
-      const pages = ['/', '/data', '/data/connections', '/data/projects', '/data/people', '/data/jobs', '/data/sandbox/accounts', '/settings', '/settings/members', '/settings/keys', '/settings/webhooks', '/settings/audit', '/settings/workspace', '/integrations', '/integrations/sandbox', '/api/docs', '/no-such-page'];
+      const pages = ['/', '/data', '/data/connections', '/data/metrics', '/data/projects', '/data/people', '/data/jobs', '/data/sandbox/accounts', '/settings', '/settings/members', '/settings/keys', '/settings/webhooks', '/settings/audit', '/settings/workspace', '/integrations', '/integrations/sandbox', '/api/docs', '/no-such-page'];
       if (jobPath) pages.push(jobPath);
       if (projectPath) pages.push(projectPath);
       for (const p of pages) {

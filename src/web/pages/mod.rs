@@ -3,8 +3,10 @@
 
 mod audit;
 mod auth;
+mod dashboard;
 mod data;
 pub mod entities;
+mod explorer;
 mod integrations;
 mod invites;
 mod jobs;
@@ -58,8 +60,7 @@ pub fn routes() -> Router<AppState> {
             "/settings/invites/{invite_id}/revoke",
             post(members::revoke_invite),
         )
-        // Replaced by the metrics dashboard; the cards live at CONNECTIONS.
-        .route("/data", get(data::hub))
+        .route("/data", get(dashboard::page))
         .route(CONNECTIONS, get(data::hub))
         .route("/data/projects", get(entities::projects))
         .route("/data/projects.csv", get(entities::projects_csv))
@@ -112,6 +113,8 @@ pub fn routes() -> Router<AppState> {
             "/integrations/{provider}/{object}",
             get(integrations::object_show).post(integrations::object_save),
         )
+        .route("/data/metrics", get(explorer::page))
+        .route("/data/metrics.csv", get(explorer::csv))
         .route("/invites/{token}", get(invites::show))
         .route("/reset/{token}", get(reset::show).post(reset::submit))
         .route("/invites/{token}/accept", post(invites::accept))
