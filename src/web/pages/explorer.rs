@@ -508,16 +508,10 @@ mod tests {
 
     #[test]
     fn table_links_keep_the_query() {
+        let mut table = Table::paged(&TableQuery::default(), "period", 50, 120);
+        table.dir = Dir::Asc;
         let t = ExplorerTable {
-            t: Table {
-                sort: "period",
-                dir: Dir::Asc,
-                page: 1,
-                pages: 3,
-                total: 120,
-                first: 1,
-                last: 50,
-            },
+            t: table,
             sort: "m0".into(),
             base: encode(&[
                 ("metrics".into(), "clicks".into()),
