@@ -65,6 +65,7 @@ const STEPS = [
   'the Jobs page lists the sandbox sync as succeeded; its job page shows the counts',
   'the Integrations Hub from the nav: the sandbox, its projects, a rule with an interval saved',
   'Settings from the nav, then the audit log filtered by an action seen earlier',
+  'a sync the sandbox refuses shows as failed on its card, linking to the failed job',
   'no page overflows at 390 px',
   'no console errors or CSP violations',
 ];
@@ -781,7 +782,36 @@ async function main() {
       const actions = (await page.locator('[data-testid="audit-action"]').allInnerTexts()).map((a) => a.trim());
       expect(actions.length > 0 && actions.every((a) => a === 'service_key.revoke'), `the filtered audit log should list only service_key.revoke, got ${JSON.stringify(actions)}`);
     },
-    // 14
+    // 14: the sandbox's fault switch makes the next data request fail;
+    // the card says so (not CONNECTED with the old time) and links the job.
+    async () => {
+      const { page } = owner;
+      await page.setViewportSize({ width: 1280, height: 800 });
+      const res = await fetch(`${base}/sandbox/_faults`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ bad_request_next: 1 }),
+      });
+      expect(res.status === 204, `sandbox fault switch: HTTP ${res.status}`);
+      await page.goto(`${base}/data/connections`);
+      // Synced minutes ago (step 6), so inside the Sync now interval: the
+      // owner forces it.
+      await page.locator('[data-testid="force-sync-sandbox"]').click();
+      await waitForPath(page, '/data/connections', 'after forcing a sync');
+      const failed = page.locator('[data-testid="sync-failed-sandbox"]');
+      const deadline = Date.now() + 30_000;
+      while ((await failed.count()) === 0) {
+        expect(Date.now() < deadline, 'the card never showed the failed sync');
+        await sleep(500);
+        await page.reload();
+      }
+      await expectText(page.locator('[data-testid="status-sandbox"]'), 'SYNC FAILED', 'sandbox card status after a failed sync');
+      await expectText(failed, 'HTTP 400', 'the failed sync names the provider answer');
+      await failed.getByRole('link', { name: 'See the job' }).click();
+      await page.waitForURL((u) => /^\/data\/jobs\/[0-9a-f-]{36}$/.test(u.pathname), { timeout: NAV_TIMEOUT_MS });
+      await expectText(page.locator('[data-testid="job-status"]'), 'failed', 'the linked job failed');
+    },
+    // 15
     async () => {
       const { page } = owner;
       await page.setViewportSize({ width: 390, height: 844 });
@@ -799,7 +829,7 @@ async function main() {
         expect(m.sw <= m.iw + 1, `${p} overflows at 390 px: scrollWidth ${m.sw} > ${m.iw}`);
       }
     },
-    // 15
+    // 16
     async () => {
       expect(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`);
     },
