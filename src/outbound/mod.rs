@@ -223,12 +223,7 @@ pub fn redact_text(text: &str) -> String {
             word.to_owned()
         })
         .collect();
-    let text = words.join(" ");
-    const MAX: usize = 200;
-    match text.char_indices().nth(MAX) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text,
-    }
+    crate::input::excerpt(&words.join(" "), 200)
 }
 
 /// A short, redacted excerpt of a provider's error body for a job log.

@@ -191,7 +191,7 @@ pub async fn page(
             actor: actor_name(&members, r.actor_user_id),
             action: r.action.clone(),
             target: target_of(r),
-            details: super::jobs::excerpt(&details_of(r), 200),
+            details: crate::input::excerpt(&details_of(r), 200),
         })
         .collect();
     let page = AuditPage {

@@ -71,11 +71,7 @@ pub struct FailedSync {
 const ERROR_EXCERPT_CHARS: usize = 240;
 
 fn excerpt(error: &str) -> String {
-    let error = error.trim();
-    match error.char_indices().nth(ERROR_EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &error[..cut]),
-        None => error.to_owned(),
-    }
+    crate::input::excerpt(error.trim(), ERROR_EXCERPT_CHARS)
 }
 
 /// A provider this server can't connect yet: no OAuth app configured and no

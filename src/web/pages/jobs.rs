@@ -277,7 +277,7 @@ pub async fn page(
                     .get("fetched")
                     .and_then(serde_json::Value::as_u64)
                     .map_or_else(String::new, |n| format!("{n} fetched")),
-                error: j.error.as_ref().map(|e| excerpt(e, 120)),
+                error: j.error.as_ref().map(|e| crate::input::excerpt(e, 120)),
                 created_at: j.created_at,
                 seconds,
             }
@@ -353,14 +353,6 @@ pub async fn page(
     })
 }
 
-/// The first `max` characters, with an ellipsis when cut.
-pub fn excerpt(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +368,7 @@ mod tests {
 
     #[test]
     fn excerpts_cut_on_characters() {
+        use crate::input::excerpt;
         assert_eq!(excerpt("äöü", 2), "äö…");
         assert_eq!(excerpt("ab", 2), "ab");
     }

@@ -71,7 +71,7 @@ fn row(layout: &Layout, d: &DeliveryRecord) -> DeliveryRow {
         last_error: d
             .last_error
             .as_deref()
-            .map(|e| super::jobs::excerpt(e, 200))
+            .map(|e| crate::input::excerpt(e, 200))
             .unwrap_or_default(),
         can_redeliver: d.delivered_at.is_some() || d.failed_at.is_some(),
     }
