@@ -46,6 +46,8 @@ pub struct AppContext {
     pub redact_fields: Vec<String>,
     /// `PLUGBOARD_HANDOFF`: provider → the automation's URL.
     pub handoff_targets: std::collections::HashMap<String, String>,
+    /// This process's supervised background loops.
+    pub background: Arc<crate::background::Registry>,
 }
 
 impl AppContext {
@@ -136,6 +138,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         rate_limit_overrides,
         redact_fields,
         handoff_targets,
+        background: Arc::default(),
     }))
 }
 
@@ -209,15 +212,17 @@ pub async fn spawn(state: AppState, listener: TcpListener) -> anyhow::Result<Ser
     let (shutdown, mut shutdown_rx) = watch::channel(false);
     let router = crate::web::router(state.clone());
 
-    let maintenance = tokio::spawn(maintenance_loop(state.clone(), shutdown.subscribe()));
-    let deliveries = tokio::spawn(webhook_loop(state.clone(), shutdown.subscribe()));
-    let keepalive = tokio::spawn(keepalive_loop(state.clone(), shutdown.subscribe()));
-    let planner = tokio::spawn(planner_loop(state.clone(), shutdown.subscribe()));
+    let maintenance = supervised(&state, &shutdown, "maintenance", maintenance_loop);
+    let deliveries = supervised(&state, &shutdown, "webhook deliveries", webhook_loop);
+    let keepalive = supervised(&state, &shutdown, "refresh keep-alive", keepalive_loop);
+    let planner = supervised(&state, &shutdown, "sync planner", planner_loop);
     let handoff_expiry = (!state.handoff_targets.is_empty()).then(|| {
-        tokio::spawn(crate::sync::handoff::expiry_loop(
-            state.clone(),
-            shutdown.subscribe(),
-        ))
+        supervised(
+            &state,
+            &shutdown,
+            "hand-off expiry",
+            crate::sync::handoff::expiry_loop,
+        )
     });
     let workers = tokio::spawn(crate::sync::worker::run_workers(
         state.clone(),
@@ -252,6 +257,26 @@ pub async fn spawn(state: AppState, listener: TcpListener) -> anyhow::Result<Ser
         shutdown,
         handle,
     })
+}
+
+/// Spawns `run` under [`crate::background::supervise`]: restarted after a
+/// panic, stopped with the server.
+fn supervised<Fut>(
+    state: &AppState,
+    shutdown: &watch::Sender<bool>,
+    name: &str,
+    run: fn(AppState, watch::Receiver<bool>) -> Fut,
+) -> tokio::task::JoinHandle<()>
+where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (loop_state, loop_stop) = (state.clone(), shutdown.clone());
+    tokio::spawn(crate::background::supervise(
+        name.to_owned(),
+        state.background.clone(),
+        shutdown.subscribe(),
+        move || run(loop_state.clone(), loop_stop.subscribe()),
+    ))
 }
 
 /// Sends connection events that are due.
@@ -333,6 +358,15 @@ async fn maintenance_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                 state.key_limiter.prune();
                 if let Err(err) = state.store.delete_expired_oauth_states(crate::storage::now()).await {
                     tracing::warn!(error = %err, "deleting expired OAuth states failed");
+                }
+                match crate::retention::prune(&state, crate::storage::now()).await {
+                    Ok(p) if p != crate::retention::Pruned::default() => tracing::info!(
+                        job_log_lines = p.job_log_lines,
+                        audit_entries = p.audit_entries,
+                        "pruned logs past their retention"
+                    ),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "pruning logs failed"),
                 }
             }
             _ = stop.changed() => return,

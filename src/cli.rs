@@ -269,12 +269,25 @@ pub fn keys_generate(id: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads only: a status check must not migrate (or otherwise change) the
+/// database it reports on.
 pub async fn keys_status(settings: &Settings) -> anyhow::Result<()> {
     let (ring, _) = vault::load_key_ring(settings)?;
     let store = storage::connect(settings).await?;
-    store.migrate().await?;
-    let counts = store.count_sealed_by_key().await?;
+    let pending = store.pending_migrations().await?;
+    let counts = if pending == 0 {
+        store.count_sealed_by_key().await
+    } else {
+        eprintln!(
+            "note: the database has {pending} migrations not applied (`plugboard migrate` applies them); \
+             reporting what it holds as it is"
+        );
+        // An empty database has nothing sealed; a half-migrated one may
+        // lack the tables, which also means nothing sealed there.
+        Ok(store.count_sealed_by_key().await.unwrap_or_default())
+    };
     store.close().await;
+    let counts = counts?;
     let configured = ring.key_ids();
     println!("primary key: {}", ring.primary_key_id());
     println!("{:<34} {:>10}  state", "key id", "secrets");

@@ -132,6 +132,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PLUGBOARD_SYNC_LEASE_SECS", "sync.lease_secs"),
     ("PLUGBOARD_SYNC_SOFT_LIMIT_SECS", "sync.soft_limit_secs"),
     ("PLUGBOARD_SYNC_HARD_LIMIT_SECS", "sync.hard_limit_secs"),
+    ("PLUGBOARD_SYNC_MAX_ATTEMPTS", "sync.max_attempts"),
+    ("PLUGBOARD_JOB_LOG_RETENTION_DAYS", "retention.job_log_days"),
+    ("PLUGBOARD_AUDIT_RETENTION_DAYS", "retention.audit_days"),
+    ("PLUGBOARD_SYNC_MAX_PAGE_BYTES", "sync.max_page_bytes"),
+    ("PLUGBOARD_SYNC_PAGE_TIMEOUT_SECS", "sync.page_timeout_secs"),
     (
         "PLUGBOARD_SYNC_DELTA_LOOKBACK_SECS",
         "sync.delta_lookback_secs",
@@ -197,6 +202,7 @@ pub struct Settings {
     pub internal: InternalSettings,
     pub sync: SyncSettings,
     pub metrics: MetricsSettings,
+    pub retention: RetentionSettings,
     /// Every other `PLUGBOARD_*` variable, by name: provider client ids and
     /// secrets and header values that provider.json files refer to.
     #[serde(skip)]
@@ -244,6 +250,10 @@ pub struct SyncSettings {
     pub lease_secs: u64,
     pub soft_limit_secs: u64,
     pub hard_limit_secs: u64,
+    /// Claims of one job before it fails as a poison job.
+    pub max_attempts: u32,
+    pub max_page_bytes: u64,
+    pub page_timeout_secs: u64,
     pub delta_lookback_secs: u64,
     pub metrics_backfill_days: u32,
     pub metrics_lookback_days: u32,
@@ -267,6 +277,13 @@ pub struct SyncSettings {
     /// jobs of one connection's object (then `sync_recovered` on the next
     /// success); at least 1.
     pub alert_after_failures: u32,
+}
+
+/// How long logs are kept (days; 0 keeps them for ever).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    pub job_log_days: u32,
+    pub audit_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -442,6 +459,15 @@ impl Settings {
                 "sync.hard_limit_secs",
                 "expected at least 1 second and no less than sync.soft_limit_secs",
             ));
+        }
+        for (key, value) in [
+            ("sync.max_attempts", u64::from(self.sync.max_attempts)),
+            ("sync.max_page_bytes", self.sync.max_page_bytes),
+            ("sync.page_timeout_secs", self.sync.page_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(setting_error(key, "expected at least 1"));
+            }
         }
         if self.sync.alert_after_failures == 0 {
             return Err(setting_error(

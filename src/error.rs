@@ -55,6 +55,10 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The database is unreachable for the moment (restart, failover, a
+    /// full pool): 503 with Retry-After, never a 401 or a 500.
+    #[error("the database is briefly unavailable; retry shortly")]
+    DatabaseUnavailable,
     /// Anything unexpected. The cause chain is logged, never shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -129,7 +133,9 @@ impl AppError {
             }
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::DatabaseUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -146,7 +152,7 @@ impl AppError {
             AppError::RateLimited { .. } | AppError::SyncTooSoon { .. } => "rate_limited",
             AppError::PayloadTooLarge => "payload_too_large",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
-            AppError::Unavailable(_) => "unavailable",
+            AppError::Unavailable(_) | AppError::DatabaseUnavailable => "unavailable",
             AppError::Internal(_) => "internal",
         }
     }
@@ -158,6 +164,7 @@ impl AppError {
             | AppError::SyncTooSoon {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            AppError::DatabaseUnavailable => Some(DATABASE_RETRY_AFTER_SECS),
             _ => None,
         }
     }
@@ -215,8 +222,15 @@ impl IntoResponse for AppError {
     }
 }
 
+/// What a client is told to wait when the database is away.
+const DATABASE_RETRY_AFTER_SECS: u64 = 5;
+
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
+        if crate::storage::is_transient(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            return AppError::DatabaseUnavailable;
+        }
         AppError::Internal(err.into())
     }
 }

@@ -97,7 +97,7 @@ fn pointer_token(key: &str) -> String {
 /// character).
 pub fn excerpt(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
+        Some((at, _)) => format!("{}…", text.get(..at).unwrap_or(text)),
         None => text.to_owned(),
     }
 }

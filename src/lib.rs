@@ -3,6 +3,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod background;
 pub mod cli;
 pub mod config;
 pub mod connections;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod outbound;
 pub mod providers;
+pub mod retention;
 pub mod rules;
 pub mod sandbox;
 pub mod servicekeys;
@@ -22,6 +24,8 @@ pub mod storage;
 pub mod sync;
 pub mod telemetry;
 pub mod tenancy;
+#[cfg(test)]
+mod testing;
 pub mod vault;
 pub mod web;
 pub mod webhooks;

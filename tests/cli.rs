@@ -196,6 +196,77 @@ fn keys_generate_prints_a_usable_entry() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("primary key: k2027"));
 }
 
+/// `keys status` is a read: on a database nobody migrated it reports and
+/// leaves it as it found it (it used to apply every migration).
+#[tokio::test]
+async fn keys_status_does_not_migrate_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = plugboard(dir.path())
+        .env("PLUGBOARD_ENCRYPTION_KEYS", common::test_keys())
+        .args(["keys", "status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("migrations not applied"));
+    let db = dir.path().join("plugboard.db");
+    let tables: i64 = if db.exists() {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let n = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    } else {
+        0
+    };
+    assert_eq!(tables, 0, "keys status created tables");
+}
+
+#[tokio::test]
+async fn keys_status_does_not_migrate_a_postgres_database() {
+    use sqlx::{Connection, PgConnection};
+    let admin_url = common::test_database_url();
+    let name = format!("pb_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = common::replace_database(&admin_url, &name);
+    let dir = tempfile::tempdir().unwrap();
+    let out = plugboard(dir.path())
+        .env("DATABASE_URL", &url)
+        .env("PLUGBOARD_ENCRYPTION_KEYS", common::test_keys())
+        .args(["keys", "status"])
+        .output()
+        .unwrap();
+    let mut db = PgConnection::connect(&url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    db.close().await.ok();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .ok();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tables, 0, "keys status created tables");
+}
+
 /// README "Rotating keys", step by step, against the real binary.
 #[tokio::test]
 async fn rotation_runbook_works_as_written() {

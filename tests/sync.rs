@@ -33,6 +33,12 @@ on_both_backends!(
     data_hub_cards_show_jobs_in_flight,
     hostile_account_ids_stay_one_path_segment,
     nul_in_provider_accounts_is_stored_escaped,
+    a_panicking_job_fails_with_its_message_and_stops_its_heartbeat,
+    a_page_over_the_size_limit_fails_the_job_clearly,
+    a_page_slower_than_the_page_timeout_fails_the_job,
+    a_job_claimed_too_often_gives_up_and_can_be_retried,
+    a_cancelled_full_read_marks_nothing_deleted,
+    a_record_twice_in_one_page_keeps_the_last,
 );
 
 async fn connect(app: &TestApp) -> (TestUser, Uuid) {
@@ -1050,4 +1056,210 @@ async fn nul_in_provider_accounts_is_stored_escaped(backend: Backend) {
         1
     );
     app.stop().await;
+}
+
+/// A panic inside a job used to escape the worker with the heartbeat task
+/// still renewing the lease: the job stayed "running" for ever and blocked
+/// every later sync of its object. Now it is a failed job, retryable.
+async fn a_panicking_job_fails_with_its_message_and_stops_its_heartbeat(backend: Backend) {
+    let app = sandbox_app(
+        backend,
+        &[
+            ("PLUGBOARD_SYNC_WORKERS", "0"),
+            ("PLUGBOARD_SYNC_LEASE_SECS", "2"),
+        ],
+    )
+    .await;
+    let (owner, _) = connect(&app).await;
+    // Sync requests need a live worker: this test is the worker.
+    let worker = Uuid::now_v7();
+    let store = &app.state.store;
+    let now = plugboard::storage::now();
+    store.worker_heartbeat(worker, now, now).await.unwrap();
+    let job = sync(&app, &owner, "projects").await;
+    let claimed = store
+        .claim_sync_job(worker, now, now + time::Duration::seconds(2))
+        .await
+        .unwrap()
+        .expect("the queued job is claimed");
+    assert_eq!(claimed.job.id, job);
+
+    plugboard::sync::worker::run_claimed_with(&app.state, claimed, worker, async {
+        panic!("provider sent something impossible")
+    })
+    .await;
+
+    let body = finished(&app, &owner, job).await;
+    assert_eq!(body["job"]["status"], "failed", "{body}");
+    let error = body["job"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("failed unexpectedly")
+            && error.contains("provider sent something impossible"),
+        "{error}"
+    );
+    // Nothing stays running, and the object can be synced again at once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let running = app
+        .db
+        .count("SELECT count(*) FROM jobs WHERE status = 'running'")
+        .await;
+    assert_eq!(running, 0);
+    let again = sync(&app, &owner, "projects").await;
+    assert_ne!(again, job);
+}
+
+async fn a_page_over_the_size_limit_fails_the_job_clearly(backend: Backend) {
+    let app = sandbox_app(backend, &[("PLUGBOARD_SYNC_MAX_PAGE_BYTES", "300")]).await;
+    let (owner, _) = connect(&app).await;
+    let job = sync(&app, &owner, "projects").await;
+    let body = finished(&app, &owner, job).await;
+    assert_eq!(body["job"]["status"], "failed", "{body}");
+    let error = body["job"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("larger than the limit of 300 bytes")
+            && error.contains("PLUGBOARD_SYNC_MAX_PAGE_BYTES"),
+        "{error}"
+    );
+    let stored = app.db.count("SELECT count(*) FROM records").await;
+    assert_eq!(stored, 0, "nothing of the refused page is kept");
+}
+
+async fn a_page_slower_than_the_page_timeout_fails_the_job(backend: Backend) {
+    let app = sandbox_app(backend, &[("PLUGBOARD_SYNC_PAGE_TIMEOUT_SECS", "1")]).await;
+    let (owner, _) = connect(&app).await;
+    set_faults(&app, json!({"slow_ms": 2500})).await;
+    let job = sync(&app, &owner, "projects").await;
+    let body = finished(&app, &owner, job).await;
+    assert_eq!(body["job"]["status"], "failed", "{body}");
+    let error = body["job"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("page 1 took longer than 1 s")
+            && error.contains("PLUGBOARD_SYNC_PAGE_TIMEOUT_SECS"),
+        "{error}"
+    );
+}
+
+/// A job whose workers keep dying (claimed, never finished) is a poison
+/// job: after the limit it fails visibly instead of being claimed for ever.
+async fn a_job_claimed_too_often_gives_up_and_can_be_retried(backend: Backend) {
+    let app = sandbox_app(
+        backend,
+        &[
+            ("PLUGBOARD_SYNC_WORKERS", "0"),
+            ("PLUGBOARD_SYNC_MAX_ATTEMPTS", "2"),
+        ],
+    )
+    .await;
+    let (owner, _) = connect(&app).await;
+    let worker = Uuid::now_v7();
+    let store = &app.state.store;
+    let now = plugboard::storage::now();
+    store.worker_heartbeat(worker, now, now).await.unwrap();
+    let job = sync(&app, &owner, "projects").await;
+    // Two workers take the job and vanish: their leases expire at once.
+    let expired = now - time::Duration::seconds(1);
+    for attempt in 1..=2 {
+        let claimed = store.claim_sync_job(worker, now, expired).await.unwrap();
+        assert_eq!(claimed.map(|c| c.attempts), Some(attempt));
+    }
+    let third = store
+        .claim_sync_job(worker, now, now + time::Duration::seconds(60))
+        .await
+        .unwrap()
+        .expect("the expired lease is claimed again");
+    assert_eq!(third.attempts, 3);
+    plugboard::sync::worker::run_claimed_with(&app.state, third, worker, async {
+        panic!("a poison job must not run again")
+    })
+    .await;
+    let body = finished(&app, &owner, job).await;
+    assert_eq!(body["job"]["status"], "failed", "{body}");
+    let error = body["job"]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("gave up after 2 attempts"), "{error}");
+    // Retryable by hand: a new job.
+    let res = owner
+        .client
+        .post_json(app.url(&format!("/api/jobs/{job}/retry")), &json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+}
+
+/// Deletions are inferred from what a full read didn't return, so only a
+/// run that still holds its lease at the end may infer them: a cancelled
+/// one (or one another worker took over) saw too little.
+async fn a_cancelled_full_read_marks_nothing_deleted(backend: Backend) {
+    let app = sandbox_app(backend, &[("PLUGBOARD_SYNC_WORKERS", "0")]).await;
+    let (owner, connection_id) = connect(&app).await;
+    let worker = Uuid::now_v7();
+    let store = &app.state.store;
+    let now = plugboard::storage::now;
+    store.worker_heartbeat(worker, now(), now()).await.unwrap();
+    let lease_until = || now() + time::Duration::seconds(60);
+
+    let first = sync(&app, &owner, "projects").await;
+    let claimed = store
+        .claim_sync_job(worker, now(), lease_until())
+        .await
+        .unwrap()
+        .unwrap();
+    plugboard::sync::worker::run_claimed(&app.state, claimed, worker).await;
+    assert_eq!(
+        finished(&app, &owner, first).await["job"]["status"],
+        "succeeded"
+    );
+    let stored = app
+        .db
+        .count("SELECT count(*) FROM records WHERE deleted_at IS NULL")
+        .await;
+    assert!(stored > 0);
+
+    let second = sync(&app, &owner, "projects").await;
+    let claimed = store
+        .claim_sync_job(worker, now(), lease_until())
+        .await
+        .unwrap()
+        .unwrap();
+    let lease = claimed.lease(worker);
+    let res = owner
+        .client
+        .post_json(app.url(&format!("/api/jobs/{second}/cancel")), &json!({}))
+        .await;
+    assert!(res.status().is_success(), "{}", res.status());
+    let marked = store
+        .mark_vanished_fenced(&lease, lease_until(), connection_id, "projects", now())
+        .await
+        .unwrap();
+    assert_eq!(
+        marked, None,
+        "the cancelled run's lease no longer fences anything"
+    );
+    let deleted = app
+        .db
+        .count("SELECT count(*) FROM records WHERE deleted_at IS NOT NULL")
+        .await;
+    assert_eq!(deleted, 0);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM records WHERE deleted_at IS NULL")
+            .await,
+        stored
+    );
+}
+
+/// A provider may list a record twice in one page (it changed while being
+/// paged). PostgreSQL used to fail the job ("ON CONFLICT DO UPDATE command
+/// cannot affect row a second time") where SQLite passed; now both keep the
+/// last copy.
+async fn a_record_twice_in_one_page_keeps_the_last(backend: Backend) {
+    let app = sandbox_app(backend, &[]).await;
+    let (owner, _) = connect(&app).await;
+    set_faults(&app, json!({"repeat_first_project": true})).await;
+    let job = sync(&app, &owner, "projects").await;
+    let body = finished(&app, &owner, job).await;
+    assert_eq!(body["job"]["status"], "succeeded", "{body}");
+    let changed = app
+        .db
+        .count("SELECT count(*) FROM records WHERE object = 'projects' AND CAST(data AS TEXT) LIKE '%(changed while paging)%'")
+        .await;
+    assert!(changed >= 1, "the later copy is the one stored");
 }

@@ -34,7 +34,16 @@ impl FromRequestParts<AppState> for CurrentUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let session = session_of(parts, state).await?;
-        let user_id: Option<Uuid> = session.get(USER_KEY).await.ok().flatten();
+        let user_id: Option<Uuid> = match session.get(USER_KEY).await {
+            Ok(id) => id,
+            // The session store couldn't be read: the database is away, not
+            // the user's sign-in. A 401 would send browsers to log in.
+            Err(tower_sessions::session::Error::Store(
+                tower_sessions::session_store::Error::Backend(_),
+            )) => return Err(AppError::DatabaseUnavailable),
+            // A record that doesn't decode is worthless: signed out.
+            Err(_) => None,
+        };
         let Some(user_id) = user_id else {
             return Err(AppError::Unauthenticated);
         };

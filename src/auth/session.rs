@@ -26,9 +26,17 @@ const CSRF_KEY: &str = "csrf";
 const FLASH_KEY: &str = "flash";
 pub const CSRF_FIELD: &str = "_csrf";
 
+/// A session whose data is unchanged is written again only once its expiry
+/// has slid this far: sliding expiry stays right to within a minute, and a
+/// page view no longer costs a database write.
+const EXPIRY_WRITE_EVERY: time::Duration = time::Duration::minutes(1);
+
 #[derive(Clone)]
 pub struct DbSessionStore {
     store: DynStore,
+    /// What this process last read or wrote per session (by id hash): the
+    /// data's fingerprint and the expiry stored.
+    known: std::sync::Arc<dashmap::DashMap<Vec<u8>, (u64, time::OffsetDateTime)>>,
 }
 
 impl std::fmt::Debug for DbSessionStore {
@@ -39,7 +47,37 @@ impl std::fmt::Debug for DbSessionStore {
 
 impl DbSessionStore {
     pub fn new(store: DynStore) -> Self {
-        Self { store }
+        Self {
+            store,
+            known: std::sync::Arc::default(),
+        }
+    }
+
+    fn remember(&self, key: &[u8], record: &Record) {
+        let entry = (fingerprint(record), record.expiry_date);
+        self.known.insert(key.to_vec(), entry);
+    }
+}
+
+/// The session data's fingerprint, independent of key order.
+fn fingerprint(record: &Record) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let ordered: std::collections::BTreeMap<_, _> = record.data.iter().collect();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&ordered)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Whether a save must reach the database: the data changed, or the expiry
+/// slid by at least [`EXPIRY_WRITE_EVERY`] since the stored one.
+fn must_write(known: Option<(u64, time::OffsetDateTime)>, record: &Record) -> bool {
+    match known {
+        Some((data, stored_expiry)) => {
+            data != fingerprint(record) || record.expiry_date - stored_expiry >= EXPIRY_WRITE_EVERY
+        }
+        None => true,
     }
 }
 
@@ -74,6 +112,7 @@ impl SessionStore for DbSessionStore {
                 .await
                 .map_err(backend)?;
             if inserted {
+                self.remember(&id_hash(&record.id), record);
                 return Ok(());
             }
             record.id = Id::default();
@@ -81,41 +120,52 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let key = id_hash(&record.id);
+        let known = self.known.get(&key).map(|e| *e);
+        if !must_write(known, record) {
+            return Ok(());
+        }
         self.store
-            .session_update(
-                &id_hash(&record.id),
-                user_of(record),
-                &record.data,
-                record.expiry_date,
-            )
+            .session_update(&key, user_of(record), &record.data, record.expiry_date)
             .await
-            .map_err(backend)
+            .map_err(backend)?;
+        self.remember(&key, record);
+        Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let key = id_hash(id);
         let found = self
             .store
-            .session_load(&id_hash(id), now())
+            .session_load(&key, now())
             .await
             .map_err(backend)?;
-        Ok(found.map(|(data, expiry_date)| Record {
+        let record = found.map(|(data, expiry_date)| Record {
             id: *id,
             data,
             expiry_date,
-        }))
+        });
+        match &record {
+            Some(r) => self.remember(&key, r),
+            None => {
+                self.known.remove(&key);
+            }
+        }
+        Ok(record)
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.store
-            .session_delete(&id_hash(id))
-            .await
-            .map_err(backend)
+        let key = id_hash(id);
+        self.known.remove(&key);
+        self.store.session_delete(&key).await.map_err(backend)
     }
 }
 
 #[async_trait]
 impl ExpiredDeletion for DbSessionStore {
     async fn delete_expired(&self) -> session_store::Result<()> {
+        let at = now();
+        self.known.retain(|_, (_, expiry)| *expiry > at);
         self.store
             .session_delete_expired(now())
             .await
@@ -236,4 +286,63 @@ pub async fn flash(
 
 pub async fn take_flash(session: &Session) -> AppResult<Option<Flash>> {
     Ok(session.remove::<Flash>(FLASH_KEY).await.unwrap_or(None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn record(data: &[(&str, serde_json::Value)], expiry: time::OffsetDateTime) -> Record {
+        Record {
+            id: Id::default(),
+            data: data
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            expiry_date: expiry,
+        }
+    }
+
+    #[test]
+    fn an_unchanged_session_is_written_once_a_minute() {
+        let t = datetime!(2026-12-03 12:00 UTC);
+        let stored = record(
+            &[
+                ("uid", serde_json::json!("u")),
+                ("ws", serde_json::json!("w")),
+            ],
+            t,
+        );
+        let known = Some((fingerprint(&stored), t));
+        let slid = |secs| {
+            record(
+                &[
+                    ("ws", serde_json::json!("w")),
+                    ("uid", serde_json::json!("u")),
+                ],
+                t + time::Duration::seconds(secs),
+            )
+        };
+        assert!(
+            !must_write(known, &slid(59)),
+            "key order or a small slide is no change"
+        );
+        assert!(must_write(known, &slid(60)));
+        let changed = record(
+            &[
+                ("uid", serde_json::json!("u")),
+                ("flash", serde_json::json!("hi")),
+            ],
+            t,
+        );
+        assert!(
+            must_write(known, &changed),
+            "changed data is always written"
+        );
+        assert!(
+            must_write(None, &stored),
+            "unknown to this process: written"
+        );
+    }
 }

@@ -63,7 +63,7 @@ impl EffectiveMapping {
         hasher.update(self.target.as_bytes());
         hasher.update(serde_json::to_vec(&self.fields).unwrap_or_default());
         let digest = hasher.finalize();
-        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
 }
 

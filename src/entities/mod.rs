@@ -306,7 +306,10 @@ pub fn snake_case(name: &str) -> String {
 /// `YYYY-MM-DD`, or the date part of an RFC 3339 timestamp.
 pub fn parse_date(raw: &str) -> Option<Date> {
     let day = raw.get(..10)?;
-    if raw.len() > 10 && !raw[10..].starts_with(['T', 't', ' ']) {
+    if raw
+        .get(10..)
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with(['T', 't', ' ']))
+    {
         return None;
     }
     Date::parse(day, format_description!("[year]-[month]-[day]")).ok()
@@ -591,5 +594,19 @@ mod tests {
         assert_eq!(camel_case("client_name"), "clientName");
         assert_eq!(snake_case("clientName"), "client_name");
         assert_eq!(snake_case("client_name"), "client_name");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::testing::header_text;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_provider_date_text_parses_or_is_refused(raw in header_text()) {
+            let _ = parse_date(&raw);
+        }
     }
 }

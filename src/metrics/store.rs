@@ -189,12 +189,14 @@ const CHUNK: usize = 10_000;
 
 fn counts(total: usize, returned: &[Uuid], batch_id: Uuid) -> WriteCounts {
     let inserted = returned.iter().filter(|w| **w == batch_id).count() as u64;
-    let updated = returned.len() as u64 - inserted;
+    let updated = (returned.len() as u64).saturating_sub(inserted);
     WriteCounts {
         written: total as u64,
         inserted,
         updated,
-        unchanged: total as u64 - inserted - updated,
+        unchanged: (total as u64)
+            .saturating_sub(inserted)
+            .saturating_sub(updated),
         deleted: 0,
     }
 }

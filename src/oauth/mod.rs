@@ -325,9 +325,7 @@ impl<'a> OAuthProvider<'a> {
                 .refresh_token()
                 .map(|r| Secret::new(r.secret().clone())),
             token_type: token.token_type().as_ref().to_owned(),
-            expires_at: lifetime_secs.map(|s| {
-                crate::storage::now() + time::Duration::seconds(s.min(i64::MAX as u64) as i64)
-            }),
+            expires_at: lifetime_secs.map(expiry_after),
             lifetime_secs,
             granted_scopes,
             account_id: text(ACCOUNT_ID_FIELD),
@@ -381,6 +379,20 @@ type Capture = Arc<Mutex<Option<Value>>>;
 
 const ACCOUNT_ID_FIELD: &str = "plugboard_account_id";
 const ACCOUNT_NAME_FIELD: &str = "plugboard_account_name";
+
+/// Longest access-token lifetime taken at its word; a provider answering
+/// `expires_in: 1e18` gets this instead of a date past the calendar.
+const MAX_TOKEN_LIFETIME: time::Duration = time::Duration::days(3650);
+
+/// When a token that lives `secs` seconds from now expires.
+fn expiry_after(secs: u64) -> time::OffsetDateTime {
+    let lifetime = i64::try_from(secs)
+        .map(time::Duration::seconds)
+        .unwrap_or(MAX_TOKEN_LIFETIME)
+        .min(MAX_TOKEN_LIFETIME);
+    let now = crate::storage::now();
+    now.checked_add(lifetime).unwrap_or(now)
+}
 
 fn value_text(v: &Value) -> Option<String> {
     match v {
@@ -662,5 +674,80 @@ mod tests {
             expand_url("{publicUrl}/sandbox/x", "http://me:1", &[]),
             "http://me:1/sandbox/x"
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::testing::{any_json, json_with_keys};
+    use proptest::prelude::*;
+
+    fn auth(token_response: Value) -> AuthMeta {
+        let token_response = if token_response.is_null() {
+            serde_json::json!({})
+        } else {
+            token_response
+        };
+        serde_json::from_value(serde_json::json!({
+            "flows": [{"type": "authorization_code", "pkce": true}],
+            "defaultScopes": [], "scopeSeparator": " ", "authorizationParams": {},
+            "tokenRequestFormat": "form", "clientAuthMethod": "post",
+            "issuesRefreshToken": true, "refreshTokenRotates": false,
+            "clientIdEnv": "PLUGBOARD_X_ID", "clientSecretEnv": "PLUGBOARD_X_SECRET",
+            "tokenResponse": token_response,
+        }))
+        .unwrap_or_else(|e| panic!("fixture auth: {e}"))
+    }
+
+    fn token_body() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any_json(),
+            json_with_keys(&[
+                "access_token",
+                "refresh_token",
+                "expires_in",
+                "token_type",
+                "scope",
+                "accessToken",
+                "expiresIn",
+                "authed_user",
+                "team"
+            ]),
+        ]
+    }
+
+    proptest! {
+        // Token responses are provider data: normalised and parsed, any body
+        // is a token set or a parse error, and any lifetime a date.
+        #[test]
+        fn any_token_response_parses_or_is_refused(body in token_body(), raw_bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let paths = serde_json::json!({"accessToken": "/authed_user/access_token", "expiresIn": "/expires", "accountId": "/team/id", "accountName": "/team/name"});
+            for a in [auth(Value::Null), auth(paths)] {
+                for bytes in [serde_json::to_vec(&body).unwrap_or_default(), raw_bytes.clone()] {
+                    let response = http::Response::builder()
+                        .status(200)
+                        .body(bytes)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    let out = normalise_response(response, &a);
+                    if let Ok(token) = serde_json::from_slice::<BasicTokenResponse>(out.body()) {
+                        use oauth2::TokenResponse;
+                        let _ = token.expires_in().map(|d| expiry_after(d.as_secs()));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn any_lifetime_is_a_date_within_ten_years(secs in any::<u64>()) {
+            let at = expiry_after(secs);
+            prop_assert!(at <= crate::storage::now() + MAX_TOKEN_LIFETIME);
+        }
+    }
+
+    #[test]
+    fn a_huge_expires_in_is_capped_not_a_panic() {
+        let at = expiry_after(u64::MAX);
+        assert!(at > crate::storage::now() + time::Duration::days(3000));
     }
 }

@@ -36,7 +36,7 @@ pub fn sign(key: &[u8; 32], id: Uuid, user_id: Uuid, provider: &str, redirect_ur
         .map(|m| m.finalize().into_bytes().to_vec())
         .unwrap_or_default();
     let mut raw = id.as_bytes().to_vec();
-    raw.extend_from_slice(&tag[..MAC_LEN.min(tag.len())]);
+    raw.extend(tag.iter().take(MAC_LEN));
     URL_SAFE_NO_PAD.encode(raw)
 }
 
@@ -50,13 +50,14 @@ pub fn verify(
     redirect_uri: &str,
 ) -> Option<Uuid> {
     let raw = URL_SAFE_NO_PAD.decode(state.as_bytes()).ok()?;
-    if raw.len() != 16 + MAC_LEN {
+    let (id, tag) = raw.split_at_checked(16)?;
+    if tag.len() != MAC_LEN {
         return None;
     }
-    let id = Uuid::from_slice(&raw[..16]).ok()?;
+    let id = Uuid::from_slice(id).ok()?;
     let mac = mac(key, id, user_id, provider, redirect_uri)?;
     // verify_truncated_left compares in constant time.
-    mac.verify_truncated_left(&raw[16..]).ok()?;
+    mac.verify_truncated_left(tag).ok()?;
     Some(id)
 }
 

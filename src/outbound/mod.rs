@@ -232,16 +232,7 @@ pub fn error_excerpt(body: &serde_json::Value, pii_fields: &[String]) -> Option<
         return None;
     }
     let text = redact_json(body, pii_fields).to_string();
-    const MAX: usize = 300;
-    Some(if text.len() > MAX {
-        let mut end = MAX;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &text[..end])
-    } else {
-        text
-    })
+    Some(crate::input::excerpt(&text, 300))
 }
 
 #[cfg(test)]

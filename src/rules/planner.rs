@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use rand::Rng;
-use serde_json::json;
+use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -221,8 +221,10 @@ fn decide(due: &DueRule, now: OffsetDateTime) -> Claim {
 /// The job's `metadata`: what the worker needs of the rule, camelCase.
 pub fn job_metadata(due: &DueRule) -> serde_json::Value {
     let mut metadata = rule_metadata(due.id, due.revision, &due.rule.0);
-    metadata["rule"]["firstRun"] = json!(due.first_run);
-    metadata["rule"]["slot"] = json!(format_mark(due.next_run_at));
+    if let Some(rule) = metadata.get_mut("rule").and_then(Value::as_object_mut) {
+        rule.insert("firstRun".to_owned(), json!(due.first_run));
+        rule.insert("slot".to_owned(), json!(format_mark(due.next_run_at)));
+    }
     metadata
 }
 

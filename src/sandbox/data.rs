@@ -234,7 +234,11 @@ fn pick<'a>(list: &[&'a str], n: u64) -> &'a str {
     if len == 0 {
         return "";
     }
-    list[usize::try_from(n % len).unwrap_or(0)]
+    usize::try_from(n % len)
+        .ok()
+        .and_then(|i| list.get(i))
+        .copied()
+        .unwrap_or_default()
 }
 
 fn format_date(date: Date) -> String {
@@ -290,26 +294,35 @@ const PROPERTY_TIME_ZONES: &[&str] = &[
     "Asia/Tokyo",
 ];
 
+/// The currency and time zone of the `index`th property (they cycle).
+fn property_locale(index: usize) -> (&'static str, &'static str) {
+    let i = index % PROPERTY_CURRENCIES.len().max(1);
+    (
+        PROPERTY_CURRENCIES.get(i).copied().unwrap_or("USD"),
+        PROPERTY_TIME_ZONES.get(i).copied().unwrap_or("UTC"),
+    )
+}
+
 /// `GET /api/properties`: id, name, currency and time zone, as GA4 and
 /// Google Ads report them for a property or customer.
 pub(super) async fn properties(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
     serve(&inner, &headers, |inner, company| {
         let properties: Vec<_> = (1..=inner.dataset.properties)
             .map(|n| {
-                let i = (n - 1) % PROPERTY_CURRENCIES.len();
+                let (currency, time_zone) = property_locale(n.saturating_sub(1));
                 serde_json::json!({
                     "id": format!("prop-{n}"),
                     "name": property_name(company, n),
-                    "currency": PROPERTY_CURRENCIES[i],
-                    "timeZone": PROPERTY_TIME_ZONES[i],
+                    "currency": currency,
+                    "timeZone": time_zone,
                 })
             })
             .chain(lock(&inner.faults).extra_property.clone().map(|id| {
                 serde_json::json!({
                     "id": id,
                     "name": id,
-                    "currency": PROPERTY_CURRENCIES[0],
-                    "timeZone": PROPERTY_TIME_ZONES[0],
+                    "currency": property_locale(0).0,
+                    "timeZone": property_locale(0).1,
                 })
             }))
             .collect();
@@ -711,12 +724,23 @@ fn projects_page(inner: &Inner, query: Option<&str>) -> Result<Response, ApiErro
         .filter(|p| !parent_only || p.parent_id.is_none())
         .filter(|p| since.is_none_or(|since| p.updated_at >= since))
         .collect();
-    let items: Vec<ProjectOut<'_>> = matching
+    let mut items: Vec<serde_json::Value> = matching
         .iter()
         .skip(offset)
         .take(limit)
-        .map(|p| p.out())
+        .filter_map(|p| serde_json::to_value(p.out()).ok())
         .collect();
+    if lock(&inner.faults).repeat_first_project
+        && let Some(mut again) = items.first().cloned()
+    {
+        if let Some(fields) = again.as_object_mut()
+            && let Some(name) = fields.get("name").and_then(serde_json::Value::as_str)
+        {
+            let changed = format!("{name} (changed while paging)");
+            fields.insert("name".to_owned(), serde_json::Value::String(changed));
+        }
+        items.push(again);
+    }
     let body = serde_json::json!({ "items": items, "total": matching.len() });
     drop(projects);
     Ok(axum::Json(body).into_response())
@@ -794,7 +818,7 @@ fn person(n: u64, domain: &str, created_at: OffsetDateTime) -> Person {
         id: format!("person-{n:04}"),
         name: format!("{first} {last}"),
         email: format!("{local}@{domain}.example"),
-        title: TITLES[usize::try_from(c % TITLES.len() as u64).unwrap_or(0)],
+        title: pick(TITLES, c),
         active: !n.is_multiple_of(9),
         updated_at: format_datetime(spread(
             created_at.replace_nanosecond(0).unwrap_or(created_at),

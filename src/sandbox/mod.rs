@@ -157,6 +157,10 @@ pub struct Faults {
     /// provider might send it (`/`, `?`, `#`, `%2F`, NUL …). Its metrics
     /// are prop-1's.
     pub extra_property: Option<String>,
+    /// Every projects page lists its first project again at its end, renamed
+    /// `… (changed while paging)`, as a provider does when a record changes
+    /// between the pages of a read.
+    pub repeat_first_project: bool,
 }
 
 /// Requests that reached each handler, failed ones included.
@@ -433,12 +437,11 @@ impl Params {
 
     /// The first parameter sent more than once, which OAuth forbids.
     fn duplicate(&self) -> Option<&str> {
-        self.0.iter().enumerate().find_map(|(i, (k, _))| {
-            self.0[..i]
-                .iter()
-                .any(|(seen, _)| seen == k)
-                .then_some(k.as_str())
-        })
+        let mut seen = std::collections::HashSet::new();
+        self.0
+            .iter()
+            .find(|(k, _)| !seen.insert(k.as_str()))
+            .map(|(k, _)| k.as_str())
     }
 }
 

@@ -124,7 +124,9 @@ pub fn prefix_of(presented: &str) -> Option<&str> {
         && secret
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    well_formed.then(|| &presented[..KEY_PREFIX.len() + 8])
+    presented
+        .get(..KEY_PREFIX.len().saturating_add(8))
+        .filter(|_| well_formed)
 }
 
 /// Who is calling the internal API.

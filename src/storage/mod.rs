@@ -84,6 +84,7 @@ pub trait Store:
     + RateStore
     + RuleStore
     + SandboxTokenStore
+    + crate::retention::RetentionStore
     + Send
     + Sync
     + 'static
@@ -177,6 +178,25 @@ pub fn now() -> OffsetDateTime {
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     err.as_database_error()
         .is_some_and(|db| db.is_unique_violation())
+}
+
+/// True when a database error is about reaching the database, not about the
+/// statement: the connection dropped or was refused, the pool had no
+/// connection in time, or PostgreSQL is shutting down, starting up or
+/// failing over (SQLSTATE class 08, 57P01–57P03). Trying again later can
+/// succeed; the request or job isn't at fault.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
 }
 
 fn pending(migrator: &Migrator, applied: &[i64]) -> usize {

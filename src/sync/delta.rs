@@ -13,16 +13,12 @@ pub fn parse_instant(raw: &str) -> Option<OffsetDateTime> {
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Some(t.to_offset(UtcOffset::UTC));
     }
-    // `2026-11-20T10:00:00.000+0000`: an offset without a colon.
-    if s.len() > 5 {
-        let (head, tail) = s.split_at(s.len() - 5);
-        let b = tail.as_bytes();
-        if matches!(b[0], b'+' | b'-') && b[1..].iter().all(u8::is_ascii_digit) {
-            let fixed = format!("{head}{}:{}", &tail[..3], &tail[3..]);
-            if let Ok(t) = OffsetDateTime::parse(&fixed, &Rfc3339) {
-                return Some(t.to_offset(UtcOffset::UTC));
-            }
-        }
+    // `2026-11-20T10:00:00.000+0000`: an offset without a colon. The cut is
+    // made only on a character boundary: cursor values are provider data.
+    if let Some(fixed) = with_offset_colon(s)
+        && let Ok(t) = OffsetDateTime::parse(&fixed, &Rfc3339)
+    {
+        return Some(t.to_offset(UtcOffset::UTC));
     }
     // No offset at all: taken as UTC.
     if let Ok(t) = PrimitiveDateTime::parse(
@@ -48,6 +44,16 @@ pub fn parse_instant(raw: &str) -> Option<OffsetDateTime> {
     None
 }
 
+/// `…+0000` → `…+00:00`; `None` unless `s` ends in a sign and four ASCII digits.
+fn with_offset_colon(s: &str) -> Option<String> {
+    let cut = s.len().checked_sub(5)?;
+    let (head, tail) = (s.get(..cut)?, s.get(cut..)?);
+    let (sign, digits) = tail.split_at_checked(1)?;
+    let (hours, minutes) = digits.split_at_checked(2)?;
+    let well_formed = matches!(sign, "+" | "-") && digits.bytes().all(|b| b.is_ascii_digit());
+    well_formed.then(|| format!("{head}{sign}{hours}:{minutes}"))
+}
+
 /// The stored form of a mark: UTC, whole seconds, `Z`.
 pub fn canonical(t: OffsetDateTime) -> String {
     let t = t.to_offset(UtcOffset::UTC);
@@ -69,7 +75,8 @@ pub fn later(a: Option<&str>, b: Option<&str>) -> Option<String> {
 /// lookback, in the object's `deltaFormat`. Truncation always rounds
 /// down: reading a record twice is harmless, missing one is not.
 pub fn since_value(mark: OffsetDateTime, lookback: Duration, format: Option<&str>) -> String {
-    let at = mark - lookback;
+    // A mark near the start of time (provider data) must not underflow.
+    let at = mark.checked_sub(lookback).unwrap_or(mark);
     match format {
         Some("date") => at.date().to_string(),
         Some("epoch_seconds") => at.unix_timestamp().to_string(),
@@ -141,5 +148,46 @@ mod tests {
             since_value(mark, Duration::ZERO, Some("epoch_seconds")),
             "1795134600"
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::testing::header_text;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Cursor values are provider data: any text parses or is refused.
+        #[test]
+        fn any_cursor_text_parses_or_is_refused(raw in header_text()) {
+            if let Some(t) = parse_instant(&raw) {
+                let _ = since_value(t, Duration::days(30), None);
+                let _ = since_value(t, Duration::days(30), Some("date"));
+                prop_assert!(parse_instant(&canonical(t)).is_some());
+            }
+            let _ = later(Some(&raw), Some("2026-11-20T00:00:00Z"));
+        }
+
+        #[test]
+        fn multibyte_text_before_an_offset_never_panics(head in "\\PC{0,8}", tail in "[+-]?[0-9é✓]{0,5}") {
+            let _ = parse_instant(&format!("{head}{tail}"));
+        }
+    }
+
+    #[test]
+    fn the_first_instant_moved_back_does_not_underflow() {
+        let first = time::PrimitiveDateTime::MIN.assume_utc();
+        assert_eq!(
+            since_value(first, Duration::days(3), Some("date")),
+            first.date().to_string()
+        );
+    }
+
+    #[test]
+    fn non_ascii_before_the_offset_is_refused_not_a_panic() {
+        // Five bytes from the end falls inside `é` (2 bytes): this panicked.
+        assert_eq!(parse_instant("2026-11-20T10:00:00é0000"), None);
+        assert_eq!(parse_instant("x✓+0100"), None);
     }
 }

@@ -122,6 +122,18 @@ pub trait LeaseStore {
         now: OffsetDateTime,
         lease_until: OffsetDateTime,
     ) -> sqlx::Result<Option<Claimed>>;
+    /// Ends a full read: marks the object's records the run (the job) didn't
+    /// return deleted, in one transaction with the lease fence. `None` when
+    /// the lease was lost or the job cancelled: then nothing is marked, since
+    /// a run that didn't finish can't know what vanished.
+    async fn mark_vanished_fenced(
+        &self,
+        lease: &Lease,
+        lease_until: OffsetDateTime,
+        connection_id: Uuid,
+        object: &str,
+        at: OffsetDateTime,
+    ) -> sqlx::Result<Option<u64>>;
     /// Renews the lease; false when it was lost or the job was cancelled.
     async fn heartbeat_job(&self, lease: &Lease, lease_until: OffsetDateTime)
     -> sqlx::Result<bool>;
@@ -248,6 +260,33 @@ impl_for_backends! {
             .await?;
             tx.commit().await?;
             Ok(claimed)
+        }
+
+        async fn mark_vanished_fenced(&self, lease: &Lease, lease_until: OffsetDateTime, connection_id: Uuid, object: &str, at: OffsetDateTime) -> sqlx::Result<Option<u64>> {
+            let mut tx = self.begin_write().await?;
+            let held = sqlx::query(FENCE)
+                .bind(lease.workspace)
+                .bind(lease.job_id)
+                .bind(lease.owner)
+                .bind(lease_until)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if held == 0 {
+                return Ok(None);
+            }
+            let marked = sqlx::query(super::records::MARK_VANISHED)
+                .bind(lease.workspace)
+                .bind(connection_id)
+                .bind(object)
+                .bind(lease.job_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(Some(marked))
         }
 
         async fn heartbeat_job(&self, lease: &Lease, lease_until: OffsetDateTime) -> sqlx::Result<bool> {

@@ -162,7 +162,8 @@ impl Rate {
 
     /// How far ahead of now the schedule may run: the burst.
     fn tolerance_us(&self) -> i64 {
-        self.interval_us * i64::from(self.burst - 1)
+        self.interval_us
+            .saturating_mul(i64::from(self.burst.saturating_sub(1)))
     }
 }
 
@@ -217,7 +218,12 @@ impl_for_backends! {
                 .bind(key)
                 .fetch_optional(&self.pool)
                 .await?;
-            let wait_us = tat.map_or(0, |tat| tat - rate.tolerance_us() - now_us).max(1_000);
+            let wait_us = tat
+        .map_or(0, |tat| {
+            tat.saturating_sub(rate.tolerance_us())
+                .saturating_sub(now_us)
+        })
+        .max(1_000);
             Ok(Some(Duration::from_micros(wait_us.unsigned_abs())))
         }
 
@@ -402,5 +408,52 @@ mod tests {
         assert_eq!(r.interval_us, 1_000_000);
         assert_eq!(r.tolerance_us(), 9_000_000);
         assert_eq!(Rate::per_minute(0, 0).burst, 1);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::testing::{header_text, json_with_keys};
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    proptest! {
+        #[test]
+        fn any_quota_headers_give_a_bounded_pause(
+            remaining in header_text(),
+            reset in header_text(),
+            format in 0..3u8,
+            secs in any::<u64>(),
+        ) {
+            let quota = QuotaHeaders {
+                remaining: "x-remaining".into(),
+                reset: "x-reset".into(),
+                reset_format: match format {
+                    0 => ResetFormat::Seconds,
+                    1 => ResetFormat::EpochSeconds,
+                    _ => ResetFormat::EpochMillis,
+                },
+            };
+            let headers = vec![
+                ("X-Remaining".to_owned(), remaining),
+                ("x-reset".to_owned(), reset),
+            ];
+            let now = UNIX_EPOCH + Duration::from_secs(secs % 10_000_000_000);
+            if let Some(pause) = quota_pause(&quota, &headers, now) {
+                prop_assert!(pause <= Duration::from_secs(86_400));
+            }
+        }
+
+        #[test]
+        fn any_quota_metadata_is_read_or_ignored(raw in json_with_keys(&["remaining", "reset", "resetFormat"])) {
+            let _ = quota_headers(&raw);
+        }
+
+        #[test]
+        fn any_rate_has_a_finite_tolerance(requests in any::<u32>(), burst in any::<u32>()) {
+            let rate = Rate { interval_us: 60_000_000 / i64::from(requests.max(1)), burst };
+            prop_assert!(rate.tolerance_us() >= 0);
+        }
     }
 }

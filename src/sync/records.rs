@@ -29,6 +29,22 @@ pub struct RecordRow {
     pub deleted: bool,
 }
 
+/// `rows` with one row per key, the last one given for it, in the order
+/// of those last rows. A provider may list a record twice in one page (it
+/// changed while being paged); PostgreSQL refuses an upsert that touches a
+/// row twice and SQLite would keep whichever came last, so both get the
+/// last, before the write.
+pub fn last_wins<T, K: std::hash::Hash + Eq>(rows: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<T> = rows
+        .into_iter()
+        .rev()
+        .filter(|r| seen.insert(key(r)))
+        .collect();
+    kept.reverse();
+    kept
+}
+
 impl RecordRow {
     /// Provider data as it comes, except U+0000, which neither database
     /// column type can hold (see [`escape_nul_for_storage`]).
@@ -192,7 +208,10 @@ fn count(total: usize, returned: &[(Uuid, Uuid, bool)], run_id: Uuid) -> RecordC
             c.updated += 1;
         }
     }
-    c.unchanged = total as u64 - c.created - c.updated - c.deleted;
+    c.unchanged = (total as u64)
+        .saturating_sub(c.created)
+        .saturating_sub(c.updated)
+        .saturating_sub(c.deleted);
     c
 }
 
@@ -269,13 +288,14 @@ impl RecordStore for SqliteStore {
     }
 }
 
+/// Records of a full read's object that the read (`$4`) didn't return.
+pub(super) const MARK_VANISHED: &str = "UPDATE records SET deleted_at = $5, changed_by = $4, updated_at = $5 \
+     WHERE workspace_id = $1 AND connection_id = $2 AND object = $3 AND seen_in <> $4 AND deleted_at IS NULL";
+
 impl_for_backends! {
     impl RecordReadStore {
         async fn mark_vanished(&self, workspace: WorkspaceId, connection_id: Uuid, object: &str, run_id: Uuid, at: OffsetDateTime) -> sqlx::Result<u64> {
-            Ok(sqlx::query(
-                "UPDATE records SET deleted_at = $5, changed_by = $4, updated_at = $5 \
-                 WHERE workspace_id = $1 AND connection_id = $2 AND object = $3 AND seen_in <> $4 AND deleted_at IS NULL",
-            )
+            Ok(sqlx::query(MARK_VANISHED)
             .bind(workspace)
             .bind(connection_id)
             .bind(object)
@@ -335,6 +355,12 @@ impl_for_backends! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_keys_keep_the_last_row_in_order() {
+        let rows = vec![("a", 1), ("b", 1), ("a", 2), ("c", 1), ("b", 2)];
+        assert_eq!(last_wins(rows, |r| r.0), vec![("a", 2), ("c", 1), ("b", 2)]);
+    }
 
     #[test]
     fn hash_ignores_key_order_not_values() {

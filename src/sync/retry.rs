@@ -309,3 +309,22 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::testing::header_text;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_retry_after_value_is_a_wait_or_none(raw in header_text(), secs in any::<u64>()) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = reqwest::header::HeaderValue::from_str(&raw) {
+                h.insert(RETRY_AFTER, v);
+            }
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(secs % 10_000_000_000);
+            let _ = retry_after(&h, now);
+        }
+    }
+}

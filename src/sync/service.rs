@@ -403,6 +403,9 @@ pub struct Health {
     #[serde(with = "time::serde::rfc3339::option")]
     pub oldest_queued_at: Option<time::OffsetDateTime>,
     pub paused: bool,
+    /// This process's background loops (workers, planner, …), with how
+    /// often each failed and was restarted.
+    pub background: Vec<crate::background::LoopHealth>,
 }
 
 pub async fn health(state: &AppState) -> AppResult<Health> {
@@ -416,5 +419,6 @@ pub async fn health(state: &AppState) -> AppResult<Health> {
         queued,
         oldest_queued_at,
         paused: !state.settings.sync.enabled,
+        background: state.background.snapshot(),
     })
 }

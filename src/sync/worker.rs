@@ -18,7 +18,7 @@ use super::delta;
 use super::fetch::{ObjectReader, Position, ReadSpec};
 use super::leases::{Claimed, Lease, PageCommit};
 use super::limits::{self, Limits};
-use super::records::{RecordBatch, RecordCounts, RecordRow};
+use super::records::{RecordBatch, RecordCounts, RecordRow, last_wins};
 use super::retry::{RetryPolicy, send};
 use crate::app::AppState;
 use crate::connections::Connection;
@@ -108,13 +108,20 @@ fn failed(message: impl Into<String>) -> RunError {
 }
 
 /// Runs workers until `stop` turns true; returns when they have stopped.
+/// Each worker runs supervised: one that fails is restarted with backoff.
 pub async fn run_workers(state: AppState, count: u32, stop: watch::Receiver<bool>) {
     let mut tasks = Vec::new();
-    for _ in 0..count {
-        tasks.push(tokio::spawn(worker_loop(state.clone(), stop.clone())));
+    for n in 1..=count {
+        let (loop_state, loop_stop) = (state.clone(), stop.clone());
+        tasks.push(AbortOnDrop(tokio::spawn(crate::background::supervise(
+            format!("sync worker {n}"),
+            state.background.clone(),
+            stop.clone(),
+            move || worker_loop(loop_state.clone(), loop_stop.clone()),
+        ))));
     }
-    for task in tasks {
-        let _ = task.await;
+    for mut task in tasks {
+        let _ = (&mut task.0).await;
     }
 }
 
@@ -223,85 +230,164 @@ fn rule_part<T: serde::de::DeserializeOwned + Default>(job: &crate::jobs::Job) -
 async fn run_job(state: &AppState, claimed: Claimed, worker: Uuid) {
     let lease = claimed.lease(worker);
     let lost = Arc::new(AtomicBool::new(false));
-    let soft_limit = Duration::from_secs(state.settings.sync.soft_limit_secs);
-    let hard_limit = Duration::from_secs(state.settings.sync.hard_limit_secs);
-    let heartbeat = {
-        let (state, lost) = (state.clone(), lost.clone());
-        tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let mut warned = false;
-            loop {
-                tokio::time::sleep(heartbeat_every(&state)).await;
-                match state
-                    .store
-                    .heartbeat_job(&lease, now() + lease_length(&state))
-                    .await
-                {
-                    Ok(true) => {}
-                    _ => {
-                        lost.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                }
-                if !warned && started.elapsed() >= soft_limit {
-                    warned = true;
-                    log(
-                        &state,
-                        &lease,
-                        "warn",
-                        &format!(
-                            "still running after the soft time limit of {} s (PLUGBOARD_SYNC_SOFT_LIMIT_SECS)",
-                            soft_limit.as_secs()
-                        ),
-                    )
-                    .await;
-                }
-            }
-        })
-    };
-    if claimed.attempts > 1 {
-        log(
-            state,
-            &lease,
-            "info",
-            &format!(
-                "resuming (attempt {}) from the last committed page",
-                claimed.attempts
-            ),
-        )
-        .await;
-    }
     let checkpoint: Checkpoint =
         serde_json::from_value(claimed.checkpoint.0.clone()).unwrap_or_default();
-    // Past the hard limit the read is dropped mid-flight: an unfinished
-    // page transaction rolls back, committed pages and the checkpoint stay.
-    let result = match tokio::time::timeout(
-        hard_limit,
-        execute(state, &claimed, &lease, checkpoint, &lost),
-    )
-    .await
-    {
-        Ok(result) => result,
+    let body = execute(state, &claimed, &lease, checkpoint, &lost);
+    run_guarded(state, &claimed, lease, lost.clone(), body).await;
+}
+
+/// Runs a job claimed outside the worker loop (a test driving the queue by
+/// hand), exactly as a worker would.
+#[doc(hidden)]
+pub async fn run_claimed(state: &AppState, claimed: Claimed, worker: Uuid) {
+    run_job(state, claimed, worker).await;
+}
+
+/// Runs a claimed job with `body` in place of the real read, under the same
+/// guards (heartbeat, time limits, panic capture, finish). For tests: a body
+/// can fail in ways no provider can make the real one fail, e.g. a panic.
+#[doc(hidden)]
+pub async fn run_claimed_with(
+    state: &AppState,
+    claimed: Claimed,
+    worker: Uuid,
+    body: impl std::future::Future<Output = Result<(), String>>,
+) {
+    let lease = claimed.lease(worker);
+    let lost = Arc::new(AtomicBool::new(false));
+    let body = async {
+        body.await
+            .map(|()| Counts::default())
+            .map_err(RunError::Failed)
+    };
+    run_guarded(state, &claimed, lease, lost, body).await;
+}
+
+/// The guards around a job's body: a heartbeat that lives exactly as long
+/// as the body, the hard time limit, and a panic turned into a failed job
+/// (never a job left "running" under a lease renewed forever).
+async fn run_guarded(
+    state: &AppState,
+    claimed: &Claimed,
+    lease: Lease,
+    lost: Arc<AtomicBool>,
+    body: impl std::future::Future<Output = Result<Counts, RunError>>,
+) {
+    let max_attempts = state.settings.sync.max_attempts;
+    if claimed.attempts > i32::try_from(max_attempts).unwrap_or(i32::MAX) {
+        // A poison job: every worker that took it stopped without finishing
+        // (crash, kill, lost lease). Running it again would do the same.
+        let message = format!(
+            "gave up after {max_attempts} attempts: each worker that ran this job stopped before finishing it (PLUGBOARD_SYNC_MAX_ATTEMPTS); retry it once the cause is fixed"
+        );
+        finish(state, claimed, &lease, Err(failed(message))).await;
+        return;
+    }
+    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(state.clone(), lease, lost)));
+    if claimed.attempts > 1 {
+        let message = format!(
+            "resuming (attempt {}) from the last committed page",
+            claimed.attempts
+        );
+        log(state, &lease, "info", &message).await;
+    }
+    let result = within_limits(state, body).await;
+    drop(heartbeat);
+    finish(state, claimed, &lease, result).await;
+}
+
+/// Aborts its task when dropped, whatever the way out (return, panic,
+/// cancellation): a guard can't outlive what it guards.
+pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Renews the lease until dropped; flags `lost` when renewal fails (another
+/// worker took the job, or it was cancelled).
+async fn heartbeat(state: AppState, lease: Lease, lost: Arc<AtomicBool>) {
+    let soft_limit = Duration::from_secs(state.settings.sync.soft_limit_secs);
+    let started = std::time::Instant::now();
+    let mut warned = false;
+    loop {
+        tokio::time::sleep(heartbeat_every(&state)).await;
+        let renewed = state
+            .store
+            .heartbeat_job(&lease, now() + lease_length(&state))
+            .await;
+        if !matches!(renewed, Ok(true)) {
+            lost.store(true, Ordering::SeqCst);
+            return;
+        }
+        if !warned && started.elapsed() >= soft_limit {
+            warned = true;
+            let message = format!(
+                "still running after the soft time limit of {} s (PLUGBOARD_SYNC_SOFT_LIMIT_SECS)",
+                soft_limit.as_secs()
+            );
+            log(&state, &lease, "warn", &message).await;
+        }
+    }
+}
+
+/// The body, cut at the hard time limit, with a panic caught as a failure.
+/// Past the limit the read is dropped mid-flight: an unfinished page
+/// transaction rolls back, committed pages and the checkpoint stay.
+async fn within_limits(
+    state: &AppState,
+    body: impl std::future::Future<Output = Result<Counts, RunError>>,
+) -> Result<Counts, RunError> {
+    use futures_util::FutureExt;
+    let hard_limit = Duration::from_secs(state.settings.sync.hard_limit_secs);
+    let caught = std::panic::AssertUnwindSafe(body).catch_unwind();
+    match tokio::time::timeout(hard_limit, caught).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => Err(failed(format!(
+            "the worker failed unexpectedly ({}); pages read so far are kept",
+            panic_message(panic.as_ref())
+        ))),
         Err(_) => Err(failed(format!(
             "stopped at the hard time limit of {} s (PLUGBOARD_SYNC_HARD_LIMIT_SECS); pages read so far are kept",
             hard_limit.as_secs()
         ))),
-    };
-    heartbeat.abort();
+    }
+}
+
+/// A panic's message, when it has one (`panic!("…")` payloads are strings).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .map_or_else(|| "panic".to_owned(), |m| format!("panic: {m}"))
+}
+
+/// Records the outcome: counts on success, the message on failure, nothing
+/// when the lease was lost (another worker owns the job now).
+async fn finish(
+    state: &AppState,
+    claimed: &Claimed,
+    lease: &Lease,
+    result: Result<Counts, RunError>,
+) {
+    let alert_after = state.settings.sync.alert_after_failures;
     match result {
         Ok(counts) => {
             let counts = serde_json::to_value(counts).unwrap_or(Value::Null);
             // The log ends with the counts the job page shows.
-            log(state, &lease, "info", &counts_line("done", &counts)).await;
+            log(state, lease, "info", &counts_line("done", &counts)).await;
             let _ = state
                 .store
                 .finish_sync_job(
-                    &lease,
+                    lease,
                     JobStatus::Succeeded,
                     &counts,
                     None,
                     now(),
-                    state.settings.sync.alert_after_failures,
+                    alert_after,
                 )
                 .await;
         }
@@ -309,7 +395,7 @@ async fn run_job(state: &AppState, claimed: Claimed, worker: Uuid) {
             tracing::info!(job = %lease.job_id, "lease lost or job cancelled; stopping");
         }
         Err(RunError::Failed(message)) => {
-            log(state, &lease, "error", &message).await;
+            log(state, lease, "error", &message).await;
             let counts = state
                 .store
                 .get_job(lease.workspace, lease.job_id)
@@ -318,16 +404,16 @@ async fn run_job(state: &AppState, claimed: Claimed, worker: Uuid) {
                 .flatten()
                 .map(|j| j.counts.0)
                 .unwrap_or_else(|| claimed.job.counts.0.clone());
-            log(state, &lease, "info", &counts_line("stopped", &counts)).await;
+            log(state, lease, "info", &counts_line("stopped", &counts)).await;
             let _ = state
                 .store
                 .finish_sync_job(
-                    &lease,
+                    lease,
                     JobStatus::Failed,
                     &counts,
                     Some(&message),
                     now(),
-                    state.settings.sync.alert_after_failures,
+                    alert_after,
                 )
                 .await;
         }
@@ -437,7 +523,7 @@ async fn execute(
             let lookback =
                 time::Duration::days(i64::from(sync.metrics_lookback_days.max(settling)));
             let from = match mark {
-                Some(m) => (m - lookback).min(now() - lookback),
+                Some(m) => m.checked_sub(lookback).unwrap_or(m).min(now() - lookback),
                 None => now() - time::Duration::days(i64::from(sync.metrics_backfill_days)),
             };
             cp.since = Some(from.date().to_string());
@@ -502,10 +588,10 @@ async fn execute(
         state.settings.metrics.revision_margin_days,
     );
 
-    while cp.account_index < accounts.len() {
+    while let Some(account) = accounts.get(cp.account_index).cloned() {
         let spec = ReadSpec {
             base_url: base.clone(),
-            account_id: accounts[cp.account_index].clone(),
+            account_id: account.clone(),
             since: cp.since.clone(),
             until: Some(now().date().to_string()),
             parent_only,
@@ -545,7 +631,8 @@ async fn execute(
             let request = reader
                 .request(&spec, &position)
                 .map_err(|e| failed(e.to_string()))?;
-            let (status, response_headers, body, refreshed) = fetch_page(
+            let page_timeout = Duration::from_secs(state.settings.sync.page_timeout_secs);
+            let fetched = fetch_page(
                 state,
                 &provider,
                 &connection,
@@ -553,8 +640,17 @@ async fn execute(
                 &headers,
                 (&policy, &limits),
                 lease,
-            )
-            .await?;
+            );
+            let (status, response_headers, body, refreshed) =
+                tokio::time::timeout(page_timeout, fetched)
+                    .await
+                    .map_err(|_| {
+                        failed(format!(
+                            "page {} took longer than {} s (PLUGBOARD_SYNC_PAGE_TIMEOUT_SECS); pages read so far are kept",
+                            cp.pages.saturating_add(1),
+                            page_timeout.as_secs()
+                        ))
+                    })??;
             if let Some(c) = refreshed {
                 connection = c;
             }
@@ -577,7 +673,7 @@ async fn execute(
             let mut rows = Vec::with_capacity(parsed.records.len());
             let mut metric_rows: Vec<MetricRow> = Vec::new();
             let page_currency = match &currency_source {
-                Some(CurrencySource::Account) => accounts[cp.account_index]
+                Some(CurrencySource::Account) => account
                     .as_ref()
                     .and_then(|a| account_currencies.get(a).cloned()),
                 Some(CurrencySource::Response { pointer }) => body
@@ -598,12 +694,7 @@ async fn execute(
                     cp.high_water = delta::later(cp.high_water.as_deref(), Some(&value));
                 }
                 if object.kind == ObjectKind::Metrics {
-                    match metric_row(
-                        &reader,
-                        object,
-                        record,
-                        accounts[cp.account_index].as_deref(),
-                    ) {
+                    match metric_row(&reader, object, record, account.as_deref()) {
                         Some(mut row) => {
                             row.currency = match &currency_source {
                                 Some(CurrencySource::Field { field }) => reader
@@ -612,12 +703,6 @@ async fn execute(
                                     .and_then(crate::metrics::currency_code),
                                 _ => page_currency.clone(),
                             };
-                            // Same day and dimensions twice in a page: the last wins.
-                            metric_rows.retain(|r| {
-                                !(r.date == row.date
-                                    && r.dimension_key == row.dimension_key
-                                    && r.account_id == row.account_id)
-                            });
                             metric_rows.push(row);
                         }
                         None => cp.counts.errors += 1,
@@ -641,11 +726,21 @@ async fn execute(
                     reader.is_deleted(record),
                 ));
             }
+            // The same record, or day and dimensions, twice in a page: the
+            // last wins, the same on both databases.
+            let rows = last_wins(rows, |r| r.external_id.clone());
+            let metric_rows = last_wins(metric_rows, |r| {
+                (
+                    r.date.clone(),
+                    r.dimension_key.clone(),
+                    r.account_id.clone(),
+                )
+            });
             position = parsed.next;
             cp.pages += 1;
             cp.position = Some(position.clone());
             let at_end = position == Position::Done;
-            let account_id = accounts[cp.account_index].clone().unwrap_or_default();
+            let account_id = account.clone().unwrap_or_default();
             let (replace_days, also_keep) = if is_metrics {
                 days_to_replace(&mut cp, &metric_rows, &account_id, at_end, &spec)
             } else {
@@ -745,12 +840,21 @@ async fn execute(
         return Ok(cp.counts);
     }
     if full_read && object.kind == ObjectKind::Records {
+        // Fenced: a cancelled job, or one another worker took over, must
+        // not mark what it merely didn't get to as deleted.
         let vanished = state
             .store
-            .mark_vanished(job.workspace_id, connection_id, &object_key, job.id, now())
+            .mark_vanished_fenced(
+                lease,
+                now() + lease_length(state),
+                connection_id,
+                &object_key,
+                now(),
+            )
             .await
-            .map_err(|e| failed(e.to_string()))?;
-        cp.counts.deleted += vanished;
+            .map_err(|e| failed(e.to_string()))?
+            .ok_or(RunError::LeaseLost)?;
+        cp.counts.deleted = cp.counts.deleted.saturating_add(vanished);
         if vanished > 0 {
             log(
                 state,
@@ -944,12 +1048,44 @@ async fn fetch_page(
                     .map(|v| (k.as_str().to_owned(), v.to_owned()))
             })
             .collect();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let limit = state.settings.sync.max_page_bytes;
+        let body = read_body(response, limit).await.map_err(|e| match e {
+            BodyError::TooLarge => failed(format!(
+                "{} sent a page larger than the limit of {limit} bytes (PLUGBOARD_SYNC_MAX_PAGE_BYTES); ask for smaller pages or raise the limit",
+                provider.meta.display_name
+            )),
+            BodyError::Read => failed(format!(
+                "reading {}'s answer failed part-way",
+                provider.meta.display_name
+            )),
+        })?;
         return Ok((status, response_headers, body, refreshed));
     }
     Err(failed(
         "the provider rejected the token even after a refresh; reconnect",
     ))
+}
+
+enum BodyError {
+    TooLarge,
+    Read,
+}
+
+/// The answer as JSON (`Null` when it isn't JSON), read chunk by chunk and
+/// refused past `limit` bytes, so a hostile or broken provider can't make a
+/// worker buffer without end.
+async fn read_body(mut response: reqwest::Response, limit: u64) -> Result<Value, BodyError> {
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|_| BodyError::Read)? {
+        if (bytes.len() as u64).saturating_add(chunk.len() as u64) > limit {
+            return Err(BodyError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 /// The longest window of days a metrics read clears days it didn't see in.
@@ -1078,10 +1214,12 @@ fn metric_row(
         .or_else(|| object.dimensions.iter().find(|d| d.as_str() == "date"))?;
     let raw_date = reader.field(record, date_field)?.as_str()?;
     // GA4 sends 20261120; everyone else 2026-11-20.
-    let date = if raw_date.len() == 8 && raw_date.chars().all(|c| c.is_ascii_digit()) {
-        format!("{}-{}-{}", &raw_date[..4], &raw_date[4..6], &raw_date[6..])
-    } else {
-        raw_date.to_owned()
+    let compact = (raw_date.len() == 8 && raw_date.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| Some((raw_date.get(..4)?, raw_date.get(4..6)?, raw_date.get(6..)?)))
+        .flatten();
+    let date = match compact {
+        Some((year, month, day)) => format!("{year}-{month}-{day}"),
+        None => raw_date.to_owned(),
     };
     let mut metrics = serde_json::Map::new();
     for name in &object.metrics {

@@ -80,9 +80,12 @@ struct RingKey {
     material: Zeroizing<[u8; 32]>,
 }
 
-/// The configured keys; the first one seals.
+/// The configured keys; the first one seals. Held as primary + others so
+/// "there is a sealing key" is a fact of the type, not an index that
+/// could panic.
 pub struct KeyRing {
-    keys: Vec<RingKey>,
+    primary: RingKey,
+    others: Vec<RingKey>,
 }
 
 impl fmt::Debug for KeyRing {
@@ -143,10 +146,14 @@ impl KeyRing {
                 material,
             });
         }
-        if keys.is_empty() {
-            return Err(VaultError::BadKeyList("no keys given".into()));
-        }
-        Ok(KeyRing { keys })
+        let mut keys = keys.into_iter();
+        let primary = keys
+            .next()
+            .ok_or_else(|| VaultError::BadKeyList("no keys given".into()))?;
+        Ok(KeyRing {
+            primary,
+            others: keys.collect(),
+        })
     }
 
     /// A 32-byte key for another purpose (e.g. signing OAuth state),
@@ -157,7 +164,7 @@ impl KeyRing {
         use hmac::{Hmac, Mac};
         let mut out = Zeroizing::new([0u8; 32]);
         if let Ok(mut mac) =
-            <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.keys[0].material.as_ref())
+            <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.primary.material.as_ref())
         {
             mac.update(b"plugboard derived key v1\0");
             mac.update(purpose.as_bytes());
@@ -167,15 +174,19 @@ impl KeyRing {
     }
 
     pub fn primary_key_id(&self) -> &str {
-        &self.keys[0].id
+        &self.primary.id
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &RingKey> {
+        std::iter::once(&self.primary).chain(&self.others)
     }
 
     pub fn key_ids(&self) -> Vec<&str> {
-        self.keys.iter().map(|k| k.id.as_str()).collect()
+        self.keys().map(|k| k.id.as_str()).collect()
     }
 
     pub fn seal(&self, plaintext: &[u8], place: &Place<'_>) -> Result<String, VaultError> {
-        let key = &self.keys[0];
+        let key = &self.primary;
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let ciphertext = key
             .cipher
@@ -198,8 +209,7 @@ impl KeyRing {
     pub fn open(&self, sealed: &str, place: &Place<'_>) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let (key_id, nonce, ciphertext) = split_sealed(sealed)?;
         let key = self
-            .keys
-            .iter()
+            .keys()
             .find(|k| k.id == key_id)
             .ok_or_else(|| VaultError::UnknownKey(key_id.to_owned()))?;
         let plaintext = key

@@ -140,7 +140,7 @@ fn parse_json_as<T: DeserializeOwned>(bytes: &[u8], pointer: bool) -> Result<T, 
 
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
-        Some(at) => message[..at].to_owned(),
+        Some(at) => message.get(..at).unwrap_or(message).to_owned(),
         None => message.to_owned(),
     }
 }
@@ -252,9 +252,9 @@ fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
 }
 
 fn missing_field(message: &str) -> Option<String> {
-    let start = message.find('`')? + 1;
-    let end = start + message[start..].find('`')?;
-    Some(message[start..end].to_owned())
+    let (_, rest) = message.split_once('`')?;
+    let (name, _) = rest.split_once('`')?;
+    Some(name.to_owned())
 }
 
 #[cfg(test)]

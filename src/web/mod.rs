@@ -152,7 +152,7 @@ const TOKEN_PATH_PREFIXES: [&str; 3] = ["/invites/", "/api/invites/", "/reset/"]
 pub fn loggable_path(path: &str) -> String {
     for prefix in TOKEN_PATH_PREFIXES {
         if let Some(rest) = path.strip_prefix(prefix) {
-            let tail = rest.find('/').map_or("", |i| &rest[i..]);
+            let tail = rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("");
             return format!("{prefix}[redacted]{tail}");
         }
     }

@@ -1,4 +1,8 @@
 //! The API describing itself: the OpenAPI 3.1 document, generated from the
+
+// Reads below index `serde_json::Value`s with `v["key"]` / `v[0]`, which
+// never panics: a missing key or a wrong type reads as `Null`.
+#![allow(clippy::indexing_slicing)]
 //! handlers' `#[utoipa::path]` annotations and the types' `ToSchema`
 //! derives as the routes are registered (`OpenApiRouter` + `routes!`), so
 //! the document and the router can't drift. `/api/openapi.json` serves it;

@@ -671,7 +671,9 @@ fn datetime_to_utc(typed: &str) -> String {
     let is_local = typed.len() >= 16
         && typed.as_bytes().get(10) == Some(&b'T')
         && !typed.ends_with('Z')
-        && !typed[10..].contains(['+', '-']);
+        && !typed
+            .get(10..)
+            .is_some_and(|rest| rest.contains(['+', '-']));
     match (is_local, typed.len()) {
         (true, 16) => format!("{typed}:00Z"),
         (true, _) => format!("{typed}Z"),

@@ -191,7 +191,7 @@ pub async fn deliver_due(state: &AppState, limit: i64) -> anyhow::Result<usize> 
         match deliver(state, delivery).await {
             Ok(()) => state.store.mark_delivered(delivery.id, now()).await?,
             Err(error) => {
-                let attempts = delivery.attempts + 1;
+                let attempts = delivery.attempts.saturating_add(1);
                 let give_up = attempts >= state.settings.webhooks.max_attempts as i32;
                 let next: OffsetDateTime = now()
                     + time::Duration::try_from(retry_delay(attempts as u32))

@@ -74,6 +74,14 @@ impl RawDb {
         }
     }
 
+    /// The one text value `sql` selects.
+    pub async fn text(&self, sql: &'static str) -> String {
+        match self {
+            RawDb::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql),
+            RawDb::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql),
+        }
+    }
+
     pub async fn execute(&self, sql: &'static str) -> u64 {
         match self {
             RawDb::Postgres(pool) => sqlx::query(sql)
@@ -284,7 +292,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&'static str, &str)]
     }
 }
 
-fn replace_database(url: &str, name: &str) -> String {
+pub fn replace_database(url: &str, name: &str) -> String {
     let (without_query, query) = match url.split_once('?') {
         Some((u, q)) => (u, format!("?{q}")),
         None => (url, String::new()),

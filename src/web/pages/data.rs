@@ -754,10 +754,10 @@ pub async fn sync_now(
     let queued =
         crate::sync::service::enqueue_now(&state, &current.tenant, &provider, None, force).await;
     match queued {
-        Ok(jobs) if jobs.len() == 1 => {
-            Ok(Redirect::to(&format!("/data/jobs/{}", jobs[0].job_id)).into_response())
-        }
         Ok(jobs) => {
+            if let [only] = jobs.as_slice() {
+                return Ok(Redirect::to(&format!("/data/jobs/{}", only.job_id)).into_response());
+            }
             let outcome = Ok(format!(
                 "{} sync job(s) queued: {}.",
                 jobs.len(),
