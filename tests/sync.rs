@@ -1212,6 +1212,10 @@ async fn a_cancelled_full_read_marks_nothing_deleted(backend: Backend) {
         .count("SELECT count(*) FROM records WHERE deleted_at IS NULL")
         .await;
     assert!(stored > 0);
+    let deleted_by_provider = app
+        .db
+        .count("SELECT count(*) FROM records WHERE deleted_at IS NOT NULL")
+        .await;
 
     let second = sync(&app, &owner, "projects").await;
     let claimed = store
@@ -1237,7 +1241,10 @@ async fn a_cancelled_full_read_marks_nothing_deleted(backend: Backend) {
         .db
         .count("SELECT count(*) FROM records WHERE deleted_at IS NOT NULL")
         .await;
-    assert_eq!(deleted, 0);
+    assert_eq!(
+        deleted, deleted_by_provider,
+        "only the provider's own deletion markers"
+    );
     assert_eq!(
         app.db
             .count("SELECT count(*) FROM records WHERE deleted_at IS NULL")
