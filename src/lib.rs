@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connections;
+pub mod connectlinks;
 pub mod entities;
 pub mod error;
 pub mod input;
