@@ -7,6 +7,7 @@ pub mod background;
 pub mod cli;
 pub mod config;
 pub mod connections;
+pub mod connectlinks;
 pub mod entities;
 pub mod error;
 pub mod input;

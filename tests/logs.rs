@@ -7,12 +7,15 @@ mod common;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use common::{Backend, spawn_app};
+use common::{Backend, ClientExt, sandbox_app, spawn_app};
 use reqwest::StatusCode;
 use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
 
-on_both_backends!(invite_tokens_never_reach_the_log);
+on_both_backends!(
+    invite_tokens_never_reach_the_log,
+    connect_link_tokens_never_reach_the_log
+);
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -111,4 +114,62 @@ async fn invite_tokens_never_reach_the_log(backend: Backend) {
     assert!(log.contains("/invites/[redacted]"), "{log}");
     assert!(log.contains("/api/invites/[redacted]/accept"), "{log}");
     assert!(!log.contains(&token), "the invite token is in the log");
+}
+
+async fn connect_link_tokens_never_reach_the_log(backend: Backend) {
+    log();
+    let app = sandbox_app(backend, &[]).await;
+    let admin = app.signup("admin@links.example", "Links").await;
+    let res = admin
+        .client
+        .post_json(
+            app.url(&format!(
+                "/api/workspaces/{}/connect-links",
+                admin.workspace_id
+            )),
+            &json!({"provider": "sandbox"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let link: serde_json::Value = res.json().await.unwrap();
+    let token = link["url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(token.len() >= 20, "{token}");
+    let path = format!("/connect/{token}");
+
+    // Signed out (sent to log in), the page, its button, a bad token.
+    let visitor = common::client();
+    let res = visitor.get(app.url(&path)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = admin.client.get(app.url(&path)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let csrf = app.csrf(&admin.client, &path).await;
+    let res = admin
+        .client
+        .post(app.url(&path))
+        .form(&[("_csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = admin
+        .client
+        .get(app.url(&format!("{path}x")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+
+    let log = log();
+    assert!(log.contains("/connect/[redacted]"), "{log}");
+    assert!(
+        !log.contains(&token),
+        "the connect link token is in the log"
+    );
 }

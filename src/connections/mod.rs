@@ -331,6 +331,15 @@ pub struct ConnectionEvent {
     pub message: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: OffsetDateTime,
+    /// A `needs_reauth` event's reconnect link; the delivery adds its URL
+    /// (`reconnectUrl`), so the queued payload never holds the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnect_link_id: Option<Uuid>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub reconnect_link_expires_at: Option<OffsetDateTime>,
 }
 
 impl ConnectionEvent {
@@ -348,6 +357,15 @@ impl ConnectionEvent {
             status,
             message,
             occurred_at: crate::storage::now(),
+            reconnect_link_id: None,
+            reconnect_link_expires_at: None,
         }
+    }
+
+    /// Points the event at a reconnect link.
+    pub fn with_link(mut self, link: Option<&crate::connectlinks::store::NewConnectLink>) -> Self {
+        self.reconnect_link_id = link.map(|l| l.id);
+        self.reconnect_link_expires_at = link.map(|l| l.expires_at);
+        self
     }
 }

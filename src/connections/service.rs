@@ -52,7 +52,7 @@ fn parse_ownership(raw: Option<&str>) -> AppResult<Ownership> {
         .ok_or_else(|| AppError::validation("ownership", "expected workspace or user"))
 }
 
-fn check_environment(provider: &Provider, raw: Option<&str>) -> AppResult<String> {
+pub(crate) fn check_environment(provider: &Provider, raw: Option<&str>) -> AppResult<String> {
     let variants = &provider.meta.base_url_variants;
     match raw.filter(|e| !e.is_empty()) {
         Some(env) if variants.iter().any(|v| v.key == env) => Ok(env.to_owned()),

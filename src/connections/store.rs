@@ -30,11 +30,25 @@ pub struct OAuthStateRow {
 pub struct Change<'a> {
     pub audit: Option<&'a AuditEntry>,
     pub event: Option<&'a ConnectionEvent>,
+    /// A reconnect link the event points to, stored with the change.
+    pub link: Option<&'a crate::connectlinks::store::NewConnectLink>,
 }
 
 impl<'a> Change<'a> {
     pub fn new(audit: Option<&'a AuditEntry>, event: Option<&'a ConnectionEvent>) -> Self {
-        Change { audit, event }
+        Change {
+            audit,
+            event,
+            link: None,
+        }
+    }
+
+    pub fn with_link(
+        mut self,
+        link: Option<&'a crate::connectlinks::store::NewConnectLink>,
+    ) -> Self {
+        self.link = link;
+        self
     }
 }
 
@@ -192,6 +206,9 @@ macro_rules! record_change {
     ($tx:ident, $change:expr) => {
         if let Some(audit) = $change.audit {
             $crate::insert_audit!(&mut *$tx, audit)?;
+        }
+        if let Some(link) = $change.link {
+            $crate::insert_connect_link!(&mut *$tx, link)?;
         }
         if let Some(event) = $change.event {
             $crate::enqueue_webhook_event!(&mut *$tx, event)?;

@@ -343,6 +343,10 @@ async fn record_failure(state: &AppState, c: &Connection, err: OAuthError) -> Ap
             .target("connection", c.id)
             .details(serde_json::json!({ "provider": c.provider, "reason": message }))
     });
+    // A person must reconnect: the event carries a link that lets them.
+    let link = (status == Some(Status::NeedsReauth))
+        .then(|| crate::connectlinks::reconnect_link(state, c))
+        .flatten();
     let event = event_name.map(|name| {
         ConnectionEvent::new(
             name,
@@ -350,6 +354,7 @@ async fn record_failure(state: &AppState, c: &Connection, err: OAuthError) -> Ap
             status.unwrap_or_else(|| c.status()),
             Some(message.clone()),
         )
+        .with_link(link.as_ref())
     });
     if let Err(db) = state
         .store
@@ -362,7 +367,7 @@ async fn record_failure(state: &AppState, c: &Connection, err: OAuthError) -> Ap
                 new_status: status,
                 at,
             },
-            Change::new(audit.as_ref(), event.as_ref()),
+            Change::new(audit.as_ref(), event.as_ref()).with_link(link.as_ref()),
         )
         .await
     {

@@ -29,6 +29,7 @@ use crate::auth::store::{AccountStore, SessionRecordStore};
 use crate::config::Settings;
 use crate::connections::accounts::ProviderAccountStore;
 use crate::connections::store::ConnectionStore;
+use crate::connectlinks::store::ConnectLinkStore;
 use crate::entities::store::EntityStore;
 use crate::jobs::store::JobStore;
 use crate::metrics::store::{MetricReadStore, MetricStore};
@@ -85,6 +86,7 @@ pub trait Store:
     + RuleStore
     + SandboxTokenStore
     + crate::retention::RetentionStore
+    + ConnectLinkStore
     + Send
     + Sync
     + 'static

@@ -143,9 +143,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Path segments that follow these prefixes are bearer tokens (invite and
-/// password reset links).
-const TOKEN_PATH_PREFIXES: [&str; 3] = ["/invites/", "/api/invites/", "/reset/"];
+/// Path segments that follow these prefixes are bearer tokens (invite,
+/// password reset and connect links).
+const TOKEN_PATH_PREFIXES: [&str; 4] = [
+    "/invites/",
+    "/api/invites/",
+    "/reset/",
+    crate::connectlinks::PATH,
+];
 
 /// The path as logged: the token segment of a link path becomes
 /// `[redacted]`, so request logs can't be replayed as invites or resets.
@@ -416,6 +421,7 @@ mod tests {
             "/api/invites/[redacted]/accept"
         );
         assert_eq!(loggable_path("/reset/tok"), "/reset/[redacted]");
+        assert_eq!(loggable_path("/connect/tok"), "/connect/[redacted]");
         assert_eq!(loggable_path("/reset/tok/"), "/reset/[redacted]/");
         for plain in [
             "/",

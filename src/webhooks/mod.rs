@@ -127,10 +127,20 @@ pub fn retry_delay(attempt: u32) -> Duration {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Envelope<'a> {
     id: Uuid,
     #[serde(flatten)]
     payload: &'a serde_json::Value,
+    /// The reconnect link of a `needs_reauth` event, put together now so
+    /// the stored payload holds its id only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reconnect_url: Option<String>,
+}
+
+fn reconnect_url(state: &AppState, payload: &serde_json::Value) -> Option<String> {
+    let id = payload.get("reconnectLinkId")?.as_str()?.parse().ok()?;
+    Some(crate::connectlinks::reconnect_url(state, id))
 }
 
 async fn deliver(state: &AppState, delivery: &Delivery) -> Result<(), String> {
@@ -148,6 +158,7 @@ async fn deliver(state: &AppState, delivery: &Delivery) -> Result<(), String> {
     let body = serde_json::to_vec(&Envelope {
         id: delivery.id,
         payload: &delivery.payload.0,
+        reconnect_url: reconnect_url(state, &delivery.payload.0),
     })
     .map_err(|e| e.to_string())?;
     let timestamp = now().unix_timestamp();

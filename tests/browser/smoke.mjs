@@ -64,6 +64,7 @@ const STEPS = [
   'projects and people from the nav match the API; the projects CSV downloads',
   'the Jobs page lists the sandbox sync as succeeded; its job page shows the counts',
   'the Integrations Hub from the nav: the sandbox, its projects, a rule with an interval saved',
+  'a workspace connect link made on the sandbox page: its QR code, opened, approved, the connected page',
   'Settings from the nav, then the audit log filtered by an action seen earlier',
   'a sync the sandbox refuses shows as failed on its card, linking to the failed job',
   'no page overflows at 390 px',
@@ -174,6 +175,8 @@ const DELIBERATE_ERRORS = [
   ['401', '/login'],
   ['422', '/settings/workspace'],
   ['404', '/no-such-page'],
+  // A used connect link, opened again on purpose.
+  ['404', /^\/connect\/[A-Za-z0-9_-]+$/],
 ];
 function isDeliberateErrorStatus(message) {
   let pathname = '';
@@ -183,7 +186,8 @@ function isDeliberateErrorStatus(message) {
     return false;
   }
   return DELIBERATE_ERRORS.some(
-    ([status, p]) => pathname === p && message.text().includes(`status of ${status}`),
+    ([status, p]) =>
+      (p instanceof RegExp ? p.test(pathname) : pathname === p) && message.text().includes(`status of ${status}`),
   );
 }
 
@@ -767,6 +771,45 @@ async function main() {
       expect(minutes === '30', `the saved interval should read 30 minutes, got ${JSON.stringify(minutes)}`);
       await shot(page, 'integrations-rule.png');
     },
+    // 13: a connect link, by clicking: made on the provider page (URL and
+    // QR code shown once), opened, approved at the sandbox, "connected".
+    async () => {
+      const { page } = owner;
+      await page.setViewportSize({ width: 1280, height: 800 });
+      await page.goto(`${base}/integrations/sandbox`);
+      const form = page.locator('[data-testid="connect-link-form"]');
+      await form.getByLabel('For').selectOption('workspace');
+      await form.getByRole('button', { name: 'Create link' }).click();
+      await page.waitForLoadState('load');
+      const qr = page.locator('[data-testid="connect-link-qr"] svg');
+      expect((await qr.count()) === 1, 'the new link should have its QR code, an inline SVG');
+      const box = await qr.boundingBox();
+      expect(box && box.width >= 100, `the QR code should be drawn, got ${JSON.stringify(box)}`);
+      const url = await page.locator('[data-testid="new-connect-link"]').inputValue();
+      expect(url.startsWith(`${base}/connect/`), `connect link URL: ${url}`);
+      await shot(page, 'connect-link-created.png');
+      // The result page and the link's page at phone width.
+      for (const target of [null, url]) {
+        if (target) await page.goto(target);
+        await page.setViewportSize({ width: 390, height: 844 });
+        const m = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, iw: window.innerWidth, title: document.title }));
+        expect(m.title.length > 0, `${page.url()} has no title`);
+        expect(m.sw <= m.iw + 1, `${page.url()} overflows at 390 px: scrollWidth ${m.sw} > ${m.iw}`);
+        await page.setViewportSize({ width: 1280, height: 800 });
+      }
+      await expectText(page.locator('[data-testid="connect-link"]'), 'Connect Plugboard Sandbox', 'the connect link page');
+      await page.locator('[data-testid="connect-link-continue"]').click();
+      await page.waitForURL((u) => u.pathname === '/sandbox/oauth/authorize', { timeout: NAV_TIMEOUT_MS });
+      await page.getByRole('button', { name: 'Approve' }).click();
+      await waitForPath(page, '/connected/sandbox', 'after approving through the connect link');
+      await expectText(page.locator('[data-testid="connected"]'), 'Plugboard Sandbox connected', 'the connected page');
+      await expectText(page.locator('[data-testid="connected"]'), 'CONNECTED', 'the connection status on the connected page');
+      await shot(page, 'connect-link-connected.png');
+      // Used once: opening it again is "not found", with the nav.
+      const again = await page.goto(url);
+      expect(again.status() === 404, `a used link should be 404, got ${again.status()}`);
+      expect((await page.locator('nav.topnav').count()) === 1, 'the gone page keeps the nav');
+    },
     // 13: the settings index from the nav; the audit log shows the
     // keys revoked in the earlier revoke step, filtered by that action.
     async () => {
@@ -818,7 +861,7 @@ async function main() {
       const jobLink = page.locator('a[href^="/data/jobs/"]');
       await page.goto(`${base}/data/connections`);
       if (!jobPath) jobPath = (await jobLink.count()) > 0 ? await jobLink.first().getAttribute('href') : null;
-      const pages = ['/', '/data', '/data/connections', '/data/metrics', '/data/projects', '/data/people', '/data/jobs', '/data/sandbox/accounts', '/settings', '/settings/members', '/settings/keys', '/settings/webhooks', '/settings/audit', '/settings/workspace', '/integrations', '/integrations/sandbox', '/api/docs', '/no-such-page'];
+      const pages = ['/', '/data', '/data/connections', '/data/metrics', '/data/projects', '/data/people', '/data/jobs', '/data/sandbox/accounts', '/settings', '/settings/members', '/settings/keys', '/settings/webhooks', '/settings/audit', '/settings/workspace', '/integrations', '/integrations/sandbox', '/connected/sandbox', '/api/docs', '/no-such-page'];
       if (jobPath) pages.push(jobPath);
       if (projectPath) pages.push(projectPath);
       for (const p of pages) {

@@ -108,6 +108,8 @@ impl RawDb {
             "sessions",
             "audit_log",
             "secrets",
+            "connect_links",
+            "webhook_deliveries",
         ];
         let mut out = String::new();
         for table in tables {

@@ -136,12 +136,23 @@ pub async fn callback(
         )
         .await;
     };
+    // Set when a connect link started this flow; cleared whatever happens.
+    let linked = maybe
+        .session
+        .remove::<String>(crate::connectlinks::LANDING_KEY)
+        .await
+        .ok()
+        .flatten();
     match service::complete_authorization(&state, user.id, &provider, &query).await {
         Ok(connected) => {
             let _ = maybe
                 .session
                 .insert(WORKSPACE_KEY, connected.connection.workspace_id)
                 .await;
+            // A connect link's flow lands on its own "connected" page.
+            if linked.as_deref() == Some(provider.as_str()) {
+                return Redirect::to(&format!("/connected/{provider}")).into_response();
+            }
             let name = state
                 .providers
                 .get(&provider)

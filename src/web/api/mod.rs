@@ -1,6 +1,7 @@
 //! JSON API under `/api`.
 
 mod auth;
+mod connect_links;
 pub mod connections;
 mod entities;
 mod integrations;
@@ -88,6 +89,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
+        .routes(routes!(connect_links::list, connect_links::create))
+        .routes(routes!(connect_links::revoke))
         .routes(routes!(metrics::catalog))
         .routes(routes!(metrics::run_query))
         .routes(routes!(metrics::kpis))

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod connect;
 mod dashboard;
 mod data;
 pub mod entities;
@@ -109,6 +110,15 @@ pub fn routes() -> Router<AppState> {
             "/integrations/{provider}/connect",
             post(integrations::provider_connect),
         )
+        // Hyphenated: object keys are identifiers, so no object is shadowed.
+        .route(
+            "/integrations/{provider}/connect-links",
+            post(integrations::link_create),
+        )
+        .route(
+            "/integrations/{provider}/connect-links/{link_id}/revoke",
+            post(integrations::link_revoke),
+        )
         .route(
             "/integrations/{provider}/{object}",
             get(integrations::object_show).post(integrations::object_save),
@@ -116,6 +126,8 @@ pub fn routes() -> Router<AppState> {
         .route("/data/metrics", get(explorer::page))
         .route("/data/metrics.csv", get(explorer::csv))
         .route("/invites/{token}", get(invites::show))
+        .route("/connect/{token}", get(connect::show).post(connect::begin))
+        .route("/connected/{provider}", get(connect::connected))
         .route("/reset/{token}", get(reset::show).post(reset::submit))
         .route("/invites/{token}/accept", post(invites::accept))
 }

@@ -27,8 +27,11 @@ use crate::providers::{Flow, HeaderSource, ObjectKind, ObjectMeta, Provider};
 use crate::web::api::connections::view;
 use crate::web::extract::{ApiQuery, CsrfForm};
 
+mod links;
 mod object;
 mod rule;
+
+pub use links::{link_create, link_revoke};
 
 pub use rule::{object_save, object_show};
 
@@ -298,6 +301,16 @@ pub struct ProviderPage {
     form: FormState,
     env: Vec<String>,
     redirect_uri: String,
+    /// Connect links can be made: the provider signs in through a browser
+    /// and this server has its OAuth app.
+    can_link: bool,
+    /// Open connect links of this provider.
+    links: Vec<crate::connectlinks::ConnectLink>,
+    /// (user id, name) of the workspace's members, for `user` links.
+    members: Vec<(String, String)>,
+    /// A link just made: its URL and QR code, shown in this response only.
+    created_link: Option<crate::connectlinks::CreatedLink>,
+    link_form: FormState,
 }
 
 impl ProviderPage {
@@ -320,6 +333,11 @@ impl ProviderPage {
         ["workspace", "user"]
     }
 
+    /// The QR SVG without its XML declaration, to sit inside the page.
+    fn qr_inline<'s>(&self, svg: &'s str) -> &'s str {
+        svg.find("<svg").map_or("", |at| &svg[at..])
+    }
+
     fn env_names(&self) -> Vec<&str> {
         self.environments
             .iter()
@@ -339,6 +357,11 @@ async fn provider_page(
     let p = provider(state, key)?;
     let meta = &p.meta;
     let members = state.store.list_members(tenant.workspace_id).await?;
+    let links = crate::connectlinks::list(state, tenant)
+        .await?
+        .into_iter()
+        .filter(|l| l.provider == meta.key)
+        .collect();
     let rows = state
         .store
         .list_connections(tenant.workspace_id)
@@ -375,7 +398,17 @@ async fn provider_page(
             Flow::AuthorizationCode { .. } => {}
         }
     }
+    let oauth_ready = oauth::supports_flow(p, "authorization_code")
+        && oauth::app_credentials(&state.settings, p, state.sandbox_credentials.as_ref()).is_some();
     Ok(ProviderPage {
+        can_link: oauth_ready && state.settings.oauth.enabled,
+        links,
+        members: members
+            .iter()
+            .map(|m| (m.user_id.to_string(), m.name.clone()))
+            .collect(),
+        created_link: None,
+        link_form: FormState::default(),
         layout: Layout::signed_in(state, &current.session, &current.user, tenant).await?,
         key: meta.key.clone(),
         name: meta.display_name.clone(),
@@ -396,9 +429,7 @@ async fn provider_page(
             .collect(),
         rows,
         objects: meta.objects.iter().map(ObjectRow::of).collect(),
-        oauth_ready: oauth::supports_flow(p, "authorization_code")
-            && oauth::app_credentials(&state.settings, p, state.sandbox_credentials.as_ref())
-                .is_some(),
+        oauth_ready,
         oauth_enabled: state.settings.oauth.enabled,
         credential_flows,
         headers: meta
