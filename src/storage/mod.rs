@@ -84,6 +84,7 @@ pub trait Store:
     + RateStore
     + RuleStore
     + SandboxTokenStore
+    + crate::sync::resync::ResyncStore
     + Send
     + Sync
     + 'static

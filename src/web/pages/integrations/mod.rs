@@ -29,8 +29,10 @@ use crate::web::extract::{ApiQuery, CsrfForm};
 
 mod object;
 mod rule;
+mod sync;
 
 pub use rule::{object_save, object_show};
+pub use sync::{sync_action, sync_show};
 
 /// The provider.json format versions this server understands.
 const KNOWN_SCHEMA_VERSIONS: &[u32] = &[1];
