@@ -1,6 +1,6 @@
 //! Command line: `plugboard [serve]`, `migrate`, `user create`,
 //! `user reset-password`, `keys …`,
-//! `providers validate`.
+//! `providers validate`, `restore mark`.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -51,6 +51,42 @@ pub enum Command {
     /// Provider metadata.
     #[command(subcommand)]
     Providers(ProvidersCommand),
+    /// After restoring the database from a backup.
+    #[command(subcommand)]
+    Restore(RestoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RestoreCommand {
+    /// Mark every connection's objects resync_required, then verify each
+    /// connection with one refresh (or a test call): refresh tokens rotated
+    /// since the backup are dead, and those connections become needs_reauth.
+    Mark {
+        /// When the restored backup was taken (RFC 3339, e.g. 2026-12-01T03:00:00Z).
+        #[arg(long, value_parser = parse_rfc3339)]
+        backup_taken_at: time::OffsetDateTime,
+    },
+}
+
+fn parse_rfc3339(raw: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(raw.trim(), &time::format_description::well_known::Rfc3339)
+        .map_err(|_| "expected an RFC 3339 time such as 2026-12-01T03:00:00Z".to_owned())
+}
+
+/// `restore mark`: flags and verifies (see [`crate::sync::resync`]), then
+/// prints one line per connection and a summary.
+pub async fn restore_mark(
+    settings: Settings,
+    backup_taken_at: time::OffsetDateTime,
+) -> anyhow::Result<()> {
+    if backup_taken_at > now() {
+        bail!("--backup-taken-at is in the future");
+    }
+    let state = crate::app::build_state(settings).await?;
+    let summary = crate::sync::resync::mark_after_restore(&state, backup_taken_at).await?;
+    println!("{summary}");
+    state.store.close().await;
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use plugboard::cli::{Cli, Command, KeysCommand, ProvidersCommand, UserCommand};
+use plugboard::cli::{Cli, Command, KeysCommand, ProvidersCommand, RestoreCommand, UserCommand};
 use plugboard::config::Settings;
 use plugboard::{app, cli, telemetry};
 
@@ -66,6 +66,9 @@ async fn run(args: Cli) -> anyhow::Result<()> {
             cli::keys_rotate(&settings, batch_size).await
         }
         Command::Keys(KeysCommand::Generate { .. }) => Ok(()),
+        Command::Restore(RestoreCommand::Mark { backup_taken_at }) => {
+            cli::restore_mark(settings, backup_taken_at).await
+        }
         Command::Providers(ProvidersCommand::Validate { dir }) => {
             cli::providers_validate(&dir.unwrap_or_else(|| settings.providers.dir.clone()))
         }

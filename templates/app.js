@@ -98,8 +98,18 @@
     refresh();
   }
 
+  // A page paused for want of a worker (Sync controls) looks again every
+  // 15 s, so its buttons come back by themselves once one is running.
+  function recheckWhenPaused() {
+    var paused = document.querySelector('[data-recheck-after]');
+    if (!paused) return;
+    var seconds = parseInt(paused.getAttribute('data-recheck-after'), 10) || 15;
+    setTimeout(function () { window.location.reload(); }, seconds * 1000);
+  }
+
   function init() {
     Array.prototype.forEach.call(document.querySelectorAll('[data-account-tools]'), accountTools);
+    recheckWhenPaused();
   }
   if (document.readyState === 'loading') {
     document.addEventListener('DOMContentLoaded', init);

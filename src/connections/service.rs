@@ -1362,6 +1362,29 @@ fn check(name: &'static str, ok: bool, message: impl Into<String>) -> Check {
     }
 }
 
+/// The lightweight endpoint a test call reads: userinfo, else the account
+/// list; `None` when the provider offers neither.
+pub fn test_url(state: &AppState, provider: &Provider, c: &Connection) -> Option<String> {
+    match (&provider.meta.auth.userinfo_url, &provider.meta.accounts) {
+        (Some(u), _) => Some(oauth::expand_url(
+            u,
+            &state.settings.public_url(),
+            &oauth::default_url_params(&provider.meta.auth),
+        )),
+        (None, Some(spec)) => spec.get("endpoint").and_then(Value::as_str).map(|e| {
+            if e.starts_with("http") {
+                e.to_owned()
+            } else {
+                format!(
+                    "{}{e}",
+                    base_url(state, provider, &c.environment).unwrap_or_default()
+                )
+            }
+        }),
+        _ => None,
+    }
+}
+
 /// A minimal authenticated call, with findings a person can act on.
 pub async fn test_connection(
     state: &AppState,
@@ -1452,25 +1475,7 @@ pub async fn test_connection(
             ),
         ));
     }
-    let url = match (&provider.meta.auth.userinfo_url, &provider.meta.accounts) {
-        (Some(u), _) => Some(oauth::expand_url(
-            u,
-            &state.settings.public_url(),
-            &oauth::default_url_params(&provider.meta.auth),
-        )),
-        (None, Some(spec)) => spec.get("endpoint").and_then(Value::as_str).map(|e| {
-            if e.starts_with("http") {
-                e.to_owned()
-            } else {
-                format!(
-                    "{}{e}",
-                    base_url(state, provider, &c.environment).unwrap_or_default()
-                )
-            }
-        }),
-        _ => None,
-    };
-    let Some(url) = url else {
+    let Some(url) = test_url(state, provider, &c) else {
         checks.push(check(
             "call",
             true,

@@ -87,6 +87,7 @@ pub trait Store:
     + SandboxTokenStore
     + crate::retention::RetentionStore
     + ConnectLinkStore
+    + crate::sync::resync::ResyncStore
     + Send
     + Sync
     + 'static

@@ -26,7 +26,7 @@ pub struct Enqueued {
     pub existing: bool,
 }
 
-async fn require_ready(state: &AppState, provider: Option<&str>) -> AppResult<()> {
+pub(crate) async fn require_ready(state: &AppState, provider: Option<&str>) -> AppResult<()> {
     if !state.settings.sync.enabled {
         return Err(AppError::Unavailable(
             "syncing is switched off on this server (PLUGBOARD_INGEST_ENABLED=false)".into(),
@@ -68,7 +68,59 @@ pub async fn enqueue_now(
     require_ready(state, Some(provider_key)).await?;
     let connection = resolve(state, tenant, provider_key, None).await?;
     let hold = if force { Hold::Forced } else { Hold::Interval };
-    enqueue_on(state, tenant, connection, object, hold).await
+    enqueue_on(state, tenant, connection, object, hold, false).await
+}
+
+/// "Sync now" or "Dry run" of one object of one connection (the object
+/// page's Sync controls): held to `sync.min_interval_secs` like the Data
+/// Hub's button unless an admin forces it.
+pub async fn enqueue_object(
+    state: &AppState,
+    tenant: &Tenant,
+    connection: Connection,
+    object: &str,
+    dry_run: bool,
+    force: bool,
+) -> AppResult<Enqueued> {
+    if force {
+        tenant.require_admin("force a sync inside its minimum interval")?;
+    }
+    require_ready(state, Some(&connection.provider)).await?;
+    let hold = if force { Hold::Forced } else { Hold::Interval };
+    enqueue_on(state, tenant, connection, Some(object), hold, dry_run)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::not_found("nothing to sync"))
+}
+
+/// The job's rule options with `dryRun` on: the worker counts what a run
+/// would write and writes nothing (records, marks, local entities).
+fn as_dry_run(mut metadata: serde_json::Value) -> serde_json::Value {
+    match metadata.get_mut("rule").and_then(|r| r.as_object_mut()) {
+        Some(rule) => {
+            rule.insert("dryRun".into(), serde_json::Value::Bool(true));
+        }
+        None => {
+            if let Some(m) = metadata.as_object_mut() {
+                m.insert("rule".into(), serde_json::json!({"dryRun": true}));
+            }
+        }
+    }
+    metadata
+}
+
+/// Why sync requests are refused right now (ingest switched off, or no
+/// live worker), for pages that disable their buttons; `None` when
+/// syncing works.
+pub async fn paused_reason(state: &AppState, provider: &str) -> Option<String> {
+    require_ready(state, Some(provider))
+        .await
+        .err()
+        .map(|e| match e {
+            AppError::Unavailable(m) => m,
+            other => other.to_string(),
+        })
 }
 
 /// Whether a request is held to the "Sync now" interval.
@@ -166,6 +218,7 @@ async fn enqueue_on(
     connection: Connection,
     object: Option<&str>,
     hold: Hold,
+    dry_run: bool,
 ) -> AppResult<Vec<Enqueued>> {
     let provider_key = connection.provider.as_str();
     let provider = state
@@ -234,6 +287,11 @@ async fn enqueue_on(
                 crate::rules::planner::rule_metadata(rule.id, rule.revision, &rule.rule.0)
             }
             None => serde_json::json!({}),
+        };
+        let metadata = if dry_run {
+            as_dry_run(metadata)
+        } else {
+            metadata
         };
         let id = Uuid::now_v7();
         let created = state
@@ -389,7 +447,15 @@ pub async fn retry(state: &AppState, tenant: &Tenant, id: Uuid) -> AppResult<Enq
     let connection = connection.ok_or_else(|| AppError::not_found("connection not found"))?;
     require_ready(state, Some(&connection.provider)).await?;
     let object = previous.object.clone();
-    let jobs = enqueue_on(state, tenant, connection, object.as_deref(), Hold::Never).await?;
+    let jobs = enqueue_on(
+        state,
+        tenant,
+        connection,
+        object.as_deref(),
+        Hold::Never,
+        false,
+    )
+    .await?;
     jobs.into_iter()
         .next()
         .ok_or_else(|| AppError::not_found("nothing to retry"))

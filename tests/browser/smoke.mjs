@@ -67,6 +67,7 @@ const STEPS = [
   'a workspace connect link made on the sandbox page: its QR code, opened, approved, the connected page',
   'Settings from the nav, then the audit log filtered by an action seen earlier',
   'a sync the sandbox refuses shows as failed on its card, linking to the failed job',
+  "the projects' Sync controls tab shows a refused sync as failed; Retry, clicked, succeeds",
   'no page overflows at 390 px',
   'no console errors or CSP violations',
 ];
@@ -854,14 +855,62 @@ async function main() {
       await page.waitForURL((u) => /^\/data\/jobs\/[0-9a-f-]{36}$/.test(u.pathname), { timeout: NAV_TIMEOUT_MS });
       await expectText(page.locator('[data-testid="job-status"]'), 'failed', 'the linked job failed');
     },
-    // 15
+    // 15: the object's Sync controls tab: a sync the sandbox refuses is
+    // listed as failed; clicking Retry queues a new job that succeeds.
+    async () => {
+      const { page } = owner;
+      // The previous step's jobs finish first, so the fault hits ours.
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const jobs = await (await page.request.get(`${base}/api/integrations/sandbox/jobs`)).json();
+        if (!jobs.some((j) => !['succeeded', 'failed', 'cancelled'].includes(j.status))) break;
+        expect(Date.now() < deadline, 'sandbox jobs still running before the Sync controls step');
+        await sleep(300);
+      }
+      await page.goto(`${base}/integrations/sandbox/projects`);
+      await page.locator('nav.tabs').getByRole('link', { name: 'Sync controls' }).click();
+      await waitForPath(page, '/integrations/sandbox/projects/sync', 'opening the Sync controls tab');
+      expect((await page.locator('[data-testid="sync-paused"]').count()) === 0, 'Sync controls say the worker is offline');
+      const res = await fetch(`${base}/sandbox/_faults`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ bad_request_next: 1 }),
+      });
+      expect(res.status === 204, `sandbox fault switch: HTTP ${res.status}`);
+      // Synced minutes ago, so inside the interval: the owner forces it.
+      const force = page.locator('[data-testid="force-sync"]');
+      if ((await force.count()) > 0) await force.click();
+      else await page.locator('[data-testid="sync-now"]').click();
+      await expectText(page.locator('.flash'), 'queued', 'Sync now on the tab');
+      const newest = page.locator('[data-testid^="job-row-"]').first();
+      const waitNewest = async (status, what) => {
+        const until = Date.now() + 30_000;
+        while ((await newest.getAttribute('data-status')) !== status) {
+          expect(Date.now() < until, `${what}: the newest job is ${await newest.getAttribute('data-status')}, not ${status}`);
+          await sleep(500);
+          await page.reload();
+        }
+      };
+      await waitNewest('failed', 'the refused sync');
+      await expectText(newest, 'HTTP 400', 'the failed job names the provider answer');
+      const failedId = (await newest.getAttribute('data-testid')).replace('job-row-', '');
+      await newest.locator(`[data-testid="retry-${failedId}"]`).click();
+      await expectText(page.locator('.flash'), 'Retry queued', 'retry flash');
+      await waitForPath(page, '/integrations/sandbox/projects/sync', 'after Retry');
+      await waitNewest('succeeded', 'the retried sync');
+      const retriedId = (await newest.getAttribute('data-testid')).replace('job-row-', '');
+      expect(retriedId !== failedId, 'the retry is a new job');
+      await expectText(page.locator('[data-testid="last-run"]'), 'succeeded', 'last run after the retry');
+      await shot(page, 'integrations-sync-controls.png');
+    },
+    // 16
     async () => {
       const { page } = owner;
       await page.setViewportSize({ width: 390, height: 844 });
       const jobLink = page.locator('a[href^="/data/jobs/"]');
       await page.goto(`${base}/data/connections`);
       if (!jobPath) jobPath = (await jobLink.count()) > 0 ? await jobLink.first().getAttribute('href') : null;
-      const pages = ['/', '/data', '/data/connections', '/data/metrics', '/data/projects', '/data/people', '/data/jobs', '/data/sandbox/accounts', '/settings', '/settings/members', '/settings/keys', '/settings/webhooks', '/settings/audit', '/settings/workspace', '/integrations', '/integrations/sandbox', '/connected/sandbox', '/api/docs', '/no-such-page'];
+      const pages = ['/', '/data', '/data/connections', '/data/metrics', '/data/projects', '/data/people', '/data/jobs', '/data/sandbox/accounts', '/settings', '/settings/members', '/settings/keys', '/settings/webhooks', '/settings/audit', '/settings/workspace', '/integrations', '/integrations/sandbox', '/integrations/sandbox/projects/sync', '/connected/sandbox', '/api/docs', '/no-such-page'];
       if (jobPath) pages.push(jobPath);
       if (projectPath) pages.push(projectPath);
       for (const p of pages) {
@@ -872,7 +921,7 @@ async function main() {
         expect(m.sw <= m.iw + 1, `${p} overflows at 390 px: scrollWidth ${m.sw} > ${m.iw}`);
       }
     },
-    // 16
+    // 17
     async () => {
       expect(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`);
     },

@@ -123,6 +123,14 @@ pub fn routes() -> Router<AppState> {
             "/integrations/{provider}/{object}",
             get(integrations::object_show).post(integrations::object_save),
         )
+        .route(
+            "/integrations/{provider}/{object}/sync",
+            get(integrations::sync_show),
+        )
+        .route(
+            "/integrations/{provider}/{object}/sync/{action}",
+            post(integrations::sync_action),
+        )
         .route("/data/metrics", get(explorer::page))
         .route("/data/metrics.csv", get(explorer::csv))
         .route("/invites/{token}", get(invites::show))

@@ -30,10 +30,12 @@ use crate::web::extract::{ApiQuery, CsrfForm};
 mod links;
 mod object;
 mod rule;
+mod sync;
 
 pub use links::{link_create, link_revoke};
 
 pub use rule::{object_save, object_show};
+pub use sync::{sync_action, sync_show};
 
 /// The provider.json format versions this server understands.
 const KNOWN_SCHEMA_VERSIONS: &[u32] = &[1];
