@@ -730,11 +730,7 @@ async fn execute(
             // last wins, the same on both databases.
             let rows = last_wins(rows, |r| r.external_id.clone());
             let metric_rows = last_wins(metric_rows, |r| {
-                (
-                    r.date.clone(),
-                    r.dimension_key.clone(),
-                    r.account_id.clone(),
-                )
+                (r.date, r.dimension_key.clone(), r.account_id.clone())
             });
             position = parsed.next;
             cp.pages += 1;
