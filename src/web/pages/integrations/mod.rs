@@ -27,9 +27,13 @@ use crate::providers::{Flow, HeaderSource, ObjectKind, ObjectMeta, Provider};
 use crate::web::api::connections::view;
 use crate::web::extract::{ApiQuery, CsrfForm};
 
+mod mapping;
+mod matching;
 mod object;
 mod rule;
 
+pub use mapping::{mapping_save, mapping_show};
+pub use matching::{matching_confirm, matching_fetch, matching_show};
 pub use rule::{object_save, object_show};
 
 /// The provider.json format versions this server understands.
