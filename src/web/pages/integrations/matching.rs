@@ -277,8 +277,7 @@ async fn page(
         .filter(|c| !c.linked)
         .map(|c| (c.entity.id.to_string(), label(&Probe::of_entity(&c.entity))))
         .collect();
-    page.choices
-        .sort_by(|a, b| a.1.to_lowercase().cmp(&b.1.to_lowercase()));
+    page.choices.sort_by_key(|c| c.1.to_lowercase());
     let (groups, hidden) = groups(suggestions.suggestions);
     page.form = posted.unwrap_or_else(|| FormState::from_pairs(suggested_values(&groups)));
     page.groups = groups;
