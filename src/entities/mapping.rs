@@ -330,7 +330,13 @@ pub async fn save(
         "mapping.save",
     )
     .target("mapping", format!("{provider}/{object}"))
-    .details(serde_json::json!({ "fields": &fields, "fieldSignatureHash": &signature }));
+    .details(serde_json::json!({
+        "fields": &fields,
+        "fieldSignatureHash": &signature,
+        // The fields the mapping was made against: once the provider's
+        // change, the Mapping tab shows what changed since.
+        "catalog": catalog_snapshot(o),
+    }));
     let saved = state
         .store
         .save_mapping(
@@ -355,6 +361,22 @@ pub async fn save(
         ));
     }
     effective(state, tenant.workspace_id, provider, object).await
+}
+
+/// The object's fields as a mapping is saved against them (name, type,
+/// nullable, identifier: what `fieldSignatureHash` covers).
+pub fn catalog_snapshot(o: &ObjectMeta) -> serde_json::Value {
+    o.fields
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "name": f.name,
+                "type": f.field_type,
+                "nullable": f.nullable,
+                "identifier": f.identifier,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

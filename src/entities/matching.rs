@@ -453,6 +453,60 @@ pub async fn confirm(
     Ok(result)
 }
 
+/// Queues a sync of the object that stores its records for matching and
+/// changes nothing local: the rule's reading part (filters, fields,
+/// behaviour) is kept, but unmatched records wait for review (`skip`),
+/// deletions are ignored and it is never a dry run. Returns the job (an
+/// active one for the object is returned rather than doubled).
+pub async fn fetch_for_matching(
+    state: &AppState,
+    tenant: &Tenant,
+    provider: &str,
+    object: &str,
+    connection_id: Option<Uuid>,
+) -> AppResult<Uuid> {
+    tenant.require_admin("match records to projects and people")?;
+    entity_object(state, provider, object)?;
+    if !state.settings.sync.enabled {
+        return Err(AppError::Unavailable(
+            "syncing is switched off on this server (PLUGBOARD_INGEST_ENABLED=false)".into(),
+        ));
+    }
+    let connection = resolve(state, tenant, provider, connection_id).await?;
+    if !connection.status().usable() {
+        return Err(crate::connections::tokens::unusable(&connection));
+    }
+    let ws = tenant.workspace_id;
+    let mut metadata = match state.store.get_rule(ws, connection.id, object).await? {
+        Some(rule) => crate::rules::planner::rule_metadata(rule.id, rule.revision, &rule.rule.0),
+        None => serde_json::json!({}),
+    };
+    if let Some(rule) = metadata.get_mut("rule").and_then(Value::as_object_mut) {
+        rule.insert("conflictPolicy".into(), Value::from("skip"));
+        rule.insert("deletionPolicy".into(), Value::from("ignore"));
+        rule.insert("dryRun".into(), Value::Bool(false));
+    }
+    let created = state
+        .store
+        .create_job(&crate::jobs::store::NewJob {
+            id: Uuid::now_v7(),
+            workspace_id: ws,
+            connection_id: Some(connection.id),
+            provider,
+            object: Some(object),
+            kind: "sync",
+            status: crate::jobs::JobStatus::Queued,
+            idempotency_key: None,
+            metadata,
+            requested_by: Some(tenant.user_id),
+            at: now(),
+        })
+        .await?;
+    Ok(match created {
+        crate::jobs::store::Created::New(id) | crate::jobs::store::Created::Existing(id) => id,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real-browser smoke test: Debian's Chromium driven by playwright-core
 # (a test tool can't download its own browser here). Installs both when
-# missing, then runs smoke.mjs against the binary in $PLUGBOARD_BIN.
+# missing, then runs smoke.mjs and admin.mjs against the binary in $PLUGBOARD_BIN.
 set -euo pipefail
 : "${PLUGBOARD_BIN:?set PLUGBOARD_BIN to the plugboard binary}"
 PLUGBOARD_BIN="$(cd "$(dirname "$PLUGBOARD_BIN")" && pwd)/$(basename "$PLUGBOARD_BIN")"
@@ -25,3 +25,4 @@ if [ ! -d node_modules/playwright-core ]; then
 fi
 
 node smoke.mjs
+node admin.mjs

@@ -526,6 +526,9 @@ fn changes(kind: EntityKind, form: &FormFields) -> AppResult<Vec<service::Change
                     ));
                 }
             },
+            // An empty field clears the column, as in the API (a date
+            // input left blank posts "", which no date parses).
+            _ if raw.trim().is_empty() => Value::Null,
             _ => Value::from(raw.as_str()),
         };
         body.push((*column, value));

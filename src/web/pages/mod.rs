@@ -131,6 +131,18 @@ pub fn routes() -> Router<AppState> {
             "/integrations/{provider}/{object}/sync/{action}",
             post(integrations::sync_action),
         )
+        .route(
+            "/integrations/{provider}/{object}/mapping",
+            get(integrations::mapping_show).post(integrations::mapping_save),
+        )
+        .route(
+            "/integrations/{provider}/{object}/matching",
+            get(integrations::matching_show).post(integrations::matching_confirm),
+        )
+        .route(
+            "/integrations/{provider}/{object}/matching/fetch",
+            post(integrations::matching_fetch),
+        )
         .route("/data/metrics", get(explorer::page))
         .route("/data/metrics.csv", get(explorer::csv))
         .route("/invites/{token}", get(invites::show))

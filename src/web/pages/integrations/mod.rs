@@ -28,12 +28,16 @@ use crate::web::api::connections::view;
 use crate::web::extract::{ApiQuery, CsrfForm};
 
 mod links;
+mod mapping;
+mod matching;
 mod object;
 mod rule;
 mod sync;
 
 pub use links::{link_create, link_revoke};
 
+pub use mapping::{mapping_save, mapping_show};
+pub use matching::{matching_confirm, matching_fetch, matching_show};
 pub use rule::{object_save, object_show};
 pub use sync::{sync_action, sync_show};
 

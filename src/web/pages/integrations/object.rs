@@ -16,7 +16,12 @@ use crate::web::pages::parse_path_id;
 
 /// The tabs of an object page, in order: (path suffix, label). Each tab's
 /// page lives in its own module; add it here to show it in the bar.
-const TABS: &[(&str, &str)] = &[("", "Rule"), ("/sync", "Sync controls")];
+const TABS: &[(&str, &str)] = &[
+    ("", "Rule"),
+    ("/mapping", "Mapping"),
+    ("/matching", "Initial matching"),
+    ("/sync", "Sync controls"),
+];
 
 /// One link in the tab bar.
 pub struct Tab {
