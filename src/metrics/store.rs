@@ -177,11 +177,17 @@ const SQLITE_DELETE_VANISHED: &str = "DELETE FROM metric_rows WHERE workspace_id
 // summed (writes accept nothing else as a metric). The groups are looked up
 // one by one from the batch's list (OFFSET 0 keeps PostgreSQL from
 // flattening the subquery into a scan of the object's rows).
-const PG_DAILY_DELETE: &str = "DELETE FROM metric_daily d USING UNNEST($5::text[], $6::date[]) AS p(a, d) \
-     WHERE d.workspace_id = $1 AND d.provider = $2 \
-     AND COALESCE(d.connection_id, '00000000-0000-0000-0000-000000000000'::uuid) \
-         = COALESCE($3::uuid, '00000000-0000-0000-0000-000000000000'::uuid) \
-     AND d.object = $4 AND d.account_id = p.a AND d.metric_date = p.d";
+// The rows are found per group of the list and deleted by their ctid: as a
+// join (DELETE … USING UNNEST) the planner, guessing one row for the
+// (workspace, provider, connection, object) prefix, walked all of the
+// object's roll-up rows and compared each with the whole list (42 s per
+// 10,000-row write at 400,000 rows).
+const PG_DAILY_DELETE: &str = "DELETE FROM metric_daily WHERE ctid = ANY(ARRAY( \
+     SELECT x.ctid FROM UNNEST($5::text[], $6::date[]) AS p(a, d) \
+     CROSS JOIN LATERAL (SELECT d.ctid FROM metric_daily d WHERE d.workspace_id = $1 AND d.provider = $2 \
+         AND COALESCE(d.connection_id, '00000000-0000-0000-0000-000000000000'::uuid) \
+             = COALESCE($3::uuid, '00000000-0000-0000-0000-000000000000'::uuid) \
+         AND d.object = $4 AND d.account_id = p.a AND d.metric_date = p.d OFFSET 0) AS x))";
 
 const PG_DAILY_INSERT: &str = "INSERT INTO metric_daily (workspace_id, provider, connection_id, object, account_id, \
      metric_date, currency, metrics) \

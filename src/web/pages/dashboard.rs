@@ -436,8 +436,7 @@ pub async fn page(
             &board,
             tile,
             &scope,
-            &connections,
-            &known,
+            (&connections, &known),
         )
         .await?;
     }
@@ -743,8 +742,11 @@ async fn bars(
     board: &KpiBoard,
     tile: &KpiTile,
     scope: &Scope,
-    connections: &[Connection],
-    known: &[crate::connections::accounts::ProviderAccount],
+    // The visible connections and the accounts they reported.
+    (connections, known): (
+        &[Connection],
+        &[crate::connections::accounts::ProviderAccount],
+    ),
 ) -> AppResult<Option<BarsView>> {
     // All providers but only one has this metric: its accounts say more
     // than a single bar.
