@@ -1465,12 +1465,35 @@ async fn evaluate(
 /// The group value of rows without the dimension.
 pub const NOT_SET: &str = "(not set)";
 
+/// What every query of one request shares: the viewer's catalog (each
+/// source's coverage included) and today. A page that asks several
+/// queries reads it once instead of once per query.
+pub struct QueryContext {
+    pub catalog: Catalog,
+    pub today: Date,
+}
+
+pub async fn context(state: &AppState, viewer: &Viewer) -> AppResult<QueryContext> {
+    Ok(QueryContext {
+        catalog: catalog(state, viewer).await?,
+        today: workspace_today(state, viewer.workspace).await?,
+    })
+}
+
 /// Runs a query over the viewer's visible data (workspace connections + the viewer's own personal ones).
 pub async fn run(state: &AppState, viewer: &Viewer, query: &MetricQuery) -> AppResult<QueryResult> {
-    let catalog = catalog(state, viewer).await?;
-    let today = workspace_today(state, viewer.workspace).await?;
+    run_in(state, viewer, &context(state, viewer).await?, query).await
+}
+
+/// [`run`] with the request's context.
+pub async fn run_in(
+    state: &AppState,
+    viewer: &Viewer,
+    ctx: &QueryContext,
+    query: &MetricQuery,
+) -> AppResult<QueryResult> {
     Ok(
-        evaluate(state, viewer, &catalog, today, query, (true, false))
+        evaluate(state, viewer, &ctx.catalog, ctx.today, query, (true, false))
             .await?
             .result,
     )
@@ -1479,8 +1502,17 @@ pub async fn run(state: &AppState, viewer: &Viewer, query: &MetricQuery) -> AppR
 /// The dashboard's tiles: every metric of the catalog (in catalog order)
 /// with totals, comparison and a daily series, over the preset's range.
 pub async fn kpis(state: &AppState, viewer: &Viewer, request: &KpiRequest) -> AppResult<KpiBoard> {
-    let catalog = catalog(state, viewer).await?;
-    let today = workspace_today(state, viewer.workspace).await?;
+    kpis_in(state, viewer, &context(state, viewer).await?, request).await
+}
+
+/// [`kpis`] with the request's context.
+pub async fn kpis_in(
+    state: &AppState,
+    viewer: &Viewer,
+    ctx: &QueryContext,
+    request: &KpiRequest,
+) -> AppResult<KpiBoard> {
+    let (catalog, today) = (&ctx.catalog, ctx.today);
     let (from, to) = request.range.resolve(today);
     check_range(from, to, state.settings.metrics.max_range_days)?;
     let known: Vec<&str> = catalog.providers.iter().map(|p| p.key.as_str()).collect();
@@ -1512,7 +1544,7 @@ pub async fn kpis(state: &AppState, viewer: &Viewer, request: &KpiRequest) -> Ap
         dimensions: Vec::new(),
         compare: request.compare,
     };
-    let evaluated = evaluate(state, viewer, &catalog, today, &query, (false, true)).await?;
+    let evaluated = evaluate(state, viewer, catalog, today, &query, (false, true)).await?;
     let QueryResult {
         compared,
         metrics,

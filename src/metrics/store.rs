@@ -1,7 +1,8 @@
 //! SQL for the metrics store. One statement per batch: `UNNEST` of column
 //! arrays on PostgreSQL, `json_each` of one JSON array on SQLite. Rows whose
 //! numbers didn't change are not rewritten. A `replace_day` write first
-//! removes the day's rows it doesn't carry, in the same transaction.
+//! removes the day's rows it doesn't carry, in the same transaction, and
+//! every write recomputes the daily roll-up of the days it touched.
 
 use serde_json::Value;
 use sqlx::types::Json;
@@ -168,6 +169,117 @@ const SQLITE_DELETE_VANISHED: &str = "DELETE FROM metric_rows WHERE workspace_id
          (SELECT json_extract(value, '$.a'), json_extract(value, '$.d') FROM json_each($5)) \
      AND (account_id, metric_date, dimension_key) NOT IN \
          (SELECT json_extract(value, '$.a'), json_extract(value, '$.d'), json_extract(value, '$.k') FROM json_each($6))";
+
+// The daily roll-up (metric_daily, see its migration) of the (account, day)
+// groups a write touched, recomputed from metric_rows after the write in
+// its transaction: whatever the write did (insert, merge, replace, delete),
+// the roll-up ends equal to the raw rows' sums. Only numeric fields are
+// summed (writes accept nothing else as a metric). The groups are looked up
+// one by one from the batch's list (OFFSET 0 keeps PostgreSQL from
+// flattening the subquery into a scan of the object's rows).
+// The rows are found per group of the list and deleted by their ctid: as a
+// join (DELETE … USING UNNEST) the planner, guessing one row for the
+// (workspace, provider, connection, object) prefix, walked all of the
+// object's roll-up rows and compared each with the whole list (42 s per
+// 10,000-row write at 400,000 rows).
+const PG_DAILY_DELETE: &str = "DELETE FROM metric_daily WHERE ctid = ANY(ARRAY( \
+     SELECT x.ctid FROM UNNEST($5::text[], $6::date[]) AS p(a, d) \
+     CROSS JOIN LATERAL (SELECT d.ctid FROM metric_daily d WHERE d.workspace_id = $1 AND d.provider = $2 \
+         AND COALESCE(d.connection_id, '00000000-0000-0000-0000-000000000000'::uuid) \
+             = COALESCE($3::uuid, '00000000-0000-0000-0000-000000000000'::uuid) \
+         AND d.object = $4 AND d.account_id = p.a AND d.metric_date = p.d OFFSET 0) AS x))";
+
+const PG_DAILY_INSERT: &str = "INSERT INTO metric_daily (workspace_id, provider, connection_id, object, account_id, \
+     metric_date, currency, metrics) \
+     SELECT $1, $2, $3, $4, s.account_id, s.metric_date, s.currency, jsonb_object_agg(s.key, s.total) \
+     FROM (SELECT m.account_id, m.metric_date, m.currency, e.key, SUM((e.value #>> '{}')::float8) AS total \
+         FROM UNNEST($5::text[], $6::date[]) AS p(a, d) \
+         CROSS JOIN LATERAL (SELECT r.account_id, r.metric_date, r.currency, r.metrics FROM metric_rows r \
+             WHERE r.workspace_id = $1 AND r.provider = $2 \
+             AND COALESCE(r.connection_id, '00000000-0000-0000-0000-000000000000'::uuid) \
+                 = COALESCE($3::uuid, '00000000-0000-0000-0000-000000000000'::uuid) \
+             AND r.object = $4 AND r.account_id = p.a AND r.metric_date = p.d OFFSET 0) AS m \
+         CROSS JOIN LATERAL jsonb_each(m.metrics) AS e(key, value) \
+         WHERE jsonb_typeof(e.value) = 'number' \
+         GROUP BY 1, 2, 3, 4) s \
+     GROUP BY s.account_id, s.metric_date, s.currency";
+
+const SQLITE_DAILY_DELETE: &str = "DELETE FROM metric_daily WHERE workspace_id = $1 AND provider = $2 \
+     AND COALESCE(connection_id, X'00000000000000000000000000000000') \
+         = COALESCE($3, X'00000000000000000000000000000000') \
+     AND object = $4 AND (account_id, metric_date) IN \
+         (SELECT json_extract(value, '$.a'), json_extract(value, '$.d') FROM json_each($5))";
+
+// CROSS JOIN: the batch's groups stay the outer loop (see SQLITE_REVISIONS).
+const SQLITE_DAILY_INSERT: &str = "INSERT INTO metric_daily (workspace_id, provider, connection_id, object, account_id, \
+     metric_date, currency, metrics) \
+     SELECT $1, $2, $3, $4, account_id, metric_date, currency, json_group_object(key, total) \
+     FROM (SELECT m.account_id, m.metric_date, m.currency, e.key AS key, SUM(e.value + 0.0) AS total \
+         FROM json_each($5) AS p \
+         CROSS JOIN metric_rows m ON m.workspace_id = $1 AND m.provider = $2 \
+         AND COALESCE(m.connection_id, X'00000000000000000000000000000000') \
+             = COALESCE($3, X'00000000000000000000000000000000') \
+         AND m.object = $4 AND m.account_id = json_extract(p.value, '$.a') \
+         AND m.metric_date = json_extract(p.value, '$.d') \
+         CROSS JOIN json_each(m.metrics) AS e \
+         WHERE e.type IN ('integer', 'real') \
+         GROUP BY 1, 2, 3, 4) \
+     GROUP BY account_id, metric_date, currency";
+
+/// The (account, day) groups a batch touches, each once.
+fn touched_days<'a>(batch: &'a MetricBatch<'_>) -> Vec<(&'a str, Date)> {
+    let rows = batch.rows.iter().map(|r| (r.account_id.as_str(), r.date));
+    let replaced = batch
+        .replace_days
+        .iter()
+        .map(|d| (d.account_id.as_str(), d.date));
+    let set: std::collections::BTreeSet<(&str, Date)> = rows.chain(replaced).collect();
+    set.into_iter().collect()
+}
+
+/// Recomputes the roll-up of the batch's days (PostgreSQL).
+async fn roll_up_pg(conn: &mut sqlx::PgConnection, batch: &MetricBatch<'_>) -> sqlx::Result<()> {
+    for chunk in touched_days(batch).chunks(CHUNK) {
+        let accounts: Vec<&str> = chunk.iter().map(|t| t.0).collect();
+        let dates: Vec<Date> = chunk.iter().map(|t| t.1).collect();
+        for sql in [PG_DAILY_DELETE, PG_DAILY_INSERT] {
+            sqlx::query(sql)
+                .bind(batch.workspace)
+                .bind(batch.provider)
+                .bind(batch.connection_id)
+                .bind(batch.object)
+                .bind(&accounts)
+                .bind(&dates)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Recomputes the roll-up of the batch's days (SQLite).
+async fn roll_up_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &MetricBatch<'_>,
+) -> sqlx::Result<()> {
+    for chunk in touched_days(batch).chunks(CHUNK) {
+        let days: Vec<Value> = chunk
+            .iter()
+            .map(|(a, d)| serde_json::json!({"a": a, "d": d.to_string()}))
+            .collect();
+        for sql in [SQLITE_DAILY_DELETE, SQLITE_DAILY_INSERT] {
+            sqlx::query(sql)
+                .bind(batch.workspace)
+                .bind(batch.provider)
+                .bind(batch.connection_id)
+                .bind(batch.object)
+                .bind(Json(&days))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
 
 /// Serialises `replace_day` writes of one (workspace, provider, connection,
 /// object) on PostgreSQL: two of them interleaving their delete and insert
@@ -337,6 +449,7 @@ pub(crate) async fn upsert_pg(
             .await?;
         total = total + counts(chunk.len(), &returned, batch.batch_id);
     }
+    roll_up_pg(conn, batch).await?;
     if let Some(from) = batch.revisions_from {
         sqlx::query(PG_PRUNE_REVISIONS)
             .bind(batch.workspace)
@@ -393,6 +506,7 @@ pub(crate) async fn upsert_sqlite(
             .await?;
         total = total + counts(chunk.len(), &returned, batch.batch_id);
     }
+    roll_up_sqlite(conn, batch).await?;
     if let Some(from) = batch.revisions_from {
         sqlx::query(SQLITE_PRUNE_REVISIONS)
             .bind(batch.workspace)

@@ -373,13 +373,14 @@ pub async fn page(
         Ok(s) => s,
         Err(err) => return Ok(invalid(page, &view, &err)),
     };
-    let today = query::workspace_today(&state, tenant.workspace_id).await?;
-    let request = match query::parse_kpi_request(&view.kpi_pairs(&scope), today) {
+    // One catalog (with its coverage look-ups) for every query of the page.
+    let ctx = query::context(&state, &viewer).await?;
+    let request = match query::parse_kpi_request(&view.kpi_pairs(&scope), ctx.today) {
         Ok(r) => r,
         Err(err @ AppError::Validation { .. }) => return Ok(invalid(page, &view, &err)),
         Err(err) => return Err(err),
     };
-    let board = query::kpis(&state, &viewer, &request).await?;
+    let board = query::kpis_in(&state, &viewer, &ctx, &request).await?;
     for c in &board.coverage {
         if let Some(f) = page
             .freshness
@@ -427,13 +428,22 @@ pub async fn page(
     if let Some(tile) = chosen
         && has_data
     {
-        page.line_charts = line_charts(&state, &viewer, &board, tile, &request).await?;
-        page.bars = bars(&state, &viewer, &board, tile, &scope, &connections, &known).await?;
+        page.line_charts = line_charts(&state, &viewer, &ctx, &board, tile, &request).await?;
+        page.bars = bars(
+            &state,
+            &viewer,
+            &ctx,
+            &board,
+            tile,
+            &scope,
+            (&connections, &known),
+        )
+        .await?;
     }
     let keys: Vec<String> = board.tiles.iter().map(|t| t.metric.key.clone()).collect();
     if !keys.is_empty() && ever_synced {
         page.today_label = format!("Today so far ({}, partial)", board.today);
-        page.today = today_values(&state, &viewer, &board, &keys, &request).await?;
+        page.today = today_values(&state, &viewer, &ctx, &board, &keys, &request).await?;
     }
     page.revisions = revisions(&state, &session, &viewer).await?;
     Ok(page.into_response())
@@ -639,6 +649,7 @@ fn base_query(metric: &str, from: Date, to: Date, request: &query::KpiRequest) -
 async fn line_charts(
     state: &AppState,
     viewer: &Viewer,
+    ctx: &query::QueryContext,
     board: &KpiBoard,
     tile: &KpiTile,
     request: &query::KpiRequest,
@@ -646,9 +657,10 @@ async fn line_charts(
     let compared = match &board.compared {
         Some(c) => Some((
             c.from,
-            query::run(
+            query::run_in(
                 state,
                 viewer,
+                ctx,
                 &base_query(&tile.metric.key, c.from, c.to, request),
             )
             .await?,
@@ -726,11 +738,15 @@ async fn line_charts(
 async fn bars(
     state: &AppState,
     viewer: &Viewer,
+    ctx: &query::QueryContext,
     board: &KpiBoard,
     tile: &KpiTile,
     scope: &Scope,
-    connections: &[Connection],
-    known: &[crate::connections::accounts::ProviderAccount],
+    // The visible connections and the accounts they reported.
+    (connections, known): (
+        &[Connection],
+        &[crate::connections::accounts::ProviderAccount],
+    ),
 ) -> AppResult<Option<BarsView>> {
     // All providers but only one has this metric: its accounts say more
     // than a single bar.
@@ -790,7 +806,7 @@ async fn bars(
             &request(scope.providers(), scope.accounts()),
         );
         q.group_by = vec![group];
-        let result = query::run(state, viewer, &q).await?;
+        let result = query::run_in(state, viewer, ctx, &q).await?;
         let mut sums: BTreeMap<(String, Option<String>), f64> = BTreeMap::new();
         for row in &result.rows {
             if let (Some(g), Some(v)) =
@@ -837,9 +853,10 @@ async fn bars(
         // the engine computes each bar.
         note = (total_groups > MAX_BARS).then(|| format!(" (first {MAX_BARS} of {total_groups})"));
         for (_, label, request) in groups.into_iter().take(MAX_BARS) {
-            let result = query::run(
+            let result = query::run_in(
                 state,
                 viewer,
+                ctx,
                 &base_query(key, board.from, board.to, &request),
             )
             .await?;
@@ -897,13 +914,14 @@ async fn bars(
 async fn today_values(
     state: &AppState,
     viewer: &Viewer,
+    ctx: &query::QueryContext,
     board: &KpiBoard,
     keys: &[String],
     request: &query::KpiRequest,
 ) -> AppResult<Vec<TodayPart>> {
     let mut q = base_query("", board.today, board.today, request);
     q.metrics = keys.to_vec();
-    let result = query::run(state, viewer, &q).await?;
+    let result = query::run_in(state, viewer, ctx, &q).await?;
     let mut out = Vec::new();
     for total in &result.totals {
         let Some(info) = result.metrics.iter().find(|m| m.key == total.key) else {
