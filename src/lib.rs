@@ -1,5 +1,18 @@
 //! Plugboard: a self-hosted, multi-tenant integrations hub in one binary.
 
+// Provider data, token responses, headers and database rows are untrusted:
+// library code may not index, slice, unwrap or panic on them. (Tests may.)
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -959,7 +959,7 @@ fn plan<'a>(
         .map(|(i, key)| {
             let having: Vec<&ObjectSemantics> = plans
                 .iter()
-                .filter(|p| p.how[i].is_some())
+                .filter(|p| p.how.get(i).is_some_and(Option::is_some))
                 .map(|p| &p.info.semantics)
                 .collect();
             // (unit, kind, comparable, amounts involved)
@@ -995,9 +995,11 @@ fn plan<'a>(
                 })
                 .collect();
             let combinable = traits.len() <= 1
-                || traits
-                    .iter()
-                    .all(|t| t.2 && t.0 == traits[0].0 && t.1 == traits[0].1);
+                || traits.first().is_some_and(|first| {
+                    traits
+                        .iter()
+                        .all(|t| t.2 && t.0 == first.0 && t.1 == first.1)
+                });
             MetricPlan {
                 key: key.clone(),
                 split_provider: !combinable,
@@ -1127,9 +1129,8 @@ fn fold_totals(
     series: bool,
 ) {
     for row in rows {
-        for (i, how) in p.how.iter().enumerate() {
+        for (i, (how, m)) in p.how.iter().zip(metrics).enumerate() {
             let Some(how) = how else { continue };
-            let m = &metrics[i];
             let split = Split {
                 provider: m.split_provider.then(|| p.info.key.clone()),
                 currency: m.split_currency.then(|| currency_of(row)),
@@ -1267,9 +1268,9 @@ async fn evaluate(
                             None,
                         )
                     });
-                for (i, how) in p.how.iter().enumerate() {
+                for (how, acc) in p.how.iter().zip(entry.0.iter_mut()) {
                     if let Some(how) = how {
-                        entry.0[i].add(how, r);
+                        acc.add(how, r);
                     }
                 }
                 entry.1.insert(p.info.key.clone());
@@ -1379,7 +1380,10 @@ async fn evaluate(
         }
         // Providers of the metric whose settling window reaches into the range.
         let mut notes = Vec::new();
-        for p in plans.iter().filter(|p| p.how[i].is_some()) {
+        for p in plans
+            .iter()
+            .filter(|p| p.how.get(i).is_some_and(Option::is_some))
+        {
             if provisional_start
                 .get(p.info.key.as_str())
                 .is_some_and(|start| query.to >= *start)

@@ -10,7 +10,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::object::{ObjectQuery, Tab, connection_param, tabs, target};
@@ -311,20 +311,25 @@ fn body(o: &ObjectMeta, pairs: &FormFields) -> (Value, Vec<usize>) {
             continue;
         }
         let policy = value("policy");
-        let mut entry = json!({"source": f.name, "target": target});
+        let mut entry = serde_json::Map::new();
+        entry.insert("source".to_owned(), Value::from(f.name.clone()));
+        entry.insert("target".to_owned(), Value::from(target));
         if !policy.is_empty() {
-            entry["policy"] = Value::from(policy);
+            entry.insert("policy".to_owned(), Value::from(policy));
         }
+        let entry = Value::Object(entry);
         fields.push(entry);
         origin.push(index);
     }
-    let mut body = json!({ "fields": fields });
+    let mut body = serde_json::Map::new();
+    body.insert("fields".to_owned(), Value::Array(fields));
     if let Some(v) = pairs
         .first("version")
         .and_then(|v| v.trim().parse::<i32>().ok())
     {
-        body["version"] = Value::from(v);
+        body.insert("version".to_owned(), Value::from(v));
     }
+    let body = Value::Object(body);
     (body, origin)
 }
 

@@ -9,7 +9,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::object::{ObjectQuery, Tab, connection_param, tabs, target};
@@ -254,8 +254,12 @@ async fn page(
         .into_iter()
         .next()
     {
-        page.rule_enabled = rule.rule["enabled"].as_bool().unwrap_or(true);
-        if let Some(p) = rule.rule["conflictPolicy"].as_str() {
+        page.rule_enabled = rule
+            .rule
+            .get("enabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        if let Some(p) = rule.rule.get("conflictPolicy").and_then(Value::as_str) {
             page.policy = p.to_owned();
         }
     }

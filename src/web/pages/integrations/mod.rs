@@ -341,7 +341,9 @@ impl ProviderPage {
 
     /// The QR SVG without its XML declaration, to sit inside the page.
     fn qr_inline<'s>(&self, svg: &'s str) -> &'s str {
-        svg.find("<svg").map_or("", |at| &svg[at..])
+        svg.find("<svg")
+            .and_then(|at| svg.get(at..))
+            .unwrap_or_default()
     }
 
     fn env_names(&self) -> Vec<&str> {
