@@ -252,16 +252,14 @@ async function jobIds(page, base) {
   return new Set(jobs.map((j) => j.id ?? j.jobId));
 }
 
-// "Sync now" on the Data Hub's sandbox card (or "Force sync" inside the
-// minimum interval), then waits for the projects job it queued.
+// "Sync now" on the projects object's Sync controls tab (or "Force sync"
+// inside the minimum interval), then waits for the job it queued.
 async function syncNow(page, base, what) {
   const before = await jobIds(page, base);
-  await page.locator('nav.topnav').getByRole('link', { name: 'Data Hub', exact: true }).click();
-  await waitForPath(page, '/data', `${what}: Data Hub`);
-  await page.goto(`${base}/data/connections`);
-  const force = page.locator('[data-testid="force-sync-sandbox"]');
+  await openTab(page, 'Sync controls');
+  const force = page.locator('[data-testid="force-sync"]');
   if ((await force.count()) > 0) await force.click();
-  else await page.locator('[data-testid="sync-sandbox"]').click();
+  else await page.locator('[data-testid="sync-now"]').click();
   await page.waitForLoadState('load');
   const job = await waitForJob(page, base, 'projects', before);
   expect(job.status === 'succeeded', `${what}: the projects job ${job.status}: ${JSON.stringify(job.error ?? job)}`);
@@ -278,7 +276,7 @@ async function openTab(page, tab) {
   await waitForPath(page, '/integrations/sandbox/projects', 'the projects object');
   if (tab !== 'Rule') {
     await page.locator('nav.tabs').getByRole('link', { name: tab, exact: true }).click();
-    const suffix = tab === 'Mapping' ? '/mapping' : '/matching';
+    const suffix = { Mapping: '/mapping', 'Initial matching': '/matching', 'Sync controls': '/sync' }[tab];
     await waitForPath(page, `/integrations/sandbox/projects${suffix}`, `the ${tab} tab`);
   }
 }

@@ -66,6 +66,26 @@ impl FormState {
         self
     }
 
+    /// Puts `err` next to the input its field (a JSON pointer, for forms
+    /// built from a body) names, as `input_for` maps it; else above the form.
+    pub fn with_error_at(
+        mut self,
+        err: &AppError,
+        input_for: impl Fn(&str) -> Option<String>,
+    ) -> FormState {
+        let (pointer, message) = match err {
+            AppError::Validation { field, message }
+            | AppError::BadRequest { field, message }
+            | AppError::Conflict { field, message } => (field.as_deref(), message.clone()),
+            other => (None, other.to_string()),
+        };
+        match pointer.and_then(input_for) {
+            Some(name) => self.errors.push((name, message)),
+            None => self.message = Some(message),
+        }
+        self
+    }
+
     pub fn value(&self, name: &str) -> &str {
         self.values
             .iter()

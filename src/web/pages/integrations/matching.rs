@@ -408,17 +408,7 @@ pub async fn matching_confirm(
         ) => err,
         Err(err) => return Err(err),
     };
-    let mut state_form = FormState::from_pairs(kept);
-    let (pointer, message) = match &err {
-        AppError::Validation { field, message }
-        | AppError::BadRequest { field, message }
-        | AppError::Conflict { field, message } => (field.clone(), message.clone()),
-        other => (None, other.to_string()),
-    };
-    match pointer.as_deref().and_then(|p| form_field(p, &origin)) {
-        Some(name) => state_form = state_form.with_field_error(&name, message),
-        None => state_form.message = Some(message),
-    }
+    let state_form = FormState::from_pairs(kept).with_error_at(&err, |p| form_field(p, &origin));
     let status = err.status();
     let page = page(
         &state,
