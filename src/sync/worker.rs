@@ -877,6 +877,16 @@ async fn execute(
     }
     if feeds_entities {
         if job.metadata.0.get("rule").is_some() {
+            // Deletion policies act on what this run saw: only a run that
+            // still holds its lease (not cancelled, not taken over) applies.
+            let held = state
+                .store
+                .heartbeat_job(lease, now() + lease_length(state))
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            if !held {
+                return Err(RunError::LeaseLost);
+            }
             apply_to_entities(state, lease, &connection, &object_key, job, false).await?;
         } else {
             // Local entities change only under a rule's policies.
